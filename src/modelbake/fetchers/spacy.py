@@ -1,0 +1,125 @@
+"""spaCy pipelines: a wheel fetched by URL, its sha256 checked, then installed by pip.
+
+`spacy download` cannot be pointed at a mirror and picks a version over the network at install time, so
+modelbake downloads the pinned wheel itself and hands pip only a verified local file (`--no-index`).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from ..download import download_verified, head_size
+from ..errors import FetchError
+from ..layout import marker_valid, write_marker
+from ..lockfile import LockedFile, LockedModel, spec_fields
+from ..manifest import SpacySpec
+from ..mirrors import spacy_url
+from .base import FetchContext, FetchResult, model_lock, staging_dir
+
+
+def url_for(spec: SpacySpec, ctx: FetchContext) -> str:
+    return spacy_url(ctx.mirrors["spacy"], spec.name, spec.version, spec.url)
+
+
+def inventory(spec: SpacySpec, ctx: FetchContext) -> LockedModel:
+    url = url_for(spec, ctx)
+    size = head_size(ctx.client, url, spec.id, spec.wheel_filename)
+    if size is None:
+        raise FetchError(spec.id, spec.wheel_filename, url, "no Content-Length in the response")
+    return LockedModel(
+        id=spec.id,
+        family="spacy",
+        spec=spec_fields(spec),
+        revision=spec.version,
+        files=(LockedFile(path=spec.wheel_filename, size=size, sha256=spec.sha256),),
+    )
+
+
+def installed_version(name: str, target: Path | None) -> str | None:
+    """The version of an installed distribution, in `target` or in the active environment."""
+    try:
+        if target is None:
+            return importlib.metadata.version(name)
+        dists = importlib.metadata.distributions(path=[str(target)])
+        for dist in dists:
+            if (dist.metadata["Name"] or "").replace("-", "_").lower() == name.lower():
+                return dist.version
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return None
+
+
+def fetch(spec: SpacySpec, entry: LockedModel | None, ctx: FetchContext) -> FetchResult:
+    layout = ctx.layout
+    expected_size = entry.files[0].size if entry else None
+    with model_lock(layout, spec.id):
+        if layout.spacy_target is not None:
+            if marker_valid(layout, spec.id, f"{spec.version}:{spec.sha256}"):
+                return FetchResult(spec.id, "present", 0, ())
+        elif installed_version(spec.name, None) == spec.version:
+            return FetchResult(spec.id, "present", 0, ())
+        ctx.progress.start(spec.id, expected_size)
+        with staging_dir(layout.state_dir / "tmp", f"{spec.id}.") as staging:
+            wheel = staging / spec.wheel_filename
+            download_verified(
+                ctx.client,
+                url_for(spec, ctx),
+                wheel,
+                model_id=spec.id,
+                expected_sha256=spec.sha256,
+                expected_size=expected_size,
+                on_bytes=lambda n: ctx.progress.advance(spec.id, n),
+            )
+            if layout.spacy_target is None:
+                _pip(spec, ["install", "--no-deps", "--no-index", "--force-reinstall", str(wheel)])
+                return FetchResult(spec.id, "fetched", wheel.stat().st_size, ())
+            installed = staging / "target"
+            _pip(spec, ["install", "--no-deps", "--no-index", "--no-compile", "--target", str(installed), str(wheel)])
+            _make_reproducible(installed)
+            files = _publish_tree(installed, layout.spacy_target)
+            write_marker(layout, spec.id, f"{spec.version}:{spec.sha256}", files)
+            return FetchResult(spec.id, "fetched", wheel.stat().st_size, tuple(files))
+
+
+def _pip(spec: SpacySpec, args: list[str]) -> None:
+    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise FetchError(spec.id, spec.wheel_filename, "pip", f"pip install failed: {last}")
+
+
+def _make_reproducible(target: Path) -> None:
+    """pip records the wheel's temp path in direct_url.json; drop it (and its RECORD line) so the same
+    wheel always gives the same bytes, hence the same image layer digest."""
+    for direct_url in target.glob("*.dist-info/direct_url.json"):
+        record = direct_url.parent / "RECORD"
+        direct_url.unlink()
+        if record.is_file():
+            lines = [ln for ln in record.read_text().splitlines() if "direct_url.json" not in ln]
+            record.write_text("\n".join(lines) + "\n")
+
+
+def _publish_tree(source: Path, target: Path) -> list[Path]:
+    """Move each top-level entry of a staged --target install into `target`, replacing older copies."""
+    target.mkdir(parents=True, exist_ok=True)
+    published: list[Path] = []
+    for entry in sorted(source.iterdir()):
+        if entry.name == "bin":
+            continue
+        final = target / entry.name
+        if final.exists() or final.is_symlink():
+            trash = target / f".{entry.name}.{uuid.uuid4().hex[:8]}.old"
+            os.replace(final, trash)
+            os.replace(entry, final)
+            shutil.rmtree(trash, ignore_errors=True) if trash.is_dir() else trash.unlink(missing_ok=True)
+        else:
+            os.replace(entry, final)
+        published.extend(p for p in ([final] if final.is_file() else sorted(final.rglob("*"))) if p.is_file())
+    return published

@@ -1,0 +1,64 @@
+"""Whisper checkpoints: `<base>/<sha256>/<name>.pt`, the sha256 in the URL is the pin.
+
+Fetched without importing `whisper` (it imports torch, which the image's fetch stage must not need).
+Unlike whisper's own `_download`, a file that fails the check is never left at the final path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..digests import sha256_file
+from ..download import download_verified, head_size
+from ..layout import marker_valid, write_marker
+from ..lockfile import LockedFile, LockedModel, spec_fields
+from ..manifest import WhisperSpec
+from ..mirrors import whisper_url
+from .base import FetchContext, FetchResult, model_lock
+
+
+def url_for(spec: WhisperSpec, ctx: FetchContext) -> str:
+    return whisper_url(ctx.mirrors["whisper"], spec.name, spec.sha256, spec.url)
+
+
+def target_path(spec: WhisperSpec, ctx: FetchContext) -> Path:
+    return ctx.layout.whisper_root / f"{spec.name}.pt"
+
+
+def inventory(spec: WhisperSpec, ctx: FetchContext) -> LockedModel:
+    url = url_for(spec, ctx)
+    size = head_size(ctx.client, url, spec.id, f"{spec.name}.pt")
+    if size is None:
+        raise ValueError(f"model {spec.id}: {url} did not report a Content-Length")
+    return LockedModel(
+        id=spec.id,
+        family="whisper",
+        spec=spec_fields(spec),
+        revision=spec.sha256,
+        files=(LockedFile(path=f"{spec.name}.pt", size=size, sha256=spec.sha256),),
+    )
+
+
+def fetch(spec: WhisperSpec, entry: LockedModel | None, ctx: FetchContext) -> FetchResult:
+    target = target_path(spec, ctx)
+    expected_size = entry.files[0].size if entry else None
+    with model_lock(ctx.layout, spec.id):
+        if marker_valid(ctx.layout, spec.id, spec.sha256, [target]):
+            return FetchResult(spec.id, "present", 0, (target,))
+        # A file already in the cache (e.g. whisper downloaded it once) is trusted after a local hash check.
+        if target.is_file() and (expected_size is None or target.stat().st_size == expected_size):
+            if sha256_file(target) == spec.sha256:
+                write_marker(ctx.layout, spec.id, spec.sha256, [target])
+                return FetchResult(spec.id, "present", 0, (target,))
+        ctx.progress.start(spec.id, expected_size)
+        download_verified(
+            ctx.client,
+            url_for(spec, ctx),
+            target,
+            model_id=spec.id,
+            expected_sha256=spec.sha256,
+            expected_size=expected_size,
+            on_bytes=lambda n: ctx.progress.advance(spec.id, n),
+        )
+        write_marker(ctx.layout, spec.id, spec.sha256, [target])
+        return FetchResult(spec.id, "fetched", target.stat().st_size, (target,))

@@ -1,0 +1,81 @@
+"""Fault injection and bandwidth throttling for the mirror.
+
+Tests mutate `MirrorServer.faults` to prove that clients detect corrupt bytes, retry on 503, resume after a
+dropped connection and report missing files; the benchmark uses `bandwidth` to emulate a slow link.
+Keys are substrings of the decoded URL path (e.g. `"tiny.en.pt"`, `"/resolve/"`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Faults:
+    """Mutable fault settings, read by every request.
+
+    - `corrupt`: serve matching files with one byte flipped in the middle (same length, same ETag).
+    - `fail`: answer 503 this many times before serving normally (counts every matching request).
+    - `reset`: close the connection mid-body this many times.
+    - `not_found`: answer 404.
+    - `bandwidth`: bytes per second shared by all connections; None means unlimited.
+    """
+
+    corrupt: set[str] = field(default_factory=set)
+    fail: dict[str, int] = field(default_factory=dict)
+    reset: dict[str, int] = field(default_factory=dict)
+    not_found: set[str] = field(default_factory=set)
+    bandwidth: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def clear(self) -> None:
+        """Back to a healthy, unthrottled server."""
+        with self._lock:
+            self.corrupt.clear()
+            self.fail.clear()
+            self.reset.clear()
+            self.not_found.clear()
+            self.bandwidth = None
+
+    def is_not_found(self, path: str) -> bool:
+        return any(key in path for key in list(self.not_found))
+
+    def should_corrupt(self, path: str) -> bool:
+        return any(key in path for key in list(self.corrupt))
+
+    def take_fail(self, path: str) -> bool:
+        """True (and one fewer left) if this request must fail with 503."""
+        return self._take(self.fail, path)
+
+    def take_reset(self, path: str) -> bool:
+        """True (and one fewer left) if this response must be cut mid-body."""
+        return self._take(self.reset, path)
+
+    def _take(self, counters: dict[str, int], path: str) -> bool:
+        # Decrement under a lock: parallel downloads must not consume one failure twice.
+        with self._lock:
+            for key, left in list(counters.items()):
+                if key in path and left > 0:
+                    counters[key] = left - 1
+                    return True
+        return False
+
+
+class Throttle:
+    """One shared send schedule, so `bandwidth` limits the server as a whole, not each connection."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 0.0
+
+    def wait(self, nbytes: int, rate: float) -> None:
+        """Sleep until `nbytes` more fit into the schedule at `rate` bytes/s."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + nbytes / rate
+            delay = self._next - now
+        if delay > 0:
+            time.sleep(delay)

@@ -1,0 +1,549 @@
+"""HTTP server that speaks the hubs' protocols over a local directory.
+
+Built on the standard library's `ThreadingHTTPServer` on purpose: the Docker fetch stage runs the mirror with
+no extra dependency, and one thread per connection is plenty for a handful of parallel downloads.
+The libraries' own download code runs against it (huggingface_hub with `HF_ENDPOINT`, plain GETs for
+Whisper checkpoints and spaCy wheels), so what works here works against the real hubs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode
+
+from modelbake.errors import ModelbakeError, UsageError
+from modelbake.mirror.faults import Faults, Throttle
+from modelbake.mirror.files import NotInMirror, spacy_file, whisper_file
+from modelbake.mirror.hubcache import REPO_PREFIXES, DigestCache, HubCache, safe_parts
+from modelbake.mirror.requestlog import RequestLog, RequestRecord
+
+CHUNK = 1024 * 1024
+TREE_PAGE = 1000  # the Hub's page size for /tree ...
+TREE_PAGE_EXPANDED = 50  # ... and with expand=true
+FAMILIES = ("huggingface", "whisper", "spacy")
+
+
+class RangeNotSatisfiable(Exception):
+    """The Range header asks for bytes past the end of the file."""
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """Inclusive (start, end) of a single `bytes=` range; None to serve the whole file (RFC 9110 allows it)."""
+    unit, _, spec = header.partition("=")
+    first, sep, last = spec.strip().partition("-")
+    if unit.strip().lower() != "bytes" or "," in spec or not sep:
+        return None
+    try:
+        if not first:
+            suffix = int(last)
+            if suffix <= 0 or size == 0:
+                raise RangeNotSatisfiable(header)
+            return max(0, size - suffix), size - 1
+        start = int(first)
+        end = int(last) if last else size - 1
+    except ValueError:
+        return None
+    if start < 0 or end < start:
+        return None
+    if start >= size:
+        raise RangeNotSatisfiable(header)
+    return start, min(end, size - 1)
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes")
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], mirror: MirrorServer) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.mirror = mirror
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def track(self, conn: socket.socket, alive: bool) -> None:
+        with self._connections_lock:
+            (self._connections.add if alive else self._connections.discard)(conn)
+
+    def close_connections(self) -> None:
+        """Wake handler threads idling on keep-alive connections, so stop() leaves nothing behind."""
+        with self._connections_lock:
+            conns = list(self._connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: huggingface_hub and httpx pool connections
+    server_version = "modelbake-mirror"
+    timeout = 60  # idle keep-alive connections are closed after this
+    server: _HTTPServer
+
+    _record: RequestRecord | None = None
+    _head = False
+
+    # -- plumbing -------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, alive=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, alive=False)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Silenced: the request log (and --log FILE) replaces stderr chatter."""
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        path = getattr(self, "path", "")
+        rng = self.headers.get("Range") if getattr(self, "headers", None) is not None else None
+        self._record = RequestRecord(self.command or "?", path, code, range=rng)
+        self.server.mirror._log.append(self._record)
+        super().send_response(code, message)
+
+    def do_GET(self) -> None:
+        self._handle(head=False)
+
+    def do_HEAD(self) -> None:
+        self._handle(head=True)
+
+    def _read_only(self) -> None:
+        self._record = None
+        self.close_connection = True  # the body was not read
+        self._json(405, {"error": f"the modelbake mirror is read-only: {self.command} {self.path}"},
+                   {"Connection": "close", "Allow": "GET, HEAD"})
+        self.server.mirror._log.finish(self._record)  # type: ignore[arg-type]
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = _read_only
+
+    def _handle(self, head: bool) -> None:
+        self._record = None
+        self._head = head
+        try:
+            self._route()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as e:  # one clear line to the client, never a traceback on the server's stderr
+            if self._record is None:
+                self._error(500, f"mirror error: {type(e).__name__}: {e}")
+            else:
+                self.close_connection = True
+        finally:
+            if self._record is not None:
+                self.server.mirror._log.finish(self._record)
+
+    def _write(self, data: bytes) -> None:
+        assert self._record is not None
+        # Counted before the write: a client that has read everything finds the record complete.
+        self._record.bytes_sent += len(data)
+        try:
+            self.wfile.write(data)
+        except OSError:
+            self._record.bytes_sent -= len(data)
+            raise
+
+    def _json(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if not self._head:
+            self._write(data)
+
+    def _error(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        extra = dict(headers or {})
+        if code:
+            extra["X-Error-Code"] = code
+        self._json(status, {"error": message}, extra)
+
+    # -- routing --------------------------------------------------------------------------------------
+    def _route(self) -> None:
+        raw, _, query = self.path.partition("?")
+        decoded = unquote(raw)
+        faults = self.server.mirror.faults
+        if faults.is_not_found(decoded):
+            code = "EntryNotFound" if "/resolve/" in decoded else None
+            return self._error(404, f"not found (injected fault): {decoded}", code)
+        if faults.take_fail(decoded):
+            return self._error(503, f"service unavailable (injected fault): {decoded}")
+        segs = [unquote(s) for s in raw.split("/")[1:]]
+        family, rest = segs[0], segs[1:]
+        if family == "" and not rest:
+            return self._index()
+        if family == "huggingface" and rest:
+            return self._huggingface(rest, raw, query)
+        if family == "whisper":
+            return self._whisper(rest, decoded)
+        if family == "spacy":
+            return self._spacy(rest, decoded)
+        return self._error(404, f"unknown path {decoded}: the mirror serves /huggingface, /whisper and /spacy")
+
+    def _base_url(self) -> str:
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
+        return f"http://{host}"
+
+    def _index(self) -> None:
+        base = self._base_url()
+        self._json(200, {"service": "modelbake mirror", "mirrors": {f: f"{base}/{f}" for f in FAMILIES}})
+
+    def _whisper(self, parts: list[str], decoded: str) -> None:
+        mirror = self.server.mirror
+        try:
+            if len(parts) != 2:
+                raise NotInMirror(f"not a Whisper checkpoint URL (want /whisper/<sha256>/<name>.pt): {decoded}")
+            local = whisper_file(mirror.root, mirror._digests, parts[0], parts[1])
+        except NotInMirror as e:
+            return self._error(404, str(e))
+        self._file(local, {}, decoded)
+
+    def _spacy(self, parts: list[str], decoded: str) -> None:
+        try:
+            local = spacy_file(self.server.mirror.root, parts)
+        except NotInMirror as e:
+            return self._error(404, str(e))
+        self._file(local, {}, decoded)
+
+    # -- Hugging Face ---------------------------------------------------------------------------------
+    def _split_repo(
+        self, repo_type: str, segs: list[str], keywords: set[str], bare: bool
+    ) -> tuple[str, Path | None, list[str]] | None:
+        """Split `org/name/<keyword>/...` or `name/<keyword>/...`; prefer the reading whose repo exists."""
+        candidates = []
+        for n in (2, 1):
+            rest = segs[n:]
+            if len(segs) >= n and ((rest and rest[0] in keywords) or (not rest and bare)):
+                candidates.append(("/".join(segs[:n]), rest))
+        hub = self.server.mirror._hub
+        for repo_id, rest in candidates:
+            repo_dir = hub.repo_dir(repo_type, repo_id)
+            if repo_dir is not None:
+                return repo_id, repo_dir, rest
+        return (candidates[0][0], None, candidates[0][1]) if candidates else None
+
+    def _repo_not_found(self, repo_type: str, repo_id: str) -> None:
+        folder = "--".join([REPO_PREFIXES[repo_type], *repo_id.split("/")])
+        hub_dir = self.server.mirror._hub.hub_dir
+        self._error(404, f"repository {repo_id} not found in the mirror (no {hub_dir / folder}/snapshots)",
+                    "RepoNotFound")
+
+    def _commit(self, repo_dir: Path, repo_id: str, revision: str) -> str | None:
+        commit = self.server.mirror._hub.resolve_revision(repo_dir, revision)
+        if commit is None:
+            self._error(404, f"revision {revision} of {repo_id} not found in the mirror "
+                             f"(no refs/{revision} and no snapshots/{revision})", "RevisionNotFound")
+        return commit
+
+    def _huggingface(self, segs: list[str], raw: str, query: str) -> None:
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        if segs[0] == "api":
+            if len(segs) >= 3 and segs[1] in ("models", "datasets"):
+                return self._hf_api(segs[1][:-1], segs[2:], params, raw, query)
+            return self._error(404, f"Hub API endpoint not supported by the modelbake mirror: {unquote(raw)}")
+        repo_type = "model"
+        if segs[0] == "datasets":
+            repo_type, segs = "dataset", segs[1:]
+        found = self._split_repo(repo_type, segs, {"resolve"}, bare=False)
+        if found is None:
+            return self._error(404, f"not a Hub file URL (want /huggingface/<repo>/resolve/<rev>/<path>): "
+                                    f"{unquote(raw)}")
+        repo_id, repo_dir, rest = found
+        if repo_dir is None:
+            return self._repo_not_found(repo_type, repo_id)
+        if len(rest) < 3:
+            return self._error(404, f"no file path in {unquote(raw)}", "EntryNotFound")
+        self._resolve(repo_id, repo_dir, rest[1], "/".join(rest[2:]))
+
+    def _hf_api(self, repo_type: str, segs: list[str], params: dict[str, str], raw: str, query: str) -> None:
+        found = self._split_repo(repo_type, segs, {"revision", "tree"}, bare=True)
+        if found is None:
+            return self._error(404, f"Hub API endpoint not supported by the modelbake mirror: {unquote(raw)}")
+        repo_id, repo_dir, rest = found
+        if repo_dir is None:
+            return self._repo_not_found(repo_type, repo_id)
+        if not rest:
+            return self._repo_info(repo_type, repo_id, repo_dir, "main", params)
+        if len(rest) < 2:
+            return self._error(404, f"missing revision in {unquote(raw)}", "RevisionNotFound")
+        if rest[0] == "revision":
+            return self._repo_info(repo_type, repo_id, repo_dir, "/".join(rest[1:]), params)
+        self._tree(repo_id, repo_dir, rest[1], "/".join(rest[2:]).strip("/"), params, raw, query)
+
+    def _repo_info(self, repo_type: str, repo_id: str, repo_dir: Path, revision: str, params: dict[str, str]) -> None:
+        commit = self._commit(repo_dir, repo_id, revision)
+        if commit is None:
+            return
+        hub = self.server.mirror._hub
+        when = hub.snapshot_time(repo_dir, commit)
+        blobs = _truthy(params.get("blobs"))
+        info: dict[str, object] = {
+            "_id": commit[:24],
+            "id": repo_id,
+            "author": repo_id.split("/")[0] if "/" in repo_id else None,
+            "sha": commit,
+            "lastModified": when,
+            "createdAt": when,
+            "private": False,
+            "disabled": False,
+            "gated": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "siblings": [hub.sibling(f, blobs) for f in hub.files(repo_dir, commit)],
+        }
+        if repo_type == "model":
+            info["modelId"] = repo_id
+        self._json(200, info)
+
+    def _tree(
+        self, repo_id: str, repo_dir: Path, revision: str, prefix: str, params: dict[str, str], raw: str, query: str
+    ) -> None:
+        commit = self._commit(repo_dir, repo_id, revision)
+        if commit is None:
+            return
+        hub = self.server.mirror._hub
+        entries = hub.tree(repo_dir, commit, prefix, _truthy(params.get("recursive"))) if (
+            not prefix or safe_parts(prefix) is not None
+        ) else None
+        if entries is None:
+            return self._error(404, f"{prefix} is not a directory of {repo_id}@{commit} in the mirror",
+                               "EntryNotFound", {"X-Repo-Commit": commit})
+        expand = _truthy(params.get("expand"))
+        if expand:
+            last = {"id": commit, "title": "snapshot served by modelbake mirror",
+                    "date": hub.snapshot_time(repo_dir, commit)}
+            entries = [{**e, "lastCommit": last} for e in entries]
+        try:
+            cursor = max(0, int(params.get("cursor", "0")))
+        except ValueError:
+            return self._error(400, f"bad cursor {params.get('cursor')!r}")
+        size = TREE_PAGE_EXPANDED if expand else TREE_PAGE
+        headers = {"X-Repo-Commit": commit}
+        if cursor + size < len(entries):
+            # huggingface_hub follows `Link: <...>; rel="next"` with the URL as given: make it absolute.
+            keep = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "cursor"]
+            link = f"{self._base_url()}{raw}?{urlencode([*keep, ('cursor', str(cursor + size))])}"
+            headers["Link"] = f'<{link}>; rel="next"'
+        self._json(200, entries[cursor : cursor + size], headers)
+
+    def _resolve(self, repo_id: str, repo_dir: Path, revision: str, path: str) -> None:
+        commit = self._commit(repo_dir, repo_id, revision)
+        if commit is None:
+            return
+        hub = self.server.mirror._hub
+        f = hub.file(repo_dir, commit, path)
+        if f is None:
+            # X-Repo-Commit lets huggingface_hub cache the absence (.no_exist/<commit>/<path>), as with the Hub.
+            return self._error(404, f"{path} not found in {repo_id}@{commit} in the mirror", "EntryNotFound",
+                               {"X-Repo-Commit": commit})
+        etag = hub.etag(f)
+        headers = {"X-Repo-Commit": commit, "ETag": f'"{etag}"'}
+        if f.lfs:
+            headers["X-Linked-Etag"] = f'"{etag}"'
+            headers["X-Linked-Size"] = str(f.size)
+        self._file(f.local, headers, unquote(self.path.partition("?")[0]))
+
+    # -- file bodies ----------------------------------------------------------------------------------
+    def _file(self, local: Path, headers: dict[str, str], decoded: str) -> None:
+        """Stream `local` in chunks, honouring Range, HEAD, and the corrupt/reset/bandwidth faults."""
+        mirror = self.server.mirror
+        faults = mirror.faults
+        with open(local, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            rng = None
+            header = self.headers.get("Range")
+            if header and not self._head:
+                try:
+                    rng = parse_range(header, size)
+                except RangeNotSatisfiable:
+                    return self._error(416, f"range {header} outside {decoded} ({size} bytes)",
+                                       headers={"Content-Range": f"bytes */{size}"})
+            start, end = rng if rng is not None else (0, size - 1)
+            length = end - start + 1
+            self.send_response(206 if rng is not None else 200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(length))
+            self.send_header("Accept-Ranges", "bytes")
+            if rng is not None:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            if self._head:
+                return
+            flip_at = size // 2 if size and faults.should_corrupt(decoded) else -1
+            cut = faults.take_reset(decoded)
+            remaining = length // 2 if cut else length
+            fh.seek(start)
+            pos = start
+            while remaining > 0:
+                rate = faults.bandwidth
+                step = min(CHUNK, max(4096, int(rate / 20))) if rate else CHUNK
+                data = fh.read(min(step, remaining))
+                if not data:
+                    break  # the file shrank under us: the short body makes the client fail loudly
+                if pos <= flip_at < pos + len(data):
+                    flipped = bytearray(data)
+                    flipped[flip_at - pos] ^= 0xFF
+                    data = bytes(flipped)
+                if rate:
+                    mirror._throttle.wait(len(data), rate)
+                self._write(data)
+                pos += len(data)
+                remaining -= len(data)
+        if cut or remaining > 0:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class MirrorServer:
+    """The mirror on a background daemon thread; a context manager for tests.
+
+    `faults` injects failures, `requests` is what clients asked for. `url` is known after start().
+    """
+
+    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None) -> None:
+        self.root = Path(root)
+        self.host = host
+        self.port = port
+        self.faults = Faults()
+        self._log = RequestLog(log_path)
+        self._digests = DigestCache()
+        self._hub = HubCache(self.root, self._digests)
+        self._throttle = Throttle()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> MirrorServer:
+        """Bind and serve in a daemon thread; returns self."""
+        if self._httpd is not None:
+            return self
+        if not self.root.is_dir():
+            raise UsageError(f"mirror directory {self.root} does not exist or is not a directory")
+        self.root = self.root.resolve()
+        self._hub = HubCache(self.root, self._digests)
+        try:
+            httpd = _HTTPServer((self.host, self.port), self)
+        except OSError as e:
+            raise ModelbakeError(
+                f"mirror cannot listen on {self.host}:{self.port}: {e.strerror or e}",
+                hint="pick another --port, or stop what is using it",
+            ) from e
+        self.port = httpd.server_address[1]
+        self._log.open()
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"modelbake-mirror-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close open connections and join the thread."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.close_connections()
+        httpd.server_close()
+        if thread is not None:
+            thread.join()
+        self._log.close()
+        self._httpd = self._thread = None
+
+    def wait(self) -> None:
+        """Block until the server stops (Ctrl-C raises KeyboardInterrupt here)."""
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(0.5)
+
+    def __enter__(self) -> MirrorServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def mirrors(self) -> dict[str, str]:
+        """Base URL per family, as `--mirror`/`MODELBAKE_MIRROR_<FAMILY>` take them."""
+        return {family: f"{self.url}/{family}" for family in FAMILIES}
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """A copy of the request log, oldest first."""
+        return self._log.snapshot()
+
+    def requests_for(self, substring: str) -> list[RequestRecord]:
+        """Requests whose path (raw or decoded) contains `substring`."""
+        return self._log.matching(substring)
+
+    def clear_requests(self) -> None:
+        self._log.clear()
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """`docker stop` sends SIGTERM, which PID 1 ignores by default: treat it like Ctrl-C."""
+
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def serve_forever(root: Path, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None) -> None:
+    """Serve `root` until Ctrl-C or SIGTERM (`modelbake mirror serve DIR`); prints one line with the URLs."""
+    server = MirrorServer(root, host, port, log_path).start()
+    m = server.mirrors
+    print(
+        f"modelbake mirror: serving {root} on {server.url} "
+        f"(huggingface={m['huggingface']}, whisper={m['whisper']}, spacy={m['spacy']})",
+        flush=True,
+    )
+    try:
+        with _sigterm_as_interrupt():
+            server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

@@ -1,0 +1,63 @@
+"""Block and record network connections inside this process, so verify proves models load offline.
+
+pytest-socket does this for tests; verify runs outside pytest (in images, on laptops), so it needs its own
+small guard. Unix sockets stay allowed (tokenizers and torch use them for nothing network-related).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class NetworkBlocked(OSError):
+    """Raised instead of connecting; verify reports the model that tried."""
+
+
+class NetworkGuard:
+    def __init__(self) -> None:
+        self.attempts: list[tuple[str, str]] = []  # (label, address)
+        self.label = "-"
+        self._lock = threading.Lock()
+
+    def _record(self, address: object) -> None:
+        with self._lock:
+            self.attempts.append((self.label, repr(address)))
+
+    def attempts_for(self, label: str) -> list[str]:
+        return [addr for lab, addr in self.attempts if lab == label]
+
+    @contextmanager
+    def active(self) -> Iterator[NetworkGuard]:
+        guard = self
+        original_connect = socket.socket.connect
+        original_connect_ex = socket.socket.connect_ex
+        original_getaddrinfo = socket.getaddrinfo
+
+        def connect(sock: socket.socket, address, *args, **kwargs):
+            if sock.family == socket.AF_UNIX:
+                return original_connect(sock, address, *args, **kwargs)
+            guard._record(address)
+            raise NetworkBlocked(f"network blocked by modelbake verify: connect to {address!r}")
+
+        def connect_ex(sock: socket.socket, address, *args, **kwargs):
+            if sock.family == socket.AF_UNIX:
+                return original_connect_ex(sock, address, *args, **kwargs)
+            guard._record(address)
+            raise NetworkBlocked(f"network blocked by modelbake verify: connect to {address!r}")
+
+        def getaddrinfo(host, *args, **kwargs):
+            guard._record(host)
+            raise NetworkBlocked(f"network blocked by modelbake verify: lookup of {host!r}")
+
+        socket.socket.connect = connect  # type: ignore[method-assign]
+        socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+        socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+        try:
+            yield self
+        finally:
+            socket.socket.connect = original_connect  # type: ignore[method-assign]
+            socket.socket.connect_ex = original_connect_ex  # type: ignore[method-assign]
+            socket.getaddrinfo = original_getaddrinfo  # type: ignore[assignment]

@@ -1,0 +1,5 @@
+"""``python -m modelbake.tinymodels OUT``."""
+
+from .mirrorset import main
+
+raise SystemExit(main())

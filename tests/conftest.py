@@ -1,0 +1,112 @@
+"""Shared fixtures: a clean environment, the network policy per marker, tiny real models behind a mirror."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+# huggingface_hub and transformers read these once, at import: clear them before any test imports them.
+for _name in list(os.environ):
+    if _name.startswith(("HF_", "MODELBAKE_")) or _name in ("TRANSFORMERS_OFFLINE", "TRANSFORMERS_CACHE"):
+        del os.environ[_name]
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path, monkeypatch):
+    """Default caches (Whisper, HF, modelbake state) point into the test's tmp dir, never the user's."""
+    cache = tmp_path / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("HF_HOME", str(cache / "huggingface"))
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _network_policy(request):
+    """`unit` tests get no network at all, or loopback only when they use the mirror (pytest-socket)."""
+    from pytest_socket import disable_socket, enable_socket, socket_allow_hosts
+
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    if {"mirror", "tiny_locked"} & set(request.fixturenames) or request.node.get_closest_marker("loopback"):
+        socket_allow_hosts(["127.0.0.1"], allow_unix_socket=True)
+    else:
+        disable_socket(allow_unix_socket=True)
+    try:
+        yield
+    finally:
+        enable_socket()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "loopback: a unit test that may talk to 127.0.0.1 (servers it starts)")
+
+
+@pytest.fixture(scope="session")
+def tiny_tree(tmp_path_factory):
+    """Tiny real models (random weights, real layouts) laid out as a mirror tree, generated once a session."""
+    from modelbake.tinymodels import build_mirror_tree
+
+    cache = os.environ.get("MODELBAKE_TEST_MODELS_DIR")
+    root = Path(cache) if cache else tmp_path_factory.mktemp("tiny-mirror")
+    return build_mirror_tree(root)
+
+
+@pytest.fixture(scope="session")
+def mirror(tiny_tree):
+    """`modelbake mirror` serving the tiny tree on 127.0.0.1 (port chosen by the OS)."""
+    from modelbake.mirror.server import MirrorServer
+
+    with MirrorServer(tiny_tree.root) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _reset_mirror_faults(request):
+    yield
+    if "mirror" in request.fixturenames:
+        server = request.getfixturevalue("mirror")
+        server.faults.clear()
+
+
+def mirror_args(server) -> list[str]:
+    return [arg for family, url in server.mirrors.items() for arg in ("--mirror", f"{family}={url}")]
+
+
+@pytest.fixture(scope="session")
+def tiny_locked(tiny_tree, mirror, tmp_path_factory):
+    """A copy of the tiny manifest with its lock, written by `modelbake lock` against the mirror."""
+    from modelbake.cli import main
+
+    work = tmp_path_factory.mktemp("tiny-manifest")
+    manifest = work / "models.toml"
+    shutil.copy(tiny_tree.manifest, manifest)
+    assert main(["lock", "--manifest", str(manifest), *mirror_args(mirror)]) == 0
+    return manifest
+
+
+@pytest.fixture
+def manifest_copy(tiny_locked, tmp_path):
+    """A per-test copy of the locked tiny manifest, safe to edit."""
+    dest = tmp_path / "m"
+    dest.mkdir()
+    shutil.copy(tiny_locked, dest / "models.toml")
+    shutil.copy(tiny_locked.with_suffix(".lock"), dest / "models.lock")
+    return dest / "models.toml"
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None):
+    """Run `python -m modelbake ...` in a fresh process (the libraries read env vars at import)."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "modelbake", *args], capture_output=True, text=True, env=full_env, cwd=cwd
+    )
