@@ -7,7 +7,9 @@ WHISPER_SPEC ?= openai-whisper==20250625
 PROFILE ?= test
 PYTEST_ARGS ?=
 
-.PHONY: setup preload-ml-models clean-cache verify test test-unit test-integration test-docker demo lint bench bench-quick
+.PHONY: setup engine base-image preload-ml-models clean-cache verify test test-unit test-integration test-docker \
+	demo lint dockerfile bench bench-quick
+BASE_IMAGE ?= modelbake/python-base:3.11-bookworm
 
 $(BIN)/modelbake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +23,14 @@ $(BIN)/modelbake: pyproject.toml
 
 setup: $(BIN)/modelbake
 
+# A Docker engine with buildx and the containerd image store (Debian 13's packages on Debian 12; idempotent).
+engine:
+	bash docker/install-engine.sh
+
+# A local python:3.11-slim equivalent, for machines that reach no registry (idempotent).
+base-image: engine
+	bash docker/make-base-image.sh $(BASE_IMAGE)
+
 preload-ml-models: setup
 	$(BIN)/modelbake preload --profile $(PROFILE)
 
@@ -31,19 +41,25 @@ clean-cache: setup
 	$(BIN)/modelbake clean-cache
 
 lint: setup
-	$(BIN)/ruff check src tests build.py bench
+	$(BIN)/ruff check src tests $(wildcard build.py bench)
 
-test: setup
+# Every test: unit, ml_models and docker (the Docker ones need the engine and the base image).
+test: setup engine base-image lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: setup
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
-test-integration: setup
+test-integration: setup engine base-image
 	$(BIN)/pytest -m "ml_models or docker" $(PYTEST_ARGS)
 
-test-docker: setup
+test-docker: setup engine base-image
 	$(BIN)/pytest -m docker $(PYTEST_ARGS)
 
-demo: setup
+# The main job where no hub is reachable: tiny models -> local mirror -> lock -> preload -> verify ->
+# image built from the mirror -> `docker run --network none IMAGE verify`.
+demo: setup engine base-image
 	$(BIN)/python -m modelbake.demo
+
+demo-local: setup
+	$(BIN)/python -m modelbake.demo --no-docker

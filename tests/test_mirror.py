@@ -272,7 +272,7 @@ def test_huggingface_hub_retries_and_resumes(server: MirrorServer, fx: Fixture, 
 
 def test_resolve_headers(client: httpx.Client, fx: Fixture) -> None:
     weights = fx.tiny["model.safetensors"]
-    r = client.head(f"/huggingface/org/tiny/resolve/main/model.safetensors")
+    r = client.head("/huggingface/org/tiny/resolve/main/model.safetensors")
     assert r.status_code == 200 and r.content == b""
     assert r.headers["X-Repo-Commit"] == C_MAIN
     assert r.headers["ETag"] == r.headers["X-Linked-Etag"] == f'"{sha(weights)}"'

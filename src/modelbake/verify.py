@@ -44,6 +44,10 @@ def set_offline_environment(layout: Layout) -> None:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     os.environ["HF_HUB_CACHE"] = str(layout.hf_hub_cache)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "huggingface_hub" in sys.modules:  # imported earlier in this process: flip its constant too
+        sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
     if layout.spacy_target is not None and str(layout.spacy_target) not in sys.path:
         sys.path.insert(0, str(layout.spacy_target))
 

@@ -1,0 +1,219 @@
+"""Lock and preload against the local mirror, with huggingface_hub's and pip's real code paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import mirror_args
+from modelbake.cli import main
+from modelbake.digests import sha256_file
+from modelbake.lockfile import read_lock
+
+pytestmark = pytest.mark.unit
+
+
+def preload(manifest: Path, dest: Path | None, server, *extra: str) -> int:
+    args = ["preload", "--manifest", str(manifest), "--profile", "test", *mirror_args(server), *extra]
+    if dest is not None:
+        args += ["--dest", str(dest)]
+    return main(args)
+
+
+def tree_state(root: Path) -> dict[str, int]:
+    """Every file under root (hidden state excluded) with its size: what 'DEST unchanged' compares."""
+    if not root.exists():
+        return {}
+    return {
+        str(p.relative_to(root)): p.lstat().st_size
+        for p in sorted(root.rglob("*"))
+        if not p.is_dir() and ".modelbake" not in p.parts
+    }
+
+
+def test_lock_pins_every_file_and_regenerates_byte_identical(tiny_locked, tiny_tree, mirror):
+    lock = read_lock(tiny_locked.with_suffix(".lock"))
+    assert set(lock.models) == {"whisper-tiny", "spacy-ner", "bart-map", "led-reduce"}
+    whisper = lock.models["whisper-tiny"]
+    assert whisper.revision == whisper.files[0].sha256 == sha256_file(tiny_tree.root / "whisper/tiny-random.en.pt")
+    bart = lock.models["bart-map"]
+    snapshot = next((tiny_tree.root / "huggingface/models--modelbake-tiny--bart/snapshots").iterdir())
+    assert bart.revision == snapshot.name
+    assert [f.path for f in bart.files] == sorted(p.name for p in snapshot.iterdir())
+    for f in bart.files:
+        assert f.sha256 == sha256_file(snapshot / f.path) and f.size == (snapshot / f.path).stat().st_size
+    before = tiny_locked.with_suffix(".lock").read_bytes()
+    assert main(["lock", "--manifest", str(tiny_locked), *mirror_args(mirror)]) == 0
+    assert tiny_locked.with_suffix(".lock").read_bytes() == before
+    assert json.loads(before)["lock_version"] == 1
+    assert main(["lock", "--manifest", str(tiny_locked), "--check"]) == 0
+
+
+def test_preload_dest_layout_and_second_run_makes_zero_requests(manifest_copy, mirror, tmp_path, tiny_tree):
+    dest = tmp_path / "dest"
+    assert preload(manifest_copy, dest, mirror) == 0
+    lock = read_lock(manifest_copy.with_suffix(".lock"))
+    assert sha256_file(dest / "whisper/tiny-random.en.pt") == lock.models["whisper-tiny"].revision
+    hub = dest / "huggingface/hub"
+    for model_id, folder in (
+        ("bart-map", "models--modelbake-tiny--bart"),
+        ("led-reduce", "models--modelbake-tiny--led"),
+    ):
+        entry = lock.models[model_id]
+        assert (hub / folder / "refs/main").read_text() == entry.revision
+        for f in entry.files:
+            assert sha256_file(hub / folder / "snapshots" / entry.revision / f.path) == f.sha256
+    assert (dest / "spacy/en_tiny_ner/__init__.py").is_file()
+    assert not list((dest / "spacy").glob("*.dist-info/direct_url.json"))
+    assert not list(dest.rglob("*.incomplete")) and not list(hub.glob(".modelbake-staging-*"))
+
+    mirror.clear_requests()
+    assert preload(manifest_copy, dest, mirror) == 0
+    assert mirror.requests == []
+
+
+def test_preload_into_default_caches(manifest_copy, mirror, tmp_path):
+    """Without --dest: the Whisper cache and the Hugging Face hub cache the libraries use by default."""
+    cache = Path(os.environ["XDG_CACHE_HOME"])
+    assert preload(manifest_copy, None, mirror, "--model", "whisper-tiny", "--model", "bart-map") == 0
+    assert (cache / "whisper/tiny-random.en.pt").is_file()
+    assert (cache / "huggingface/hub/models--modelbake-tiny--bart/refs/main").is_file()
+    mirror.clear_requests()
+    assert preload(manifest_copy, None, mirror, "--model", "whisper-tiny", "--model", "bart-map") == 0
+    assert mirror.requests == []
+    assert main(["clean-cache", "--manifest", str(manifest_copy), "--profile", "test"]) == 0
+    assert not (cache / "whisper/tiny-random.en.pt").exists()
+    assert not (cache / "huggingface/hub/models--modelbake-tiny--bart").exists()
+
+
+@pytest.mark.parametrize(
+    ("fault", "model_id", "file"),
+    [
+        ("corrupt", "whisper-tiny", "tiny-random.en.pt"),
+        ("corrupt", "bart-map", "model.safetensors"),
+        ("corrupt", "spacy-ner", "en_tiny_ner-0.1.0-py3-none-any.whl"),
+        ("not_found", "led-reduce", "config.json"),
+    ],
+)
+def test_bad_bytes_or_missing_file_fail_naming_model_file_url_and_leave_dest_unchanged(
+    manifest_copy, mirror, tmp_path, capsys, fault, model_id, file
+):
+    dest = tmp_path / "dest"
+    path_key = (
+        file
+        if fault == "corrupt"
+        else f"modelbake-tiny/led/resolve/{read_lock(manifest_copy.with_suffix('.lock')).models['led-reduce'].revision}/{file}"
+    )
+    getattr(mirror.faults, fault).add(path_key)
+    assert preload(manifest_copy, dest, mirror, "--model", model_id) == 1
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if ln.startswith("error:"))
+    assert f"model {model_id}: {file}" in line and mirror.url in line
+    if fault == "corrupt":
+        assert "sha256 mismatch" in line
+    assert tree_state(dest) == {}
+
+
+def test_mismatch_against_hub_digests_without_a_lock(manifest_copy, mirror, tmp_path, capsys):
+    """No lock: a non-LFS file is checked against the Hub's git blob id, an LFS one against its sha256."""
+    manifest_copy.with_suffix(".lock").unlink()
+    dest = tmp_path / "dest"
+    mirror.faults.corrupt.add("tokenizer_config.json")
+    assert preload(manifest_copy, dest, mirror, "--model", "bart-map") == 1
+    assert "git blob" in capsys.readouterr().err
+    assert tree_state(dest) == {}
+    mirror.faults.clear()
+    assert preload(manifest_copy, dest, mirror, "--model", "bart-map") == 0
+    mirror.clear_requests()
+    assert preload(manifest_copy, dest, mirror, "--model", "bart-map") == 0
+    assert mirror.requests == []  # the ref written last time resolves "main" without asking
+
+
+def test_transient_errors_are_retried(manifest_copy, mirror, tmp_path):
+    dest = tmp_path / "dest"
+    mirror.faults.fail["tiny-random.en.pt"] = 2
+    mirror.faults.reset["model.safetensors"] = 1
+    assert preload(manifest_copy, dest, mirror, "--model", "whisper-tiny", "--model", "led-reduce") == 0
+    assert len(mirror.requests_for("tiny-random.en.pt")) >= 3
+    assert (dest / "whisper/tiny-random.en.pt").is_file()
+
+
+def test_unreachable_mirror_fails_naming_the_model(manifest_copy, tmp_path, capsys):
+    dest = tmp_path / "dest"
+    args = ["--mirror", "whisper=http://127.0.0.1:9/whisper"]
+    rc = main(["preload", "--manifest", str(manifest_copy), "--model", "whisper-tiny", "--dest", str(dest), *args])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "model whisper-tiny: tiny-random.en.pt: unreachable" in err and "http://127.0.0.1:9/whisper/" in err
+    assert tree_state(dest) == {}
+
+
+def test_stale_lock_is_an_error(manifest_copy, mirror, tmp_path, capsys):
+    text = manifest_copy.read_text().replace('revision = "main"', 'revision = "v2"', 1)
+    manifest_copy.write_text(text)
+    assert preload(manifest_copy, tmp_path / "d", mirror) == 2
+    assert "out of date: models.bart-map: manifest entry changed" in capsys.readouterr().err
+    assert main(["lock", "--manifest", str(manifest_copy), "--check"]) == 1
+
+
+def test_two_preloads_into_one_dest_at_once(manifest_copy, mirror, tmp_path):
+    dest = tmp_path / "dest"
+    cmd = [sys.executable, "-m", "modelbake", "preload", "--manifest", str(manifest_copy), "--dest", str(dest)]
+    cmd += mirror_args(mirror)
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    lock = read_lock(manifest_copy.with_suffix(".lock"))
+    assert sha256_file(dest / "whisper/tiny-random.en.pt") == lock.models["whisper-tiny"].revision
+    # Each model was fetched by exactly one of the two; the other found it present.
+    assert sum(int(o[0].split(": ")[2].split()[0]) for o in outs) == 4
+
+
+def test_preload_single_entry_from_stdin(manifest_copy, mirror, tmp_path):
+    """What each Dockerfile.models step runs: one lock entry, no manifest."""
+    from modelbake.lockfile import entry_json
+
+    entry = read_lock(manifest_copy.with_suffix(".lock")).models["led-reduce"]
+    dest = tmp_path / "dest"
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelbake", "preload", "--entry", "-", "--dest", str(dest), *mirror_args(mirror)],
+        input=entry_json(entry),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (dest / "huggingface/hub").iterdir()) == ["models--modelbake-tiny--led"]
+    assert not (dest / "whisper").exists()
+
+
+def test_spacy_into_the_active_environment(manifest_copy, mirror, tmp_path):
+    """Without --dest, spaCy pipelines are pip-installed into the running environment (a throwaway venv here)."""
+    import site
+    import venv
+
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    python = env_dir / "bin/python"
+    pth = Path(
+        subprocess.check_output(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+        ).strip()
+    )
+    # The throwaway env sees this env's packages (modelbake, pip, spaCy) behind its own site-packages.
+    (pth / "parent.pth").write_text("\n".join([*site.getsitepackages(), str(Path(__file__).parents[1] / "src")]) + "\n")
+    cmd = [python, "-m", "modelbake", "preload", "--manifest", str(manifest_copy), "--model", "spacy-ner"]
+    proc = subprocess.run([*cmd, *mirror_args(mirror)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (pth / "en_tiny_ner").is_dir()
+    check = subprocess.run(
+        [python, "-c", "import spacy; print(spacy.load('en_tiny_ner').meta['version'])"], capture_output=True, text=True
+    )
+    assert check.stdout.strip() == "0.1.0", check.stderr
+    mirror.clear_requests()
+    proc = subprocess.run([*cmd, *mirror_args(mirror)], capture_output=True, text=True)
+    assert proc.returncode == 0 and mirror.requests == []
