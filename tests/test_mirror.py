@@ -24,7 +24,7 @@ from modelbake.mirror import MirrorServer
 from modelbake.mirror.hubcache import DigestCache, is_lfs, lfs_pointer
 from modelbake.mirror.server import parse_range
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.loopback]  # loopback: the tests talk to the mirror they start
 
 C_MAIN = "1" * 40
 C_PR = "2" * 40
@@ -115,7 +115,7 @@ def client(server: MirrorServer):
         yield c
 
 
-def run_hf(server: MirrorServer, tmp_path: Path, code: str) -> dict:
+def run_hf(server: MirrorServer, tmp_path: Path, code: str, **values: str) -> dict:
     """Run huggingface_hub's own code against the mirror; the snippet fills `out`, returned as JSON."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     env.update(
@@ -126,6 +126,7 @@ def run_hf(server: MirrorServer, tmp_path: Path, code: str) -> dict:
         HF_HUB_DISABLE_PROGRESS_BARS="1",
         NO_PROXY="127.0.0.1,localhost",
         no_proxy="127.0.0.1,localhost",
+        MIRROR_TEST_VALUES=json.dumps(values),
     )
     prelude = textwrap.dedent(
         """
@@ -145,6 +146,7 @@ def run_hf(server: MirrorServer, tmp_path: Path, code: str) -> dict:
                                                         RevisionNotFoundError))
             return None
         out = {}
+        V = json.loads(os.environ["MIRROR_TEST_VALUES"])
         """
     )
     epilogue = "\nprint('@@' + json.dumps(out))\n"
@@ -166,12 +168,12 @@ def sha(data: bytes) -> str:
 def test_snapshot_download_by_branch_and_by_commit(server: MirrorServer, fx: Fixture, tmp_path: Path) -> None:
     out = run_hf(server, tmp_path, """
         out["main"] = digests(snapshot_download("org/tiny", revision="main"))
-        out["gpt2"] = digests(snapshot_download("gpt2", revision="%s"))
+        out["gpt2"] = digests(snapshot_download("gpt2", revision=V["gpt2"]))
         out["pr"] = digests(snapshot_download("org/tiny", revision="refs/pr/1"))
         cache = Path(os.environ["HF_HUB_CACHE"])
         out["ref"] = (cache / "models--org--tiny" / "refs" / "main").read_text()
         out["blobs"] = sorted(p.name for p in (cache / "models--org--tiny" / "blobs").iterdir())
-    """ % C_GPT2)
+    """, gpt2=C_GPT2)
     assert out["main"] == {k: sha(v) for k, v in fx.tiny.items()}
     assert out["gpt2"] == {k: sha(v) for k, v in fx.gpt2.items()}
     assert out["pr"] == {k: sha(v) for k, v in fx.tiny_pr.items()}
@@ -210,8 +212,8 @@ def test_list_repo_tree_model_info_and_pagination(
         out["info"] = {"sha": info.sha, "id": info.id, "private": info.private,
                        "siblings": {s.rfilename: (s.size, s.lfs.sha256 if s.lfs else None) for s in info.siblings}}
         out["info_pr"] = api.model_info("org/tiny", revision="refs/pr/1").sha
-        out["gpt2_by_commit"] = api.model_info("gpt2", revision="%s").sha
-    """ % C_GPT2)
+        out["gpt2_by_commit"] = api.model_info("gpt2", revision=V["gpt2"]).sha
+    """, gpt2=C_GPT2)
     rec = {e["path"]: e for e in out["recursive"]}
     assert sorted(rec) == ["config.json", "model.safetensors", "sub", "sub/vocab.txt"]
     assert rec["sub"]["kind"] == "RepoFolder"
@@ -258,15 +260,17 @@ def test_huggingface_hub_retries_and_resumes(server: MirrorServer, fx: Fixture, 
     server.faults.fail["/org/tiny/resolve/"] = 1  # first HEAD -> 503, retried
     server.faults.reset["model.safetensors"] = 1  # body cut halfway, resumed with Range
     out = run_hf(server, tmp_path, """
+        import huggingface_hub.constants
+        # http_get writes (and so can resume) only whole 10 MiB chunks; smaller ones keep the file small.
+        huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE = 64 * 1024
         out["files"] = digests(snapshot_download("org/tiny", revision="main", max_workers=1))
     """)
     assert out["files"] == {k: sha(v) for k, v in fx.tiny.items()}
-    gets = [r for r in server.requests_for("model.safetensors") if r.method == "GET"]
-    half = len(fx.tiny["model.safetensors"]) // 2
-    assert [(r.status, r.range, r.bytes_sent) for r in gets] == [
-        (200, None, half),
-        (206, f"bytes={half}-", len(fx.tiny["model.safetensors"]) - half),
-    ]
+    first, second = [r for r in server.requests_for("model.safetensors") if r.method == "GET"]
+    size = len(fx.tiny["model.safetensors"])
+    assert (first.status, first.range, first.bytes_sent) == (200, None, size // 2)
+    resumed_at = 2 * 64 * 1024  # the whole chunks received before the cut
+    assert (second.status, second.range, second.bytes_sent) == (206, f"bytes={resumed_at}-", size - resumed_at)
     assert [r.status for r in server.requests_for("/resolve/")][0] == 503
 
 

@@ -50,14 +50,14 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
                 raise RangeNotSatisfiable(header)
             return max(0, size - suffix), size - 1
         start = int(first)
-        end = int(last) if last else size - 1
+        end = int(last) if last else None
     except ValueError:
         return None
-    if start < 0 or end < start:
+    if start < 0 or (end is not None and end < start):
         return None
     if start >= size:
         raise RangeNotSatisfiable(header)
-    return start, min(end, size - 1)
+    return start, size - 1 if end is None else min(end, size - 1)
 
 
 def _truthy(value: str | None) -> bool:
@@ -75,6 +75,19 @@ class _HTTPServer(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """`socket.accept()`, but the new socket takes the listening socket's class, not `socket.socket`.
+
+        pytest-socket swaps `socket.socket` while a network-less test runs; a plain accept() then raises a
+        non-OSError that kills `serve_forever` for good, and a mirror shared by a test session dies silently.
+        """
+        listener = self.socket
+        fd, addr = listener._accept()  # type: ignore[attr-defined]
+        conn = type(listener)(listener.family, listener.type, listener.proto, fileno=fd)
+        if socket.getdefaulttimeout() is None and listener.gettimeout():
+            conn.setblocking(True)
+        return conn, addr
 
     def track(self, conn: socket.socket, alive: bool) -> None:
         with self._connections_lock:

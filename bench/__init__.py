@@ -1,0 +1,1 @@
+"""Benchmarks: results are written to files with the command that produced them (not asserted in tests)."""

@@ -1,0 +1,263 @@
+"""`docker buildx build` as an argv list, run through one function that raises a typed error.
+
+The Docker SDK cannot drive BuildKit (secrets, cache mounts, named contexts), so builds run the buildx CLI as a
+subprocess. Results come from `--metadata-file` (image id, digest) and from `--progress rawjson` (each step
+built or cached, its duration, the error of a failed step and its log tail), never from scraping plain logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from .errors import ModelbakeError
+
+
+class BuildxError(ModelbakeError):
+    """`docker buildx` failed; carries argv, exit code and the failing step's log tail."""
+
+    def __init__(self, message: str, argv: list[str], returncode: int, log_tail: list[str], hint: str | None = None):
+        super().__init__(message, hint)
+        self.argv = argv
+        self.returncode = returncode
+        self.log_tail = log_tail
+
+
+class NetworkNotAllowedError(BuildxError):
+    """The builder refuses host networking (`network.host is not allowed`)."""
+
+
+class SecretNotFoundError(BuildxError):
+    """A `--secret src=` file does not exist."""
+
+
+class Command(list):
+    """argv, never a shell string."""
+
+    def add(self, name: str, value: object | None) -> Command:
+        if value is not None and value != "":
+            self.extend([name, str(value)])
+        return self
+
+    def add_each(self, name: str, values) -> Command:
+        for value in values or ():
+            self.add(name, value)
+        return self
+
+    def flag(self, name: str, on: bool) -> Command:
+        if on:
+            self.append(name)
+        return self
+
+
+@dataclass
+class BuildSpec:
+    """One `docker buildx build`."""
+
+    context: Path
+    dockerfile: Path
+    target: str | None = None
+    tags: list[str] = field(default_factory=list)
+    build_args: dict[str, str] = field(default_factory=dict)
+    build_contexts: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, Path] = field(default_factory=dict)  # id -> file
+    cache_from: list[str] = field(default_factory=list)
+    cache_to: list[str] = field(default_factory=list)
+    network: str | None = None
+    builder: str | None = None
+    platform: str | None = None
+    push: bool = False
+    load: bool = True
+    label: str = "build"  # for messages: "models" / "app"
+
+
+def build_argv(spec: BuildSpec, metadata_file: Path | None = None, progress: str = "rawjson") -> Command:
+    cmd = Command(["docker", "buildx", "build"])
+    cmd.add("--builder", spec.builder)
+    cmd.add("--file", spec.dockerfile)
+    cmd.add("--target", spec.target)
+    cmd.add_each("--tag", spec.tags)
+    cmd.add("--platform", spec.platform)
+    for key in sorted(spec.build_args):
+        cmd.add("--build-arg", f"{key}={spec.build_args[key]}")
+    for name in sorted(spec.build_contexts):
+        cmd.add("--build-context", f"{name}={spec.build_contexts[name]}")
+    for secret_id in sorted(spec.secrets):
+        cmd.add("--secret", f"id={secret_id},src={spec.secrets[secret_id]}")
+    cmd.add_each("--cache-from", spec.cache_from)
+    cmd.add_each("--cache-to", spec.cache_to)
+    if spec.network:
+        cmd.add("--network", spec.network)
+        if spec.network == "host":
+            cmd.add("--allow", "network.host")
+    # No provenance attestation: it would record build args in the image index; nothing here needs it.
+    cmd.add("--provenance", "false")
+    cmd.flag("--push", spec.push)
+    cmd.flag("--load", spec.load and not spec.push and spec.builder is not None)
+    cmd.add("--metadata-file", metadata_file)
+    cmd.add("--progress", progress)
+    cmd.append(str(spec.context))
+    return cmd
+
+
+@dataclass
+class Step:
+    """One BuildKit vertex: a Dockerfile instruction or an internal step."""
+
+    digest: str
+    name: str
+    cached: bool = False
+    started: datetime | None = None
+    completed: datetime | None = None
+    error: str | None = None
+    logs: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        if self.started and self.completed:
+            return max(0.0, (self.completed - self.started).total_seconds())
+        return 0.0
+
+    @property
+    def stage(self) -> str | None:
+        """`[fetch-whisper-tiny 1/1] RUN ...` -> `fetch-whisper-tiny`."""
+        if self.name.startswith("[") and "]" in self.name:
+            inside = self.name[1 : self.name.index("]")].split()
+            if inside and inside[0] != "internal":
+                return inside[0]
+        return None
+
+
+@dataclass
+class BuildResult:
+    argv: list[str]
+    steps: list[Step]
+    metadata: dict
+    seconds: float
+
+    @property
+    def image_id(self) -> str | None:
+        return self.metadata.get("containerimage.config.digest")
+
+    @property
+    def digest(self) -> str | None:
+        return self.metadata.get("containerimage.digest")
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    # RFC 3339 with nanoseconds: trim to microseconds for fromisoformat.
+    head, _, frac = value.rstrip("Z").partition(".")
+    frac = (frac[:6]).ljust(6, "0") if frac else "000000"
+    try:
+        return datetime.fromisoformat(f"{head}.{frac}+00:00")
+    except ValueError:
+        return None
+
+
+def parse_rawjson(text: str) -> tuple[list[Step], list[str]]:
+    """Steps from `--progress rawjson` output (a stream of JSON objects); the non-JSON lines after it."""
+    decoder = json.JSONDecoder()
+    steps: dict[str, Step] = {}
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i].isspace():
+            i += 1
+        if i >= n or text[i] != "{":
+            break
+        try:
+            doc, i = decoder.raw_decode(text, i)
+        except json.JSONDecodeError:
+            break
+        for v in doc.get("vertexes") or []:
+            step = steps.setdefault(v["digest"], Step(digest=v["digest"], name=v.get("name", "")))
+            step.cached = step.cached or bool(v.get("cached"))
+            step.started = _parse_time(v.get("started")) or step.started
+            step.completed = _parse_time(v.get("completed")) or step.completed
+            if v.get("error"):
+                step.error = v["error"]
+        for log in doc.get("logs") or []:
+            step = steps.get(log.get("vertex", ""))
+            if step is not None and log.get("data"):
+                data = base64.b64decode(log["data"]).decode("utf-8", "replace")
+                step.logs.extend(data.splitlines())
+    rest = [line for line in text[i:].splitlines() if line.strip()]
+    return list(steps.values()), rest
+
+
+def run_build(spec: BuildSpec, *, echo=None) -> BuildResult:
+    """Run one build; raise a BuildxError subclass whose one-line message names the failing step."""
+    with tempfile.TemporaryDirectory(prefix="modelbake-buildx-") as tmp:
+        metadata_file = Path(tmp) / "metadata.json"
+        argv = build_argv(spec, metadata_file)
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        chunks: list[str] = []
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            chunks.append(line)
+            if echo is not None:
+                echo(line)
+        proc.wait()
+        out = proc.stdout.read() if proc.stdout else ""
+        seconds = time.perf_counter() - started
+        steps, rest = parse_rawjson("".join(chunks))
+        if proc.returncode != 0:
+            raise _error(spec, list(map(str, argv)), proc.returncode, steps, rest + out.splitlines())
+        metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
+    return BuildResult(argv=list(map(str, argv)), steps=steps, metadata=metadata, seconds=seconds)
+
+
+def _error(spec: BuildSpec, argv: list[str], code: int, steps: list[Step], rest: list[str]) -> BuildxError:
+    failed = next((s for s in steps if s.error and not s.error.startswith("context canceled")), None)
+    text = "\n".join(rest)
+    if "network.host is not allowed" in text or "network.host" in text and "not allowed" in text:
+        return NetworkNotAllowedError(
+            f"{spec.label} build: the builder does not allow host networking",
+            argv,
+            code,
+            rest[-5:],
+            hint="use the default `docker` builder, or create one with --allow network.host",
+        )
+    if "secret" in text and ("not found" in text or "no such file" in text.lower()):
+        return SecretNotFoundError(f"{spec.label} build: {_last_error_line(rest)}", argv, code, rest[-5:])
+    if failed is not None:
+        logs = [line.strip() for line in failed.logs if line.strip()]
+        reason = next((line for line in reversed(logs) if line.startswith("error:")), None)
+        stage = failed.stage or "?"
+        model = stage[len("fetch-") :] if stage.startswith("fetch-") else None
+        if model and reason:
+            # modelbake's own error line already names the model: "error: model X: file: reason (url)"
+            message = f"{spec.label} build: step {stage} failed: {reason[len('error: '):]}"
+        elif model:
+            message = f"{spec.label} build: model {model}: step {stage} failed: {_last(logs) or failed.error}"
+        else:
+            message = f"{spec.label} build: step {failed.name[:120]} failed: {_last(logs) or failed.error}"
+        return BuildxError(message, argv, code, logs[-20:])
+    return BuildxError(f"{spec.label} build failed: {_last_error_line(rest)}", argv, code, rest[-20:])
+
+
+def _last(lines: list[str]) -> str | None:
+    return lines[-1] if lines else None
+
+
+def _last_error_line(lines: list[str]) -> str:
+    for line in reversed(lines):
+        if "ERROR" in line or "error" in line:
+            return line.strip().removeprefix("ERROR: ")
+    return _last(lines) or "no output"
+
+
+def print_argv(argv: list[str], stream=sys.stdout) -> None:
+    """A dry run: the command as one copy-pasteable line."""
+    import shlex
+
+    print(shlex.join(argv), file=stream)

@@ -1,0 +1,106 @@
+"""Engine checks through the Docker SDK: what is missing, said in one line each.
+
+build.py needs a Docker Engine >= 24 with the buildx plugin; exporting a build cache (`--cache`) with the
+default `docker` driver also needs the containerd image store. Each gap raises an EngineError whose message
+names exactly what is missing and whose hint says how to get it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+
+from .errors import ModelbakeError
+
+MIN_ENGINE_MAJOR = 24
+INSTALL_HINT = "run docker/install-engine.sh (Debian) or install Docker Engine >= 24 with the buildx plugin"
+
+
+class EngineError(ModelbakeError):
+    """The Docker engine is missing, too old, or lacks buildx / the containerd image store."""
+
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    server_version: str
+    buildx_version: str
+    containerd_store: bool
+    os_type: str
+
+
+def docker_client(timeout: int = 10):
+    """A Docker SDK client from the environment (DOCKER_HOST etc.), or EngineError when no daemon answers."""
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except DockerException as exc:
+        raise EngineError(
+            f"no Docker daemon answers ({_first_line(exc)})",
+            hint="start dockerd, or run docker/install-engine.sh; set DOCKER_HOST if it listens elsewhere",
+        ) from exc
+    return client
+
+
+def parse_major(version: str) -> int | None:
+    """`26.1.5+dfsg1` -> 26; None when the string has no leading number."""
+    head = version.strip().lstrip("v").split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def uses_containerd_store(info: dict) -> bool:
+    """`docker info` shows the containerd snapshotter as DriverStatus [["driver-type", "io.containerd.snapshotter.v1"]]."""
+    for pair in info.get("DriverStatus") or []:
+        if len(pair) == 2 and "containerd.snapshotter" in str(pair[1]):
+            return True
+    return "containerd.snapshotter" in str(info.get("Driver", ""))
+
+
+def buildx_version(docker_cli: str = "docker") -> str:
+    try:
+        proc = subprocess.run([docker_cli, "buildx", "version"], capture_output=True, text=True, timeout=30)
+    except FileNotFoundError as exc:
+        raise EngineError(f"the `{docker_cli}` command is not on PATH", hint=INSTALL_HINT) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise EngineError("`docker buildx version` did not answer within 30 s", hint=INSTALL_HINT) from exc
+    if proc.returncode != 0:
+        raise EngineError(
+            "docker buildx is not installed (`docker buildx version` failed)",
+            hint="install the buildx plugin (Debian: docker-buildx; see docker/install-engine.sh)",
+        )
+    return proc.stdout.strip()
+
+
+def check_engine(client=None, *, need_containerd_store: bool = False, docker_cli: str = "docker") -> EngineInfo:
+    """Raise EngineError naming the first missing piece; return what was found."""
+    client = client or docker_client()
+    version = client.version()
+    server = str(version.get("Version", ""))
+    major = parse_major(server)
+    if major is None or major < MIN_ENGINE_MAJOR:
+        raise EngineError(
+            f"Docker Engine {server or 'unknown'} is too old: modelbake needs >= {MIN_ENGINE_MAJOR}",
+            hint=INSTALL_HINT,
+        )
+    info = client.info()
+    containerd = uses_containerd_store(info)
+    if need_containerd_store and not containerd:
+        raise EngineError(
+            "the Docker engine does not use the containerd image store, which --cache needs with the docker driver",
+            hint='add {"features": {"containerd-snapshotter": true}} to /etc/docker/daemon.json and restart dockerd',
+        )
+    return EngineInfo(
+        server_version=server,
+        buildx_version=buildx_version(docker_cli),
+        containerd_store=containerd,
+        os_type=str(info.get("OSType", "")),
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

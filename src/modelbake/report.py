@@ -1,0 +1,149 @@
+"""The build summary: stages built or cached, one layer per model, image size, durations; as text and JSON.
+
+A model's layer is found by the image history entry that created it (`COPY <model path> <model path>`), never
+by position: BuildKit caches COPY by content, so positions shift while digests stay put.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .buildx import BuildResult, Step
+from .dockerfile import model_paths
+from .manifest import ModelSpec
+
+
+@dataclass
+class ModelLayer:
+    id: str
+    family: str
+    path: str
+    layer: str | None  # the layer's uncompressed digest (diff id)
+    bytes: int  # the layer's size as the engine reports it
+    files_bytes: int | None = None  # the model files' bytes according to the lock
+    step: str = "?"  # fetched / cached / (not built here)
+
+
+@dataclass
+class ImageInfo:
+    tag: str
+    id: str
+    size: int
+    layers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StageSummary:
+    build: str
+    stage: str
+    status: str  # built / cached
+    seconds: float
+
+
+@dataclass
+class Report:
+    image: ImageInfo | None = None
+    models_image: ImageInfo | None = None
+    models: list[ModelLayer] = field(default_factory=list)
+    stages: list[StageSummary] = field(default_factory=list)
+    durations: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        doc = asdict(self)
+        return doc
+
+    def write_json(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+
+
+def image_info(image) -> ImageInfo:
+    """From a docker SDK Image."""
+    attrs = image.attrs
+    return ImageInfo(
+        tag=(image.tags or [""])[0],
+        id=image.id,
+        size=int(attrs.get("Size") or 0),
+        layers=list(attrs.get("RootFS", {}).get("Layers", [])),
+    )
+
+
+def layer_history(image) -> list[tuple[str, str, int]]:
+    """(diff id, created_by, size) for every layer, oldest first.
+
+    History entries of metadata-only instructions (ENV, USER, ...) have no layer; BuildKit drops empty diffs
+    and marks their entries empty, which the engine reports as size 0. So the entries with a size, oldest
+    first, pair up with RootFS.Layers.
+    """
+    layers = image.attrs.get("RootFS", {}).get("Layers", [])
+    entries = [e for e in reversed(image.history()) if int(e.get("Size") or 0) > 0]
+    if len(entries) != len(layers):
+        raise ValueError(f"{image.id}: {len(entries)} history entries with a layer for {len(layers)} layers")
+    return [(diff, str(e.get("CreatedBy", "")), int(e["Size"])) for diff, e in zip(layers, entries, strict=True)]
+
+
+def find_model_layers(image, specs: list[ModelSpec], files_bytes: dict[str, int] | None = None) -> list[ModelLayer]:
+    """Each model's layer: the history entry whose COPY names the model's path."""
+    history = layer_history(image)
+    found = []
+    for spec in specs:
+        path = model_paths(spec)[0]
+        match = next(
+            ((diff, size) for diff, created_by, size in history if "COPY" in created_by and path in created_by.split()),
+            None,
+        )
+        found.append(
+            ModelLayer(
+                id=spec.id,
+                family=spec.family,
+                path=path,
+                layer=match[0] if match else None,
+                bytes=match[1] if match else 0,
+                files_bytes=(files_bytes or {}).get(spec.id),
+            )
+        )
+    return found
+
+
+def stage_summaries(label: str, result: BuildResult) -> list[StageSummary]:
+    """Per stage: built when any of its steps ran, cached when all came from the cache."""
+    by_stage: dict[str, list[Step]] = {}
+    for step in result.steps:
+        if step.stage and step.completed:
+            by_stage.setdefault(step.stage, []).append(step)
+    return [
+        StageSummary(
+            build=label,
+            stage=stage,
+            status="cached" if all(s.cached for s in steps) else "built",
+            seconds=round(sum(s.seconds for s in steps if not s.cached), 2),
+        )
+        for stage, steps in by_stage.items()
+    ]
+
+
+def format_summary(report: Report) -> str:
+    lines = []
+    if report.stages:
+        lines.append("stages:")
+        width = max(len(s.stage) for s in report.stages)
+        for s in report.stages:
+            took = f"{s.seconds:6.1f}s" if s.status == "built" else ""
+            lines.append(f"  {s.build:<6} {s.stage:<{width}}  {s.status:<6} {took}")
+    if report.models:
+        lines.append("model layers:")
+        width = max(len(m.id) for m in report.models)
+        for m in report.models:
+            layer = m.layer[:19] if m.layer else "MISSING"
+            lines.append(f"  {m.id:<{width}}  {m.family:<11} {layer}  {_mb(m.bytes):>10}  {m.step}")
+    for name, image in (("models image", report.models_image), ("image", report.image)):
+        if image is not None:
+            lines.append(f"{name}: {image.tag} {image.id[:19]} {_mb(image.size)}, {len(image.layers)} layers")
+    if report.durations:
+        lines.append("durations: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.durations.items()))
+    return "\n".join(lines)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
