@@ -43,14 +43,21 @@ class Fixture:
     wheel_flat: bytes = b""
 
 
-def _snapshot(repo: Path, commit: str, files: dict[str, bytes], lfs_names: set[str] = frozenset()) -> None:
-    """Write a snapshot like huggingface_hub does: LFS files as relative symlinks into blobs/."""
+def git_blob(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _snapshot(
+    repo: Path, commit: str, files: dict[str, bytes], lfs_names: set[str] = frozenset(), git_names: set[str] = frozenset()
+) -> None:
+    """Write a snapshot like huggingface_hub does: symlinks into blobs/ named by the ETag (sha256 for LFS files,
+    git blob id otherwise), or plain files like a hand-made tree."""
     snap = repo / "snapshots" / commit
     for rel, data in files.items():
         target = snap / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        if rel in lfs_names:
-            blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        if rel in lfs_names | git_names:
+            blob = repo / "blobs" / (hashlib.sha256(data).hexdigest() if rel in lfs_names else git_blob(data))
             blob.parent.mkdir(parents=True, exist_ok=True)
             blob.write_bytes(data)
             target.symlink_to(os.path.relpath(blob, target.parent))
@@ -73,8 +80,13 @@ def build_fixture(root: Path) -> Fixture:
     (tiny / "refs" / "refs" / "pr").mkdir(parents=True)
     (tiny / "refs" / "main").write_text(C_MAIN)
     (tiny / "refs" / "refs" / "pr" / "1").write_text(C_PR + "\n")
-    fx.gpt2 = {"config.json": b'{"n_layer": 1}', "README.md": b"# gpt2\n"}
-    _snapshot(hub / "models--gpt2", C_GPT2, fx.gpt2)
+    # As the Hub stored them, whatever the suffix: tokenizer.json in LFS, weights.bin in plain git.
+    fx.gpt2 = {"config.json": b'{"n_layer": 1}', "tokenizer.json": b"{}", "weights.bin": b"\0" * 10}
+    _snapshot(hub / "models--gpt2", C_GPT2, fx.gpt2, {"tokenizer.json"}, {"weights.bin"})
+
+    _snapshot(hub / "datasets--org--data", C_GPT2, {"data.csv": b"a,b\n1,2\n"})
+    (hub / "datasets--org--data" / "refs").mkdir()
+    (hub / "datasets--org--data" / "refs" / "main").write_text(C_GPT2)
 
     fx.whisper = os.urandom(100_001)
     (root / "whisper").mkdir()
@@ -179,9 +191,6 @@ def test_snapshot_download_by_branch_and_by_commit(server: MirrorServer, fx: Fix
     assert out["pr"] == {k: sha(v) for k, v in fx.tiny_pr.items()}
     assert out["ref"] == C_MAIN
     # Blobs are named by ETag: sha256 for the LFS file, git blob id for the others (as with the Hub).
-    def git_blob(data: bytes) -> str:
-        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
     small = [v for k, v in fx.tiny.items() if k != "model.safetensors"] + list(fx.tiny_pr.values())
     expected_blobs = {git_blob(v) for v in small} | {sha(fx.tiny["model.safetensors"])}
     assert set(out["blobs"]) == expected_blobs
@@ -222,7 +231,7 @@ def test_list_repo_tree_model_info_and_pagination(
     assert lfs["sha256"] == sha(weights) and lfs["size"] == len(weights)
     assert lfs["pointer_size"] == len(lfs_pointer(sha(weights), len(weights)))
     vocab = fx.tiny["sub/vocab.txt"]
-    assert rec["sub/vocab.txt"]["blob_id"] == hashlib.sha1(b"blob %d\0" % len(vocab) + vocab).hexdigest()
+    assert rec["sub/vocab.txt"]["blob_id"] == git_blob(vocab)
     assert rec["sub/vocab.txt"]["lfs"] is None and rec["sub/vocab.txt"]["size"] == len(vocab)
     assert [e["path"] for e in out["top"]] == ["config.json", "model.safetensors", "sub"]
     assert [e["path"] for e in out["sub"]] == ["sub/vocab.txt"]
@@ -289,6 +298,16 @@ def test_resolve_headers(client: httpx.Client, fx: Fixture) -> None:
     assert (r.status_code, r.headers["X-Error-Code"], r.headers["X-Repo-Commit"]) == (404, "EntryNotFound", C_MAIN)
     assert "missing.txt" in r.json()["error"]
     assert client.get("/huggingface/org/tiny/resolve/main/../refs/main").status_code == 404
+    # In a cache the Hub populated, the blob's name tells LFS or not, whatever the suffix says.
+    tree = {e["path"]: e for e in client.get(f"/huggingface/api/models/gpt2/tree/{C_GPT2}").json()}
+    assert tree["tokenizer.json"]["lfs"]["oid"] == sha(fx.gpt2["tokenizer.json"])
+    assert "lfs" not in tree["weights.bin"] and tree["weights.bin"]["oid"] == git_blob(fx.gpt2["weights.bin"])
+    r = client.head(f"/huggingface/gpt2/resolve/{C_GPT2}/weights.bin")
+    assert r.headers["ETag"] == f'"{git_blob(fx.gpt2["weights.bin"])}"' and "X-Linked-Etag" not in r.headers
+    # Dataset repos (`datasets--org--name`) are served under /datasets and /api/datasets.
+    assert client.get("/huggingface/datasets/org/data/resolve/main/data.csv").content == b"a,b\n1,2\n"
+    assert client.get("/huggingface/api/datasets/org/data").json()["sha"] == C_GPT2
+    assert client.get("/huggingface/org/data/resolve/main/data.csv").headers["X-Error-Code"] == "RepoNotFound"
 
 
 # -- Whisper and spaCy ---------------------------------------------------------------------------------------

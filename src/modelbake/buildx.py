@@ -71,6 +71,7 @@ class BuildSpec:
     cache_from: list[str] = field(default_factory=list)
     cache_to: list[str] = field(default_factory=list)
     network: str | None = None
+    no_cache_filter: list[str] = field(default_factory=list)  # stages to re-run (e.g. --refresh-models)
     builder: str | None = None
     platform: str | None = None
     push: bool = False
@@ -93,6 +94,8 @@ def build_argv(spec: BuildSpec, metadata_file: Path | None = None, progress: str
         cmd.add("--secret", f"id={secret_id},src={spec.secrets[secret_id]}")
     cmd.add_each("--cache-from", spec.cache_from)
     cmd.add_each("--cache-to", spec.cache_to)
+    if spec.no_cache_filter:
+        cmd.add("--no-cache-filter", ",".join(spec.no_cache_filter))
     if spec.network:
         cmd.add("--network", spec.network)
         if spec.network == "host":
@@ -256,8 +259,8 @@ def _last_error_line(lines: list[str]) -> str:
     return _last(lines) or "no output"
 
 
-def print_argv(argv: list[str], stream=sys.stdout) -> None:
+def print_argv(argv: list[str], stream=None) -> None:
     """A dry run: the command as one copy-pasteable line."""
     import shlex
 
-    print(shlex.join(argv), file=stream)
+    print(shlex.join(argv), file=stream or sys.stdout)

@@ -32,8 +32,9 @@ class EngineInfo:
 
 def docker_client(timeout: int = 10):
     """A Docker SDK client from the environment (DOCKER_HOST etc.), or EngineError when no daemon answers."""
-    import docker
     from docker.errors import DockerException
+
+    import docker
 
     try:
         client = docker.from_env(timeout=timeout)

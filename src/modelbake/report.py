@@ -110,7 +110,8 @@ def stage_summaries(label: str, result: BuildResult) -> list[StageSummary]:
     """Per stage: built when any of its steps ran, cached when all came from the cache."""
     by_stage: dict[str, list[Step]] = {}
     for step in result.steps:
-        if step.stage and step.completed:
+        # `FROM` steps resolve an image (never "cached"): they say nothing about work done.
+        if step.stage and step.completed and "] FROM " not in step.name:
             by_stage.setdefault(step.stage, []).append(step)
     return [
         StageSummary(

@@ -44,9 +44,11 @@ def spacy_file(root: Path, parts: list[str]) -> Path:
     """`/spacy/<name>-<version>/<file>` -> `spacy/<name>-<version>/<file>` or `spacy/<file>`."""
     if not 1 <= len(parts) <= 2 or not all(safe_name(p) for p in parts):
         raise NotInMirror(f"not a spaCy package URL: /spacy/{'/'.join(parts)}")
-    candidates = [root / "spacy" / parts[0] / parts[1], root / "spacy" / parts[1]] if len(parts) == 2 else [
-        root / "spacy" / parts[0]
-    ]
+    candidates = (
+        [root / "spacy" / parts[0] / parts[1], root / "spacy" / parts[1]]
+        if len(parts) == 2
+        else [root / "spacy" / parts[0]]
+    )
     for candidate in candidates:
         if candidate.is_file():
             return candidate

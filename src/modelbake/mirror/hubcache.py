@@ -2,6 +2,8 @@
 
 The mirror answers the Hub API from this, so a `preload --dest` output or a `~/.cache/huggingface/hub` can be
 served as is. Digests are cached per (file, size, mtime): hashing a 1.6 GB file on every HEAD would be slow.
+Whether a file is LFS comes from its blob's name when the Hub populated the cache, else from the default
+.gitattributes rule, so ETags (and the blob names clients derive from them) match the Hub's.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from modelbake.digests import git_blob_sha1, sha256_file
 
 COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+_HEX_RE = re.compile(r"[0-9a-f]+")
 
 # Like the Hub's default .gitattributes: these suffixes, and anything of 10 MiB or more, are stored in LFS.
 LFS_SUFFIXES = frozenset(
-    {".bin", ".safetensors", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".ot", ".model", ".pkl",
-     ".npz", ".tflite", ".gguf"}
+    ".bin .safetensors .pt .pth .ckpt .h5 .msgpack .onnx .ot .model .pkl .npz .tflite .gguf".split()
 )
 LFS_MIN_SIZE = 10 * 1024 * 1024
 
@@ -98,10 +100,22 @@ class HubFile:
     local: Path
     size: int
     mtime: float
+    stored_as_lfs: bool | None = None  # what the blob's name says, for a cache the Hub populated
 
     @property
     def lfs(self) -> bool:
-        return is_lfs(self.path, self.size)
+        return is_lfs(self.path, self.size) if self.stored_as_lfs is None else self.stored_as_lfs
+
+
+def _blob_kind(local: Path) -> bool | None:
+    """LFS or not, from the name of the blob a snapshot file links to: huggingface_hub names blobs by the
+    Hub's ETag, a sha256 (64 hex) for LFS files and a git blob id (40 hex) otherwise. None if not a blob."""
+    if not local.is_symlink():
+        return None
+    target = Path(os.path.realpath(local))
+    if target.parent.name != "blobs" or not _HEX_RE.fullmatch(target.name):
+        return None
+    return {64: True, 40: False}.get(len(target.name))
 
 
 class HubCache:
@@ -155,7 +169,7 @@ class HubCache:
                 except OSError:
                     continue
                 rel = name if rel_dir == "." else f"{Path(rel_dir).as_posix()}/{name}"
-                found.append(HubFile(rel, local, st.st_size, st.st_mtime))
+                found.append(HubFile(rel, local, st.st_size, st.st_mtime, _blob_kind(local)))
         return sorted(found, key=lambda f: f.path)
 
     def file(self, repo_dir: Path, commit: str, path: str) -> HubFile | None:
@@ -169,10 +183,11 @@ class HubCache:
             return None
         if not local.is_file():
             return None
-        return HubFile(path, local, st.st_size, st.st_mtime)
+        return HubFile(path, local, st.st_size, st.st_mtime, _blob_kind(local))
 
     def etag(self, f: HubFile) -> str:
-        """What the Hub puts in ETag: sha256 for LFS files, git blob id otherwise."""
+        """What the Hub puts in ETag: sha256 for LFS files, git blob id otherwise (always computed, so a
+        damaged blob is reported as what it is, not as what its name claims)."""
         return self.digests.sha256(f.local) if f.lfs else self.digests.git_blob(f.local)
 
     def tree_entry(self, f: HubFile) -> dict[str, object]:
@@ -223,8 +238,7 @@ class HubCache:
         entries: list[dict[str, object]] = [self.tree_entry(f) for f in chosen]
         entries += [
             # Synthetic but stable tree ids: nothing downstream checks them, and real ones need every digest.
-            {"type": "directory", "oid": hashlib.sha1(f"tree {commit}/{d}".encode()).hexdigest(), "size": 0,
-             "path": d}
+            {"type": "directory", "oid": hashlib.sha1(f"tree {commit}/{d}".encode()).hexdigest(), "size": 0, "path": d}
             for d in dirs
         ]
         return sorted(entries, key=lambda e: str(e["path"]))

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from time import time as _now
 from typing import TextIO
 from urllib.parse import unquote
 
@@ -24,7 +24,7 @@ class RequestRecord:
     status: int
     bytes_sent: int = 0
     range: str | None = None
-    time: float = field(default_factory=time.time)
+    time: float = field(default_factory=_now)
 
     def matches(self, substring: str) -> bool:
         return substring in self.path or substring in unquote(self.path)
@@ -42,7 +42,7 @@ class RequestLog:
     def open(self) -> None:
         if self._log_path is not None and self._file is None:
             self._log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self._log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            self._file = open(self._log_path, "a", encoding="utf-8")  # closed in close()
 
     def close(self) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,6 +90,12 @@ class _HTTPServer(ThreadingHTTPServer):
             conn.setblocking(True)
         return conn, addr
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up mid-request are routine (downloads cancelled, retries): no traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
     def track(self, conn: socket.socket, alive: bool) -> None:
         with self._connections_lock:
             (self._connections.add if alive else self._connections.discard)(conn)
@@ -124,7 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.server.track(self.connection, alive=False)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Silenced: the request log (and --log FILE) replaces stderr chatter."""
 
     def send_response(self, code: int, message: str | None = None) -> None:
@@ -142,9 +149,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_only(self) -> None:
         self._record = None
+        self._head = False
         self.close_connection = True  # the body was not read
-        self._json(405, {"error": f"the modelbake mirror is read-only: {self.command} {self.path}"},
-                   {"Connection": "close", "Allow": "GET, HEAD"})
+        self._json(
+            405,
+            {"error": f"the modelbake mirror is read-only: {self.command} {self.path}"},
+            {"Connection": "close", "Allow": "GET, HEAD"},
+        )
         self.server.mirror._log.finish(self._record)  # type: ignore[arg-type]
 
     do_POST = do_PUT = do_DELETE = do_PATCH = _read_only
@@ -259,14 +270,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _repo_not_found(self, repo_type: str, repo_id: str) -> None:
         folder = "--".join([REPO_PREFIXES[repo_type], *repo_id.split("/")])
         hub_dir = self.server.mirror._hub.hub_dir
-        self._error(404, f"repository {repo_id} not found in the mirror (no {hub_dir / folder}/snapshots)",
-                    "RepoNotFound")
+        self._error(
+            404, f"repository {repo_id} not found in the mirror (no {hub_dir / folder}/snapshots)", "RepoNotFound"
+        )
 
     def _commit(self, repo_dir: Path, repo_id: str, revision: str) -> str | None:
         commit = self.server.mirror._hub.resolve_revision(repo_dir, revision)
         if commit is None:
-            self._error(404, f"revision {revision} of {repo_id} not found in the mirror "
-                             f"(no refs/{revision} and no snapshots/{revision})", "RevisionNotFound")
+            self._error(
+                404,
+                f"revision {revision} of {repo_id} not found in the mirror "
+                f"(no refs/{revision} and no snapshots/{revision})",
+                "RevisionNotFound",
+            )
         return commit
 
     def _huggingface(self, segs: list[str], raw: str, query: str) -> None:
@@ -280,8 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
             repo_type, segs = "dataset", segs[1:]
         found = self._split_repo(repo_type, segs, {"resolve"}, bare=False)
         if found is None:
-            return self._error(404, f"not a Hub file URL (want /huggingface/<repo>/resolve/<rev>/<path>): "
-                                    f"{unquote(raw)}")
+            return self._error(
+                404, f"not a Hub file URL (want /huggingface/<repo>/resolve/<rev>/<path>): {unquote(raw)}"
+            )
         repo_id, repo_dir, rest = found
         if repo_dir is None:
             return self._repo_not_found(repo_type, repo_id)
@@ -337,16 +354,25 @@ class _Handler(BaseHTTPRequestHandler):
         if commit is None:
             return
         hub = self.server.mirror._hub
-        entries = hub.tree(repo_dir, commit, prefix, _truthy(params.get("recursive"))) if (
-            not prefix or safe_parts(prefix) is not None
-        ) else None
+        entries = (
+            hub.tree(repo_dir, commit, prefix, _truthy(params.get("recursive")))
+            if (not prefix or safe_parts(prefix) is not None)
+            else None
+        )
         if entries is None:
-            return self._error(404, f"{prefix} is not a directory of {repo_id}@{commit} in the mirror",
-                               "EntryNotFound", {"X-Repo-Commit": commit})
+            return self._error(
+                404,
+                f"{prefix} is not a directory of {repo_id}@{commit} in the mirror",
+                "EntryNotFound",
+                {"X-Repo-Commit": commit},
+            )
         expand = _truthy(params.get("expand"))
         if expand:
-            last = {"id": commit, "title": "snapshot served by modelbake mirror",
-                    "date": hub.snapshot_time(repo_dir, commit)}
+            last = {
+                "id": commit,
+                "title": "snapshot served by modelbake mirror",
+                "date": hub.snapshot_time(repo_dir, commit),
+            }
             entries = [{**e, "lastCommit": last} for e in entries]
         try:
             cursor = max(0, int(params.get("cursor", "0")))
@@ -369,8 +395,9 @@ class _Handler(BaseHTTPRequestHandler):
         f = hub.file(repo_dir, commit, path)
         if f is None:
             # X-Repo-Commit lets huggingface_hub cache the absence (.no_exist/<commit>/<path>), as with the Hub.
-            return self._error(404, f"{path} not found in {repo_id}@{commit} in the mirror", "EntryNotFound",
-                               {"X-Repo-Commit": commit})
+            return self._error(
+                404, f"{path} not found in {repo_id}@{commit} in the mirror", "EntryNotFound", {"X-Repo-Commit": commit}
+            )
         etag = hub.etag(f)
         headers = {"X-Repo-Commit": commit, "ETag": f'"{etag}"'}
         if f.lfs:
@@ -391,8 +418,11 @@ class _Handler(BaseHTTPRequestHandler):
                 try:
                     rng = parse_range(header, size)
                 except RangeNotSatisfiable:
-                    return self._error(416, f"range {header} outside {decoded} ({size} bytes)",
-                                       headers={"Content-Range": f"bytes */{size}"})
+                    return self._error(
+                        416,
+                        f"range {header} outside {decoded} ({size} bytes)",
+                        headers={"Content-Range": f"bytes */{size}"},
+                    )
             start, end = rng if rng is not None else (0, size - 1)
             length = end - start + 1
             self.send_response(206 if rng is not None else 200)
@@ -471,7 +501,9 @@ class MirrorServer:
         self._log.open()
         self._httpd = httpd
         self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"modelbake-mirror-{self.port}",
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"modelbake-mirror-{self.port}",
             daemon=True,
         )
         self._thread.start()

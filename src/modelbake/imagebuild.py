@@ -1,0 +1,268 @@
+"""`python build.py`: manifest + lock -> models image (one layer per model) -> app image, with a report.
+
+Two `docker buildx build` runs: the models image (`Dockerfile.models`, target `models`, tagged with the
+profile and lock hash) and the app image on it (`--build-arg MODELS_IMAGE=<that tag>`), exactly what a person
+runs with plain Docker. Mirrors, the CA bundle and the HF token enter as BuildKit secrets only, so they never
+reach a layer, the history, the config or a cache key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from .buildx import BuildResult, BuildSpec, build_argv, print_argv, run_build
+from .dockerfile import DEFAULT_BASE_IMAGE, render_app_dockerfile, render_models_dockerfile, stage_name
+from .errors import LockError, ModelbakeError, UsageError
+from .lockfile import Lock, check_drift, lock_hash, read_lock
+from .manifest import Manifest, load_manifest
+from .mirrors import parse_mirror_args
+from .report import Report, StageSummary, find_model_layers, format_summary, image_info, stage_summaries
+
+DEFAULT_MODELS_REPO = "modelbake/models"
+DEFAULT_APP_REPO = "modelbake/app"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="build.py",
+        description="Build the models image (one layer per model) and the app image on it with docker buildx.",
+    )
+    p.add_argument("--manifest", type=Path, help="manifest (default: models.toml beside build.py)")
+    p.add_argument("--profile", help="profile of the manifest (default: every model)")
+    p.add_argument("--models-only", action="store_true", help="build and tag only the models image")
+    p.add_argument("--tag", help="app image tag (default modelbake/app:<profile>)")
+    p.add_argument("--models-tag", help="models image tag (default modelbake/models:<profile>-<lock hash>)")
+    p.add_argument("--base-image", default=DEFAULT_BASE_IMAGE, help=f"base image (default {DEFAULT_BASE_IMAGE})")
+    p.add_argument("--mirror", action="append", metavar="FAMILY=URL", help="base URL per family (repeatable)")
+    p.add_argument("--ca-bundle", type=Path, help="CA bundle for HTTPS in build steps (a secret, never a layer)")
+    p.add_argument("--hf-token-file", type=Path, help="file holding a Hugging Face token (a secret)")
+    p.add_argument("--wheelhouse", type=Path, help="directory of wheels (e.g. the torch CPU wheel)")
+    p.add_argument("--cache", action="append", metavar="SPEC", help="local:DIR, registry:REF or a raw type=... spec")
+    p.add_argument("--refresh-models", action="store_true", help="re-run every model's fetch step (ignore its cache)")
+    p.add_argument("--push", action="store_true", help="push the images instead of loading them")
+    p.add_argument("--builder", help="buildx builder (default: the `docker` driver)")
+    p.add_argument("--platform", help="target platform, e.g. linux/amd64")
+    p.add_argument("--network", choices=("default", "host", "none"), help="network of RUN steps (host: loopback mirror)")
+    p.add_argument("--context", type=Path, help="build context: the repository (default: where build.py lives)")
+    p.add_argument("--dry-run", action="store_true", help="print the docker buildx commands, build nothing")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no summary on stdout")
+    return p
+
+
+@dataclass
+class Plan:
+    manifest: Manifest
+    lock: Lock | None
+    profile: str | None
+    models_tag: str
+    app_tag: str
+    models: BuildSpec
+    app: BuildSpec | None
+
+
+def cache_specs(values: list[str] | None, scope: str) -> tuple[list[str], list[str]]:
+    """`--cache` values -> (--cache-from, --cache-to) lists. Fuller support (gha) comes with issue 4."""
+    cache_from, cache_to = [], []
+    for value in values or []:
+        kind, _, rest = value.partition(":")
+        if kind == "local" and rest:
+            cache_from.append(f"type=local,src={rest}/{scope}")
+            cache_to.append(f"type=local,dest={rest}/{scope},mode=max")
+        elif kind == "registry" and rest:
+            cache_from.append(f"type=registry,ref={rest}-{scope}")
+            cache_to.append(f"type=registry,ref={rest}-{scope},mode=max")
+        elif value.startswith("type="):
+            cache_from.append(value)
+            cache_to.append(value)
+        else:
+            raise UsageError(f"--cache {value!r}: expected local:DIR, registry:REF or type=...")
+    return cache_from, cache_to
+
+
+def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
+    """Everything both builds need, with generated files written under `work` (a temp dir)."""
+    context = (args.context or root).resolve()
+    manifest_path = (args.manifest or context / "models.toml").resolve()
+    manifest = load_manifest(manifest_path)
+    specs = manifest.select(args.profile)
+    lock = read_lock(manifest.lock_path)
+    if lock is not None:
+        drift = check_drift(manifest, lock, [s.id for s in specs])
+        if drift:
+            raise LockError(f"{manifest.lock_path}: out of date: {drift[0]}", hint="run `modelbake lock`")
+        pin = lock_hash(manifest.lock_path)
+    else:
+        print(f"warning: {manifest.lock_path} missing: models are fetched unpinned; run `modelbake lock`", file=sys.stderr)
+        pin = "unlocked-" + hashlib.sha256(manifest_path.read_bytes()).hexdigest()[:12]
+    label = args.profile or "all"
+    models_tag = args.models_tag or f"{DEFAULT_MODELS_REPO}:{label}-{pin}"
+    app_tag = args.tag or f"{DEFAULT_APP_REPO}:{label}"
+
+    # Dockerfile.models: the committed one when it is what this manifest/profile gives, else generated.
+    models_text = render_models_dockerfile(manifest, lock, args.profile)
+    models_df = context / "Dockerfile.models"
+    if not models_df.is_file() or models_df.read_text() != models_text:
+        models_df = work / "Dockerfile.models"
+        models_df.write_text(models_text)
+    app_df = context / "Dockerfile"
+    app_text = render_app_dockerfile(app_df.read_text(), manifest, args.profile)
+    if app_df.read_text() != app_text:
+        app_df = work / "Dockerfile"
+        app_df.write_text(app_text)
+
+    secrets: dict[str, Path] = {}
+    if args.ca_bundle:
+        secrets["ca"] = _existing(args.ca_bundle, "--ca-bundle")
+    mirrors = {**manifest.mirrors, **parse_mirror_args(args.mirror)}
+    if mirrors:
+        # A secret, not a build arg: a mirror's address must never change a layer's cache key.
+        mirrors_file = work / "mirrors.toml"
+        mirrors_file.write_text("[mirrors]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in sorted(mirrors.items())))
+        secrets["mirrors"] = mirrors_file
+    model_secrets = dict(secrets)
+    if args.hf_token_file:
+        model_secrets["hf_token"] = _existing(args.hf_token_file, "--hf-token-file")
+
+    network = None if args.network in (None, "default") else args.network
+    cache_from, cache_to = cache_specs(args.cache, f"models-{label}")
+    models = BuildSpec(
+        context=context,
+        dockerfile=models_df,
+        target="models",
+        tags=[models_tag],
+        build_args={"BASE_IMAGE": args.base_image},
+        secrets=model_secrets,
+        cache_from=cache_from,
+        cache_to=cache_to,
+        network=network,
+        no_cache_filter=[stage_name(s.id) for s in specs] if args.refresh_models else [],
+        builder=args.builder,
+        platform=args.platform,
+        push=args.push,
+        label="models",
+    )
+    app = None
+    if not args.models_only:
+        contexts = {}
+        if args.wheelhouse:
+            contexts["wheels"] = str(_existing(args.wheelhouse, "--wheelhouse", directory=True))
+        if manifest_path != context / "models.toml":
+            staged = work / "manifest"
+            staged.mkdir()
+            shutil.copyfile(manifest_path, staged / "models.toml")
+            if manifest.lock_path.is_file():
+                shutil.copyfile(manifest.lock_path, staged / "models.lock")
+            contexts["manifest"] = str(staged)
+        app_from, app_to = cache_specs(args.cache, f"app-{label}")
+        app = BuildSpec(
+            context=context,
+            dockerfile=app_df,
+            target="app",
+            tags=[app_tag],
+            build_args={"BASE_IMAGE": args.base_image, "MODELS_IMAGE": models_tag, "MODELBAKE_PROFILE": args.profile or ""},
+            build_contexts=contexts,
+            secrets={k: v for k, v in secrets.items() if k == "ca"},
+            cache_from=app_from,
+            cache_to=app_to,
+            network=network,
+            builder=args.builder,
+            platform=args.platform,
+            push=args.push,
+            label="app",
+        )
+    return Plan(manifest, lock, args.profile, models_tag, app_tag, models, app)
+
+
+def _existing(path: Path, option: str, directory: bool = False) -> Path:
+    path = path.resolve()
+    if not (path.is_dir() if directory else path.is_file()):
+        raise UsageError(f"{option} {path}: no such {'directory' if directory else 'file'}")
+    return path
+
+
+def run(args: argparse.Namespace, root: Path) -> int:
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelbake-build-")))
+        plan = make_plan(args, root, work)
+        if args.dry_run:
+            for spec in (plan.models, plan.app):
+                if spec is not None:
+                    print_argv([str(a) for a in build_argv(spec, Path("METADATA.json"))])
+            return 0
+
+        from .engine import check_engine, docker_client
+
+        client = docker_client()
+        check_engine(client, need_containerd_store=bool(args.cache) and not args.builder)
+        report = Report()
+        started = time.perf_counter()
+        results: list[tuple[str, BuildResult]] = []
+        _say(args, f"building models image {plan.models_tag} ({len(plan.manifest.select(plan.profile))} models)")
+        result = run_build(plan.models)
+        results.append(("models", result))
+        report.durations["models build"] = round(result.seconds, 1)
+        if plan.app is not None:
+            _say(args, f"building app image {plan.app_tag}")
+            result = run_build(plan.app)
+            results.append(("app", result))
+            report.durations["app build"] = round(result.seconds, 1)
+        report.durations["total"] = round(time.perf_counter() - started, 1)
+        for label, result in results:
+            report.stages += stage_summaries(label, result)
+        if not args.push:
+            _inspect(client, plan, report)
+        if args.json:
+            report.write_json(args.json)
+        if not args.quiet:
+            print(format_summary(report))
+    return 0
+
+
+def _inspect(client, plan: Plan, report: Report) -> None:
+    specs = plan.manifest.select(plan.profile)
+    files_bytes = {s.id: plan.lock.models[s.id].total_bytes for s in specs if plan.lock and s.id in plan.lock.models}
+    models_image = client.images.get(plan.models_tag)
+    report.models_image = image_info(models_image)
+    final = client.images.get(plan.app_tag) if plan.app is not None else models_image
+    report.image = image_info(final)
+    report.image.tag = plan.app_tag if plan.app is not None else plan.models_tag
+    report.models_image.tag = plan.models_tag
+    report.models = find_model_layers(final, specs, files_bytes)
+    status = {s.stage: s.status for s in report.stages if s.build == "models"}
+    for layer in report.models:
+        step = status.get(stage_name(layer.id))
+        layer.step = {"built": "fetched", "cached": "cached"}.get(step or "", "cached")
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(f"build.py: {text}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None, root: Path | None = None) -> int:
+    """Entry point of build.py; the one place errors become a line and an exit code."""
+    args = build_parser().parse_args(argv)
+    root = root or Path.cwd()
+    try:
+        return run(args, root)
+    except ModelbakeError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["StageSummary", "build_parser", "cache_specs", "main", "make_plan"]

@@ -1,0 +1,317 @@
+"""The images on a real engine: one layer per model, an app that runs with --network none, secrets nowhere.
+
+The app image (torch included, ~2 min cold) is built ONCE per session by `app_build` and reused; the other
+builds here are models-only (seconds). Every image tag a test creates is removed at the end of the session.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parents[1]
+BASE_IMAGE = os.environ.get("MODELBAKE_TEST_BASE_IMAGE", "modelbake/python-base:3.11-bookworm")
+CA_BUNDLE = Path(os.environ.get("MODELBAKE_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
+WHEELHOUSE = Path(os.environ.get("MODELBAKE_TEST_WHEELHOUSE", "/opt/wheels"))
+CANARY = "hf_CANARY" + uuid.uuid4().hex  # an HF-token-shaped secret that must appear nowhere in the image
+RUN_ID = uuid.uuid4().hex[:8]
+# Files the app build needs; the app-code-change test builds from a copy of them.
+REPO_FILES = ("pyproject.toml", "src", "docker", "Dockerfile", "Dockerfile.models", ".dockerignore", "build.py", "models.toml")
+
+
+@dataclass
+class Built:
+    tag: str
+    models_tag: str
+    report: dict
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    from modelbake.engine import EngineError, check_engine, docker_client
+
+    try:
+        client = docker_client()
+        check_engine(client)
+    except EngineError as exc:
+        pytest.skip(f"no usable Docker engine: {exc.message}")
+    try:
+        client.images.get(BASE_IMAGE)
+    except Exception:  # noqa: BLE001
+        pytest.skip(f"base image {BASE_IMAGE} missing: run docker/make-base-image.sh")
+    return client
+
+
+@pytest.fixture(scope="session")
+def tags(docker_client):
+    """Every tag the session creates; removed at the end."""
+    created: list[str] = []
+    yield created
+    for tag in created:
+        try:
+            docker_client.images.remove(tag)
+        except Exception:  # noqa: BLE001 - already gone, or never created
+            pass
+
+
+@pytest.fixture(scope="session")
+def mirror_server(tiny_tree):
+    from modelbake.mirror.server import MirrorServer
+
+    with MirrorServer(tiny_tree.root) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("docker-work")
+
+
+def mirror_args(server) -> list[str]:
+    args = []
+    for family, url in sorted(server.mirrors.items()):
+        args += ["--mirror", f"{family}={url}"]
+    return args
+
+
+def lock_manifest(manifest: Path, server) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelbake.cli", "lock", "--manifest", str(manifest), *mirror_args(server)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def manifest_copy(tiny_tree, dest: Path, whisper_sha: str | None = None) -> Path:
+    """The tiny manifest in its own directory (its lock is written beside it), optionally re-pinned."""
+    dest.mkdir(parents=True, exist_ok=True)
+    text = tiny_tree.manifest.read_text()
+    if whisper_sha:
+        text = text.replace(tiny_tree.whisper_sha256, whisper_sha)
+    (dest / "models.toml").write_text(text)
+    return dest / "models.toml"
+
+
+def run_build_py(args: list[str], json_file: Path, repo: Path = REPO) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(repo / "build.py"), *args, "--json", str(json_file)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+
+
+def common_args(manifest: Path, server, network: bool = True) -> list[str]:
+    args = ["--manifest", str(manifest), "--profile", "test", "--base-image", BASE_IMAGE]
+    args += ["--ca-bundle", str(CA_BUNDLE)] if CA_BUNDLE.is_file() else []
+    args += mirror_args(server)
+    if network:
+        args += ["--network", "host"]
+    return args
+
+
+@pytest.fixture(scope="session")
+def base_manifest(tiny_tree, mirror_server, work):
+    manifest = manifest_copy(tiny_tree, work / "base")
+    lock_manifest(manifest, mirror_server)
+    return manifest
+
+
+@pytest.fixture(scope="session")
+def app_build(docker_client, tags, base_manifest, mirror_server, work) -> Built:
+    """The app image, built once: fetch steps forced to run (--refresh-models) with a canary HF token."""
+    token = work / "hf_token"
+    token.write_text(CANARY + "\n")
+    tag, models_tag = f"modelbake-test/app:{RUN_ID}", f"modelbake-test/models:{RUN_ID}"
+    tags += [tag, models_tag]
+    args = common_args(base_manifest, mirror_server) + [
+        "--tag", tag, "--models-tag", models_tag, "--hf-token-file", str(token), "--refresh-models",
+    ]
+    if WHEELHOUSE.is_dir():
+        args += ["--wheelhouse", str(WHEELHOUSE)]
+    proc = run_build_py(args, work / "app.json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return Built(tag, models_tag, json.loads((work / "app.json").read_text()), proc.stderr)
+
+
+def fresh_whisper_pin(tiny_tree, request) -> str:
+    """A Whisper checkpoint no earlier session has built (BuildKit's cache outlives a session), removed after."""
+    from modelbake.tinymodels import add_whisper_variant
+
+    sha = add_whisper_variant(tiny_tree.root, seed=uuid.uuid4().int % 2**31)
+    request.addfinalizer(lambda: shutil.rmtree(tiny_tree.root / "whisper" / sha, ignore_errors=True))
+    return sha
+
+
+def layers_by_model(report: dict) -> dict[str, str]:
+    return {m["id"]: m["layer"] for m in report["models"]}
+
+
+def test_report_has_one_layer_per_model(app_build, docker_client):
+    report = app_build.report
+    assert {"tag", "id", "size"} <= set(report["image"])
+    layers = layers_by_model(report)
+    assert set(layers) == {"whisper-tiny", "spacy-ner", "bart-map", "led-reduce"}
+    assert all(layer and layer.startswith("sha256:") for layer in layers.values())
+    assert len(set(layers.values())) == 4, "each model must be a layer of its own"
+    image = docker_client.images.get(app_build.tag)
+    assert set(layers.values()) <= set(image.attrs["RootFS"]["Layers"])
+    # the same layers as in the models image: the app re-pulls nothing when only code changes
+    models_image = docker_client.images.get(app_build.models_tag)
+    assert set(layers.values()) == set(models_image.attrs["RootFS"]["Layers"])
+
+
+def test_offline_verify(app_build, docker_client):
+    out = docker_client.containers.run(app_build.tag, "verify", network_mode="none", remove=True)
+    assert b"4 models load and run offline" in out
+
+
+def test_user_not_root_and_models_read_only(app_build, docker_client):
+    image = docker_client.images.get(app_build.tag)
+    assert image.attrs["Config"]["User"] not in ("", "0", "root", "0:0")
+    script = "id -u; find /models -writable | head -5; touch /models/whisper/x 2>/dev/null && echo WROTE || true"
+    out = docker_client.containers.run(
+        app_build.tag, ["sh", "-c", script], entrypoint=[], network_mode="none", remove=True
+    ).decode()
+    lines = out.split()
+    assert lines[0] == "10001"
+    assert "WROTE" not in out and "/models" not in out, out
+
+
+def test_pin_change_rebuilds_only_that_model(request, app_build, tiny_tree, mirror_server, tags, work):
+    sha = fresh_whisper_pin(tiny_tree, request)
+    manifest = manifest_copy(tiny_tree, work / "pin-change", whisper_sha=sha)
+    lock_manifest(manifest, mirror_server)
+    mirror_server.clear_requests()
+    models_tag = f"modelbake-test/models:{RUN_ID}-pin"
+    tags.append(models_tag)
+    proc = run_build_py(
+        common_args(manifest, mirror_server) + ["--models-only", "--models-tag", models_tag], work / "pin.json"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((work / "pin.json").read_text())
+    before, after = layers_by_model(app_build.report), layers_by_model(report)
+    assert after["whisper-tiny"] != before["whisper-tiny"]
+    for model_id in ("spacy-ner", "bart-map", "led-reduce"):
+        assert after[model_id] == before[model_id], model_id
+    steps = {s["stage"]: s["status"] for s in report["stages"]}
+    assert steps["fetch-whisper-tiny"] == "built"
+    assert all(steps[f"fetch-{m}"] == "cached" for m in ("spacy-ner", "bart-map", "led-reduce"))
+    paths = [r.path for r in mirror_server.requests]
+    assert paths and all(sha in p for p in paths), paths
+
+
+def test_app_code_change_reruns_no_model_step(app_build, base_manifest, mirror_server, tags, work):
+    copy = work / "repo-copy"
+    copy.mkdir()
+    for name in REPO_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, copy / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif src.is_file():
+            shutil.copy2(src, copy / name)
+    with open(copy / "src" / "modelbake" / "verify.py", "a") as f:
+        f.write(f"\n# app code changed {RUN_ID}\n")
+    mirror_server.clear_requests()
+    tag = f"modelbake-test/app:{RUN_ID}-code"
+    tags.append(tag)
+    args = common_args(base_manifest, mirror_server) + ["--tag", tag, "--models-tag", app_build.models_tag]
+    if WHEELHOUSE.is_dir():
+        args += ["--wheelhouse", str(WHEELHOUSE)]
+    proc = run_build_py(args, work / "code.json", repo=copy)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((work / "code.json").read_text())
+    steps = {(s["build"], s["stage"]): s["status"] for s in report["stages"]}
+    model_steps = {k: v for k, v in steps.items() if k[1].startswith("fetch")}
+    assert model_steps and set(model_steps.values()) == {"cached"}, model_steps
+    assert steps[("app", "deps")] == "cached"
+    assert steps[("app", "app")] == "built"
+    assert mirror_server.requests == []
+    assert layers_by_model(report) == layers_by_model(app_build.report)
+
+
+def _scan_tar(stream, needle: bytes, where: str, found: list[str]) -> None:
+    """Look for `needle` in every member of a tar stream, recursing into (gzip-compressed) layer tars."""
+    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            f = tar.extractfile(member)
+            if f is None:
+                continue
+            data = f.read()
+            name = f"{where}/{member.name}"
+            if data[:2] == b"\x1f\x8b":
+                data = gzip.decompress(data)
+            if needle in data:
+                found.append(name)
+            if len(data) > 512 and data[257:262] == b"ustar":
+                _scan_tar(io.BytesIO(data), needle, name, found)
+
+
+def test_hf_token_nowhere_in_the_image(app_build, docker_client, work):
+    assert CANARY not in app_build.stderr
+    found: list[str] = []
+    for tag in (app_build.models_tag, app_build.tag):
+        target = work / f"save-{tag.replace('/', '_').replace(':', '_')}.tar"
+        subprocess.run(["docker", "save", "-o", str(target), tag], check=True)
+        with open(target, "rb") as f:
+            _scan_tar(f, CANARY.encode(), tag, found)
+        target.unlink()
+        history = json.dumps(docker_client.images.get(tag).history())
+        assert CANARY not in history
+    assert found == []
+
+
+def test_corrupt_mirror_fails_naming_the_model(request, tiny_tree, mirror_server, docker_client, work):
+    sha = fresh_whisper_pin(tiny_tree, request)
+    manifest = manifest_copy(tiny_tree, work / "corrupt", whisper_sha=sha)
+    lock_manifest(manifest, mirror_server)
+    models_tag = f"modelbake-test/models:{RUN_ID}-corrupt"
+    mirror_server.faults.corrupt.add(sha)
+    try:
+        proc = run_build_py(
+            common_args(manifest, mirror_server) + ["--models-only", "--models-tag", models_tag], work / "c.json"
+        )
+    finally:
+        mirror_server.faults.corrupt.discard(sha)
+    assert proc.returncode != 0
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "whisper-tiny" in error[0] and "sha256 mismatch" in error[0], proc.stderr[-2000:]
+    _assert_not_tagged(docker_client, models_tag)
+
+
+def test_mirror_down_fails_naming_the_model(request, tiny_tree, mirror_server, docker_client, work):
+    from modelbake.mirror.server import MirrorServer
+
+    sha = fresh_whisper_pin(tiny_tree, request)
+    manifest = manifest_copy(tiny_tree, work / "down", whisper_sha=sha)
+    lock_manifest(manifest, mirror_server)
+    down = MirrorServer(tiny_tree.root).start()
+    down.stop()  # its port is now closed
+    models_tag = f"modelbake-test/models:{RUN_ID}-down"
+    proc = run_build_py(
+        common_args(manifest, down) + ["--models-only", "--models-tag", models_tag], work / "d.json"
+    )
+    assert proc.returncode != 0
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "whisper-tiny" in error[0], proc.stderr[-2000:]
+    _assert_not_tagged(docker_client, models_tag)
+
+
+def _assert_not_tagged(client, tag: str) -> None:
+    from docker.errors import ImageNotFound
+
+    with pytest.raises(ImageNotFound):
+        client.images.get(tag)

@@ -1,0 +1,348 @@
+"""Dockerfile.models generation, its drift check, the build.py argv (dry run) and the engine's error lines."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelbake import dockerfile
+from modelbake.buildx import BuildSpec, BuildxError, build_argv, parse_rawjson
+from modelbake.dockerfile import FETCH_PACKAGES, FETCH_SOURCES, render_app_dockerfile, render_models_dockerfile
+from modelbake.engine import EngineError, check_engine, parse_major, uses_containerd_store
+from modelbake.lockfile import Lock, LockedFile, LockedModel, entry_json, spec_fields
+from modelbake.manifest import load_manifest
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_MANIFEST = """\
+[models.whisper-tiny]
+family = "whisper"
+name = "tiny-random.en"
+sha256 = "%s"
+
+[models.spacy-ner]
+family = "spacy"
+name = "en_tiny_ner"
+version = "0.1.0"
+sha256 = "%s"
+
+[models.bart-map]
+family = "huggingface"
+repo = "modelbake-tiny/bart"
+revision = "main"
+
+[models.led-reduce]
+family = "huggingface"
+repo = "modelbake-tiny/led"
+revision = "main"
+
+[profiles]
+test = ["whisper-tiny", "spacy-ner", "bart-map", "led-reduce"]
+""" % ("a" * 64, "b" * 64)
+
+
+def _lock_for(manifest) -> Lock:
+    models = {}
+    for spec in manifest.models.values():
+        revision = {"whisper": "a" * 64, "spacy": "0.1.0", "huggingface": "c" * 40}[spec.family]
+        models[spec.id] = LockedModel(
+            id=spec.id, family=spec.family, spec=spec_fields(spec), revision=revision,
+            files=(LockedFile(path="f.bin", size=10, sha256="d" * 64),),
+        )
+    return Lock(models=models)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "models.toml"
+    path.write_text(TINY_MANIFEST)
+    manifest = load_manifest(path)
+    return manifest, _lock_for(manifest)
+
+
+def test_one_stage_and_one_layer_per_model(tiny):
+    manifest, lock = tiny
+    text = render_models_dockerfile(manifest, lock, "test")
+    assert "# syntax" not in text  # a syntax line would pull the frontend image from a registry
+    assert "ARG BASE_IMAGE=python:3.11-slim-bookworm" in text
+    for spec in manifest.models.values():
+        assert f"FROM fetch AS fetch-{spec.id}\n" in text
+        assert entry_json(lock.models[spec.id]) in text  # the step is keyed on that entry only
+    copies = [line for line in text.splitlines() if line.startswith("COPY --link --from=fetch-")]
+    assert copies == [
+        "COPY --link --from=fetch-whisper-tiny /models/whisper/tiny-random.en.pt /models/whisper/tiny-random.en.pt",
+        "COPY --link --from=fetch-spacy-ner /models/spacy /models/spacy",
+        "COPY --link --from=fetch-bart-map /models/huggingface/hub/models--modelbake-tiny--bart "
+        "/models/huggingface/hub/models--modelbake-tiny--bart",
+        "COPY --link --from=fetch-led-reduce /models/huggingface/hub/models--modelbake-tiny--led "
+        "/models/huggingface/hub/models--modelbake-tiny--led",
+    ]
+    assert ".modelbake" not in "\n".join(copies)
+    assert "torch" not in text.split("FROM fetch AS")[0].replace("no torch", "")
+    # secrets come in as mounts only, never as ARG/ENV values
+    assert "id=hf_token" in text and "id=mirrors" in text and "id=ca" in text
+    assert "ARG HF" not in text and "HF_TOKEN=" not in text
+
+
+def test_changing_one_pin_changes_one_step_only(tiny, tmp_path):
+    manifest, lock = tiny
+    before = render_models_dockerfile(manifest, lock, "test")
+    changed = dict(lock.models)
+    old = changed["whisper-tiny"]
+    changed["whisper-tiny"] = LockedModel(
+        id=old.id, family=old.family, spec=old.spec, revision="e" * 64, files=old.files
+    )
+    after = render_models_dockerfile(manifest, Lock(models=changed), "test")
+    def stages(text: str) -> list[str]:  # instructions only: a model's comment line sits above its stage
+        return "\n".join(ln for ln in text.splitlines() if not ln.startswith("#")).split("\nFROM ")
+
+    stages_before, stages_after = stages(before), stages(after)
+    differing = [a.split()[2] for a, b in zip(stages_after, stages_before, strict=True) if a != b]
+    assert differing == ["fetch-whisper-tiny"]
+
+
+def test_unlocked_models_fetch_from_the_manifest_entry(tiny):
+    manifest, _ = tiny
+    text = render_models_dockerfile(manifest, None, "test")
+    assert "NOT LOCKED" in text
+    assert "modelbake preload --manifest /dev/stdin --model bart-map --dest /models <<'MANIFEST'" in text
+    assert '[models.bart-map]\nfamily = "huggingface"\nrepo = "modelbake-tiny/bart"\nrevision = "main"\nMANIFEST' in text
+
+
+def test_unlocked_entry_parses_back_to_the_same_spec(tiny, tmp_path):
+    import tomllib
+
+    manifest, _ = tiny
+    for spec in manifest.models.values():
+        path = tmp_path / f"{spec.id}.toml"
+        path.write_text(dockerfile.manifest_entry_toml(spec))
+        assert load_manifest(path).models[spec.id] == spec
+        tomllib.loads(path.read_text())
+
+
+def test_app_block_one_copy_per_model(tiny):
+    manifest, _ = tiny
+    template = (REPO / "Dockerfile").read_text()
+    text = render_app_dockerfile(template, manifest, "test")
+    block = text[text.index(dockerfile.APP_BLOCK_BEGIN) : text.index(dockerfile.APP_BLOCK_END)]
+    assert block.count("COPY --link --from=models ") == 4
+    assert "COPY --link --from=models /models /models" not in text  # that would merge all models in one layer
+
+
+def test_committed_dockerfiles_match_models_toml():
+    """Drift check: regenerate from models.toml + models.lock and compare with the committed files."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelbake.cli", "dockerfile", "--manifest", "models.toml", "--output",
+         "Dockerfile.models", "--check"],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelbake.dockerfile", "--check"], cwd=REPO, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_drift_is_detected(tmp_path):
+    for name in ("models.toml", "Dockerfile", "Dockerfile.models"):
+        shutil.copy(REPO / name, tmp_path / name)
+    with open(tmp_path / "models.toml", "a") as f:
+        f.write('\n[models.extra]\nfamily = "whisper"\nname = "small.en"\nsha256 = "%s"\n' % ("f" * 64))
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelbake.cli", "dockerfile", "--manifest", str(tmp_path / "models.toml"),
+         "--output", str(tmp_path / "Dockerfile.models"), "--check"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 1
+    assert "out of date" in proc.stderr and "make dockerfile" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelbake.dockerfile", "--manifest", str(tmp_path / "models.toml"),
+         "--root", str(tmp_path), "--check"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 1 and proc.stderr.count("out of date") == 2
+    # regenerating fixes it
+    subprocess.run(
+        [sys.executable, "-m", "modelbake.dockerfile", "--manifest", str(tmp_path / "models.toml"),
+         "--root", str(tmp_path)],
+        check=True, capture_output=True,
+    )
+    assert "fetch-extra" in (tmp_path / "Dockerfile.models").read_text()
+    assert "/models/whisper/small.en.pt" in (tmp_path / "Dockerfile").read_text()
+
+
+def test_fetch_sources_are_enough_to_run_preload(tmp_path):
+    """Only FETCH_SOURCES enter the fetch stage: importing everything `preload` needs must work with them."""
+    for rel in FETCH_SOURCES:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / rel, tmp_path / rel)
+    for package in FETCH_PACKAGES:
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    code = (
+        "import modelbake, modelbake.cli, modelbake.preload, modelbake.fetchers as f, modelbake.layout;"
+        "from modelbake.fetchers import huggingface, spacy, whisper;"
+        "print(modelbake.__file__)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tmp_path / 'src')!r}); {code}"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().startswith(str(tmp_path))
+
+
+# --- build.py: argv assembly (dry run) ---------------------------------------------------------------
+
+
+def test_dry_run_prints_both_commands(tmp_path, capsys):
+    from modelbake.imagebuild import main
+
+    manifest = tmp_path / "m" / "models.toml"
+    manifest.parent.mkdir()
+    manifest.write_text(TINY_MANIFEST)
+    token = tmp_path / "token"
+    token.write_text("hf_secret_value")
+    rc = main(
+        ["--manifest", str(manifest), "--profile", "test", "--mirror", "whisper=http://127.0.0.1:9/whisper",
+         "--network", "host", "--ca-bundle", str(token), "--hf-token-file", str(token), "--wheelhouse",
+         str(tmp_path), "--tag", "me/app:1", "--base-image", "local/base:1", "--dry-run"],
+        root=REPO,
+    )
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0 and len(out) == 2
+    models, app = out
+    assert models.startswith("docker buildx build --file ") and "--target models" in models
+    assert "--tag modelbake/models:test-unlocked-" in models
+    assert f"--secret id=hf_token,src={token}" in models and f"--secret id=ca,src={token}" in models
+    assert "--secret id=mirrors,src=" in models and "127.0.0.1:9" not in models  # mirror only via the secret
+    assert "--network host --allow network.host" in models
+    assert "--build-arg BASE_IMAGE=local/base:1" in models
+    assert "--target app" in app and "--tag me/app:1" in app
+    assert "--build-arg MODELS_IMAGE=modelbake/models:test-unlocked-" in app
+    assert f"--build-context wheels={tmp_path}" in app and "--build-context manifest=" in app
+    assert "hf_token" not in app  # the app build gets no token
+    assert "hf_secret_value" not in models + app
+
+
+def test_dry_run_models_only(tmp_path, capsys):
+    from modelbake.imagebuild import main
+
+    manifest = tmp_path / "models.toml"
+    manifest.write_text(TINY_MANIFEST)
+    assert main(["--manifest", str(manifest), "--models-only", "--dry-run", "--refresh-models"], root=REPO) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "--no-cache-filter fetch-whisper-tiny,fetch-spacy-ner,fetch-bart-map,fetch-led-reduce" in out[0]
+
+
+def test_bad_option_values_are_one_line_errors(tmp_path, capsys):
+    from modelbake.imagebuild import main
+
+    manifest = tmp_path / "models.toml"
+    manifest.write_text(TINY_MANIFEST)
+    assert main(["--manifest", str(manifest), "--ca-bundle", str(tmp_path / "nope"), "--dry-run"], root=REPO) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: --ca-bundle ") and "no such file" in errors[0]
+    assert main(["--manifest", str(manifest), "--mirror", "bogus", "--dry-run"], root=REPO) == 2
+    assert main(["--manifest", str(manifest), "--profile", "nope", "--dry-run"], root=REPO) == 2
+
+
+def test_build_argv_is_a_list_without_shell():
+    spec = BuildSpec(context=Path("/ctx"), dockerfile=Path("/ctx/Dockerfile"), tags=["a b"], label="x")
+    argv = build_argv(spec)
+    assert argv[:3] == ["docker", "buildx", "build"] and "a b" in argv and argv[-1] == "/ctx"
+
+
+# --- rawjson parsing and error mapping -----------------------------------------------------------------
+
+
+def _raw(*docs) -> str:
+    return "\n".join(json.dumps(d, indent=2) for d in docs)
+
+
+def test_rawjson_steps_and_failed_model_message():
+    import base64
+
+    from modelbake.buildx import _error
+
+    logs = "fetch whisper-tiny\nerror: model whisper-tiny: x.pt: sha256 mismatch: expected a, got b; file discarded (http://m/x.pt)\n"
+    text = _raw(
+        {"vertexes": [{"digest": "d1", "name": "[fetch-whisper-tiny 1/1] RUN modelbake preload",
+                       "started": "2026-01-01T00:00:00.5Z", "completed": "2026-01-01T00:00:02.5Z",
+                       "error": "process did not complete successfully: exit code: 1"}]},
+        {"vertexes": [{"digest": "d2", "name": "[fetch 2/4] RUN pip", "cached": True,
+                       "started": "2026-01-01T00:00:00Z", "completed": "2026-01-01T00:00:00Z"}]},
+        {"logs": [{"vertex": "d1", "stream": 2, "data": base64.b64encode(logs.encode()).decode()}]},
+    ) + "\nERROR: failed to solve: process did not complete\n"
+    steps, rest = parse_rawjson(text)
+    by = {s.digest: s for s in steps}
+    assert by["d1"].seconds == pytest.approx(2.0) and by["d1"].stage == "fetch-whisper-tiny"
+    assert by["d2"].cached
+    assert rest == ["ERROR: failed to solve: process did not complete"]
+    err = _error(BuildSpec(context=Path("."), dockerfile=Path("D"), label="models"), ["docker"], 1, steps, rest)
+    assert isinstance(err, BuildxError)
+    assert err.message.startswith("models build: step fetch-whisper-tiny failed: model whisper-tiny: x.pt: sha256")
+    assert "\n" not in err.message
+
+
+# --- engine checks -------------------------------------------------------------------------------------
+
+
+class FakeClient:
+    def __init__(self, version="26.1.5", driver_status=(("driver-type", "io.containerd.snapshotter.v1"),)):
+        self._version = version
+        self._status = [list(p) for p in driver_status]
+
+    def version(self):
+        return {"Version": self._version}
+
+    def info(self):
+        return {"Driver": "overlayfs", "DriverStatus": self._status, "OSType": "linux"}
+
+
+def test_engine_too_old():
+    with pytest.raises(EngineError) as exc:
+        check_engine(FakeClient("20.10.24+dfsg1"))
+    assert exc.value.message == "Docker Engine 20.10.24+dfsg1 is too old: modelbake needs >= 24"
+    assert "install-engine.sh" in exc.value.hint
+
+
+def test_engine_without_containerd_store():
+    client = FakeClient(driver_status=(("Backing Filesystem", "extfs"),))
+    with pytest.raises(EngineError) as exc:
+        check_engine(client, need_containerd_store=True)
+    assert "containerd image store" in exc.value.message and "\n" not in exc.value.message
+    assert "containerd-snapshotter" in exc.value.hint
+
+
+def test_engine_without_buildx(monkeypatch):
+    import modelbake.engine as engine
+
+    class Proc:
+        returncode, stdout, stderr = 1, "", "docker: 'buildx' is not a docker command."
+
+    monkeypatch.setattr(engine.subprocess, "run", lambda *a, **k: Proc())
+    with pytest.raises(EngineError) as exc:
+        check_engine(FakeClient())
+    assert exc.value.message == "docker buildx is not installed (`docker buildx version` failed)"
+
+
+def test_engine_no_daemon(monkeypatch):
+    import modelbake.engine as engine
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(EngineError) as exc:
+        engine.docker_client(timeout=2)
+    assert exc.value.message.startswith("no Docker daemon answers")
+
+
+def test_version_and_store_parsing():
+    assert parse_major("26.1.5+dfsg1") == 26 and parse_major("v24.0.0") == 24 and parse_major("dev") is None
+    assert uses_containerd_store({"DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]})
+    assert not uses_containerd_store({"Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"]]})
