@@ -8,7 +8,7 @@ PROFILE ?= test
 PYTEST_ARGS ?=
 
 .PHONY: setup engine base-image preload-ml-models clean-cache verify test test-unit test-integration test-docker \
-	demo lint dockerfile bench bench-quick
+	demo demo-local lint dockerfile dockerfile-check bench bench-quick
 BASE_IMAGE ?= modelbake/python-base:3.11-bookworm
 
 $(BIN)/modelbake: pyproject.toml
@@ -44,7 +44,7 @@ lint: setup
 	$(BIN)/ruff check src tests $(wildcard build.py bench)
 
 # Every test: unit, ml_models and docker (the Docker ones need the engine and the base image).
-test: setup engine base-image lint
+test: setup engine base-image lint dockerfile-check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: setup
@@ -60,6 +60,13 @@ test-docker: setup engine base-image
 # image built from the mirror -> `docker run --network none IMAGE verify`.
 demo: setup engine base-image
 	$(BIN)/python -m modelbake.demo
+
+# Dockerfile.models and the model block of Dockerfile are generated from models.toml + models.lock.
+dockerfile: setup
+	$(BIN)/modelbake dockerfile --manifest models.toml
+
+dockerfile-check: setup
+	$(BIN)/modelbake dockerfile --manifest models.toml --check
 
 demo-local: setup
 	$(BIN)/python -m modelbake.demo --no-docker

@@ -71,11 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tinymodels", help="generate tiny real models and a manifest, laid out as a mirror")
     p.add_argument("out", type=Path)
 
-    p = sub.add_parser("dockerfile", help="generate Dockerfile.models from the manifest and lock")
+    p = sub.add_parser("dockerfile", help="regenerate Dockerfile.models and the model block of Dockerfile")
     _manifest_arg(p)
-    p.add_argument("--profile", help="profile (default: every model)")
-    p.add_argument("--output", type=Path, help="write here (default: stdout)")
-    p.add_argument("--check", action="store_true", help="exit 1 if --output differs from what would be generated")
+    p.add_argument("--root", type=Path, default=Path("."), help="where Dockerfile and Dockerfile.models live")
+    p.add_argument("--check", action="store_true", help="exit 1 when either file is out of date; write nothing")
     return parser
 
 
@@ -255,23 +254,10 @@ def cmd_tinymodels(args: argparse.Namespace) -> int:
 
 
 def cmd_dockerfile(args: argparse.Namespace) -> int:
-    from .dockerfile import render_models_dockerfile
+    from .dockerfile import main as dockerfile_main
 
-    manifest, lock = _load(args)
-    text = render_models_dockerfile(manifest, lock, args.profile)
-    if args.check:
-        if args.output is None or not args.output.is_file() or args.output.read_text() != text:
-            print(
-                f"error: {args.output}: out of date with {manifest.path} and its lock; run `make dockerfile`",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    if args.output:
-        args.output.write_text(text)
-    else:
-        sys.stdout.write(text)
-    return 0
+    argv = ["--manifest", str(args.manifest), "--root", str(args.root)]
+    return dockerfile_main([*argv, "--check"] if args.check else argv)
 
 
 if __name__ == "__main__":

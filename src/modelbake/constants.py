@@ -33,7 +33,10 @@ def hf_endpoint_env() -> str | None:
 
 
 def default_whisper_root() -> Path:
-    """Where whisper.load_model(name) looks by default (whisper/__init__.py: XDG_CACHE_HOME/whisper)."""
+    """MODELBAKE_WHISPER_ROOT (set in images), else where whisper.load_model(name) looks by default
+    (whisper/__init__.py: XDG_CACHE_HOME/whisper)."""
+    if env("MODELBAKE_WHISPER_ROOT"):
+        return Path(os.environ["MODELBAKE_WHISPER_ROOT"])
     base = env("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "whisper"
 

@@ -139,7 +139,7 @@ def format_summary(report: Report) -> str:
             layer = m.layer[:19] if m.layer else "MISSING"
             lines.append(f"  {m.id:<{width}}  {m.family:<11} {layer}  {_mb(m.bytes):>10}  {m.step}")
     for name, image in (("models image", report.models_image), ("image", report.image)):
-        if image is not None:
+        if image is not None and not (name == "image" and report.models_image and image.id == report.models_image.id):
             lines.append(f"{name}: {image.tag} {image.id[:19]} {_mb(image.size)}, {len(image.layers)} layers")
     if report.durations:
         lines.append("durations: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.durations.items()))
