@@ -1,7 +1,8 @@
 #!/bin/sh
 # Entrypoint of the app image.
 #   verify        load every baked model with the real loaders, network blocked (exit 0/1)
-#   anything else exec'd as is (the app's `process` command comes later)
+#   process ...   the reference app: podcast episode -> transcript, speakers, summary (JSON)
+#   anything else exec'd as is
 set -eu
 if [ "${1:-}" = verify ]; then
   shift
@@ -9,6 +10,9 @@ if [ "${1:-}" = verify ]; then
     set -- --profile "$MODELBAKE_PROFILE" "$@"
   fi
   exec python -m modelbake.cli verify --models /models --manifest /app/models.toml "$@"
+fi
+if [ "${1:-}" = process ]; then
+  exec python -m podcast_pipeline "$@"
 fi
 if [ "$#" -eq 0 ]; then
   set -- python -m modelbake.cli --help
