@@ -10,7 +10,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from . import __version__
-from .errors import ModelbakeError, UsageError
+from .errors import UsageError, exit_code_of
 
 DEFAULT_MANIFEST = "models.toml"
 
@@ -80,16 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return _dispatch(args)
-    except ModelbakeError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    return exit_code_of(lambda: _dispatch(args))
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -65,3 +65,19 @@ class IntegrityError(FetchError):
 
 class VerifyError(ModelbakeError):
     """One or more models failed to load offline."""
+
+
+def exit_code_of(action) -> int:
+    """Run a CLI action; the one boundary where errors become `error: ...` (+ `hint: ...`) and an exit code."""
+    import sys
+
+    try:
+        return action()
+    except ModelbakeError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

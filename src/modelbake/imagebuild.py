@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .buildx import BuildResult, BuildSpec, build_argv, print_argv, run_build
 from .dockerfile import DEFAULT_BASE_IMAGE, render_app_dockerfile, render_models_dockerfile, stage_name
-from .errors import LockError, ModelbakeError, UsageError
+from .errors import LockError, UsageError, exit_code_of
 from .lockfile import Lock, check_drift, lock_hash, read_lock
 from .manifest import Manifest, load_manifest
 from .mirrors import parse_mirror_args
@@ -253,16 +253,7 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     """Entry point of build.py; the one place errors become a line and an exit code."""
     args = build_parser().parse_args(argv)
     root = root or Path.cwd()
-    try:
-        return run(args, root)
-    except ModelbakeError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    return exit_code_of(lambda: run(args, root))
 
 
 __all__ = ["StageSummary", "build_parser", "cache_specs", "main", "make_plan"]
