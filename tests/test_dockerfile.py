@@ -218,7 +218,10 @@ def test_dry_run_prints_both_commands(tmp_path, capsys):
     assert rc == 0 and len(out) == 2
     models, app = out
     assert models.startswith("docker buildx build --file ") and "--target models" in models
-    assert "--tag modelbake/models:test-unlocked-" in models
+    # Reproducible by default: an OCI export with rewritten timestamps, loaded afterwards under the models tag.
+    assert ",name=modelbake/models:test-unlocked-" in models and "--tag " not in models
+    assert "--output type=oci,dest=" in models and "rewrite-timestamp=true" in models
+    assert "--build-arg SOURCE_DATE_EPOCH=0" in models
     assert f"--secret id=hf_token,src={token}" in models and f"--secret id=ca,src={token}" in models
     assert "--secret id=mirrors,src=" in models and "127.0.0.1:9" not in models  # mirror only via the secret
     assert "--network host --allow network.host" in models

@@ -76,6 +76,9 @@ class BuildSpec:
     platform: str | None = None
     push: bool = False
     load: bool = True
+    # An OCI tarball instead of the engine's image store, with every timestamp rewritten to SOURCE_DATE_EPOCH:
+    # the only exporter for which BuildKit 0.13 allows rewrite-timestamp. The caller loads it afterwards.
+    oci_dest: Path | None = None
     label: str = "build"  # for messages: "models" / "app"
 
 
@@ -84,7 +87,12 @@ def build_argv(spec: BuildSpec, metadata_file: Path | None = None, progress: str
     cmd.add("--builder", spec.builder)
     cmd.add("--file", spec.dockerfile)
     cmd.add("--target", spec.target)
-    cmd.add_each("--tag", spec.tags)
+    if spec.oci_dest is None:
+        cmd.add_each("--tag", spec.tags)
+    else:
+        name = f",name={spec.tags[0]}" if spec.tags else ""
+        # Uncompressed: the tarball is loaded on this machine right away; compressing it only burns CPU.
+        cmd.add("--output", f"type=oci,dest={spec.oci_dest},rewrite-timestamp=true,compression=uncompressed{name}")
     cmd.add("--platform", spec.platform)
     for key in sorted(spec.build_args):
         cmd.add("--build-arg", f"{key}={spec.build_args[key]}")
@@ -102,8 +110,8 @@ def build_argv(spec: BuildSpec, metadata_file: Path | None = None, progress: str
             cmd.add("--allow", "network.host")
     # No provenance attestation: it would record build args in the image index; nothing here needs it.
     cmd.add("--provenance", "false")
-    cmd.flag("--push", spec.push)
-    cmd.flag("--load", spec.load and not spec.push and spec.builder is not None)
+    cmd.flag("--push", spec.push and spec.oci_dest is None)
+    cmd.flag("--load", spec.load and not spec.push and spec.builder is not None and spec.oci_dest is None)
     cmd.add("--metadata-file", metadata_file)
     cmd.add("--progress", progress)
     cmd.append(str(spec.context))
@@ -121,6 +129,7 @@ class Step:
     completed: datetime | None = None
     error: str | None = None
     logs: list[str] = field(default_factory=list)
+    transferred: dict[str, int] = field(default_factory=dict)  # status id (e.g. a layer) -> bytes, when known
 
     @property
     def seconds(self) -> float:
@@ -187,6 +196,11 @@ def parse_rawjson(text: str) -> tuple[list[Step], list[str]]:
             step.completed = _parse_time(v.get("completed")) or step.completed
             if v.get("error"):
                 step.error = v["error"]
+        for status in doc.get("statuses") or []:
+            step = steps.get(status.get("vertex", ""))
+            total = status.get("total") or status.get("current")
+            if step is not None and status.get("completed") and total:
+                step.transferred[status.get("id", "")] = int(total)
         for log in doc.get("logs") or []:
             step = steps.get(log.get("vertex", ""))
             if step is not None and log.get("data"):
@@ -239,7 +253,7 @@ def _error(spec: BuildSpec, argv: list[str], code: int, steps: list[Step], rest:
         model = stage[len("fetch-") :] if stage.startswith("fetch-") else None
         if model and reason:
             # modelbake's own error line already names the model: "error: model X: file: reason (url)"
-            message = f"{spec.label} build: step {stage} failed: {reason[len('error: '):]}"
+            message = f"{spec.label} build: step {stage} failed: {reason[len('error: ') :]}"
         elif model:
             message = f"{spec.label} build: model {model}: step {stage} failed: {_last(logs) or failed.error}"
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -20,12 +21,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .buildx import BuildResult, BuildSpec, build_argv, print_argv, run_build
+from .cachespec import CacheBackend, parse_cache, require_gha_environment, specs_for, usable_backends
 from .dockerfile import DEFAULT_BASE_IMAGE, render_app_dockerfile, render_models_dockerfile, stage_name
 from .errors import LockError, UsageError, exit_code_of
 from .lockfile import Lock, check_drift, lock_hash, read_lock
 from .manifest import Manifest, load_manifest
 from .mirrors import parse_mirror_args
-from .report import Report, StageSummary, find_model_layers, format_summary, image_info, stage_summaries
+from .report import (
+    Report,
+    StageSummary,
+    budget_warning,
+    cache_traffic,
+    find_model_layers,
+    format_markdown,
+    format_summary,
+    image_info,
+    stage_summaries,
+)
 
 DEFAULT_MODELS_REPO = "modelbake/models"
 DEFAULT_APP_REPO = "modelbake/app"
@@ -46,12 +58,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ca-bundle", type=Path, help="CA bundle for HTTPS in build steps (a secret, never a layer)")
     p.add_argument("--hf-token-file", type=Path, help="file holding a Hugging Face token (a secret)")
     p.add_argument("--wheelhouse", type=Path, help="directory of wheels (e.g. the torch CPU wheel)")
-    p.add_argument("--cache", action="append", metavar="SPEC", help="local:DIR, registry:REF or a raw type=... spec")
+    p.add_argument(
+        "--cache",
+        action="append",
+        metavar="SPEC",
+        help="gha[,scope=PREFIX], local:DIR, registry:REF or a raw type=... spec (repeatable)",
+    )
+    p.add_argument("--cache-read-only", action="store_true", help="import from the caches, never export (e.g. PRs)")
+    p.add_argument(
+        "--cache-timeout",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="a cache server that does not answer within this is skipped with a warning (default 20)",
+    )
+    p.add_argument(
+        "--cache-budget",
+        type=float,
+        default=10.0,
+        metavar="GB",
+        help="warn when the model layers exceed this (default 10, GitHub's per-repository cache)",
+    )
+    p.add_argument(
+        "--source-date-epoch",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="timestamp of every file in the model layers, for identical digests across builds (default 0)",
+    )
+    p.add_argument(
+        "--no-reproducible",
+        action="store_true",
+        help="skip the OCI export that makes model layers byte-identical across cold builds (faster)",
+    )
     p.add_argument("--refresh-models", action="store_true", help="re-run every model's fetch step (ignore its cache)")
     p.add_argument("--push", action="store_true", help="push the images instead of loading them")
     p.add_argument("--builder", help="buildx builder (default: the `docker` driver)")
     p.add_argument("--platform", help="target platform, e.g. linux/amd64")
-    p.add_argument("--network", choices=("default", "host", "none"), help="network of RUN steps (host: loopback mirror)")
+    p.add_argument(
+        "--network", choices=("default", "host", "none"), help="network of RUN steps (host: loopback mirror)"
+    )
     p.add_argument("--context", type=Path, help="build context: the repository (default: where build.py lives)")
     p.add_argument("--dry-run", action="store_true", help="print the docker buildx commands, build nothing")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
@@ -68,25 +114,8 @@ class Plan:
     app_tag: str
     models: BuildSpec
     app: BuildSpec | None
-
-
-def cache_specs(values: list[str] | None, scope: str) -> tuple[list[str], list[str]]:
-    """`--cache` values -> (--cache-from, --cache-to) lists. Fuller support (gha) comes with issue 4."""
-    cache_from, cache_to = [], []
-    for value in values or []:
-        kind, _, rest = value.partition(":")
-        if kind == "local" and rest:
-            cache_from.append(f"type=local,src={rest}/{scope}")
-            cache_to.append(f"type=local,dest={rest}/{scope},mode=max")
-        elif kind == "registry" and rest:
-            cache_from.append(f"type=registry,ref={rest}-{scope}")
-            cache_to.append(f"type=registry,ref={rest}-{scope},mode=max")
-        elif value.startswith("type="):
-            cache_from.append(value)
-            cache_to.append(value)
-        else:
-            raise UsageError(f"--cache {value!r}: expected local:DIR, registry:REF or type=...")
-    return cache_from, cache_to
+    caches: list[CacheBackend]
+    warnings: list[str]
 
 
 def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
@@ -102,7 +131,9 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
             raise LockError(f"{manifest.lock_path}: out of date: {drift[0]}", hint="run `modelbake lock`")
         pin = lock_hash(manifest.lock_path)
     else:
-        print(f"warning: {manifest.lock_path} missing: models are fetched unpinned; run `modelbake lock`", file=sys.stderr)
+        print(
+            f"warning: {manifest.lock_path} missing: models are fetched unpinned; run `modelbake lock`", file=sys.stderr
+        )
         pin = "unlocked-" + hashlib.sha256(manifest_path.read_bytes()).hexdigest()[:12]
     label = args.profile or "all"
     models_tag = args.models_tag or f"{DEFAULT_MODELS_REPO}:{label}-{pin}"
@@ -134,21 +165,35 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
         model_secrets["hf_token"] = _existing(args.hf_token_file, "--hf-token-file")
 
     network = None if args.network in (None, "default") else args.network
-    cache_from, cache_to = cache_specs(args.cache, f"models-{label}")
+    backends = [parse_cache(value) for value in args.cache or []]
+    warnings: list[str] = []
+    if not args.dry_run:
+        if any(b.kind == "gha" for b in backends):
+            require_gha_environment()
+        backends = usable_backends(backends, args.cache_timeout, warn=warnings.append)
+    models_cache = specs_for(backends, "models", label, pin, read_only=args.cache_read_only)
+    reproducible = not args.no_reproducible
+    models_args = {"BASE_IMAGE": args.base_image}
+    if reproducible:
+        # With rewrite-timestamp on an OCI export, every file and directory of a model layer gets this time,
+        # so two cold builds of the same lock give the same layer digests (BuildKit 0.13 refuses
+        # rewrite-timestamp for type=docker/image, hence OCI + load).
+        models_args["SOURCE_DATE_EPOCH"] = str(args.source_date_epoch)
     models = BuildSpec(
         context=context,
         dockerfile=models_df,
         target="models",
         tags=[models_tag],
-        build_args={"BASE_IMAGE": args.base_image},
+        build_args=models_args,
         secrets=model_secrets,
-        cache_from=cache_from,
-        cache_to=cache_to,
+        cache_from=models_cache.cache_from,
+        cache_to=models_cache.cache_to,
         network=network,
         no_cache_filter=[stage_name(s.id) for s in specs] if args.refresh_models else [],
         builder=args.builder,
         platform=args.platform,
-        push=args.push,
+        push=args.push and not reproducible,
+        oci_dest=work / "models.oci.tar" if reproducible else None,
         label="models",
     )
     app = None
@@ -163,24 +208,28 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
             if manifest.lock_path.is_file():
                 shutil.copyfile(manifest.lock_path, staged / "models.lock")
             contexts["manifest"] = str(staged)
-        app_from, app_to = cache_specs(args.cache, f"app-{label}")
+        app_cache = specs_for(backends, "app", label, pin, read_only=args.cache_read_only)
         app = BuildSpec(
             context=context,
             dockerfile=app_df,
             target="app",
             tags=[app_tag],
-            build_args={"BASE_IMAGE": args.base_image, "MODELS_IMAGE": models_tag, "MODELBAKE_PROFILE": args.profile or ""},
+            build_args={
+                "BASE_IMAGE": args.base_image,
+                "MODELS_IMAGE": models_tag,
+                "MODELBAKE_PROFILE": args.profile or "",
+            },
             build_contexts=contexts,
             secrets={k: v for k, v in secrets.items() if k == "ca"},
-            cache_from=app_from,
-            cache_to=app_to,
+            cache_from=app_cache.cache_from,
+            cache_to=app_cache.cache_to,
             network=network,
             builder=args.builder,
             platform=args.platform,
             push=args.push,
             label="app",
         )
-    return Plan(manifest, lock, args.profile, models_tag, app_tag, models, app)
+    return Plan(manifest, lock, args.profile, models_tag, app_tag, models, app, backends, warnings)
 
 
 def _existing(path: Path, option: str, directory: bool = False) -> Path:
@@ -204,13 +253,17 @@ def run(args: argparse.Namespace, root: Path) -> int:
 
         client = docker_client()
         check_engine(client, need_containerd_store=bool(args.cache) and not args.builder)
-        report = Report()
+        report = Report(warnings=list(plan.warnings))
         started = time.perf_counter()
         results: list[tuple[str, BuildResult]] = []
         _say(args, f"building models image {plan.models_tag} ({len(plan.manifest.select(plan.profile))} models)")
         result = run_build(plan.models)
         results.append(("models", result))
         report.durations["models build"] = round(result.seconds, 1)
+        if plan.models.oci_dest is not None:
+            report.durations["models load"] = _load_oci(client, plan.models.oci_dest)
+            if args.push:
+                report.durations["models push"] = _push(client, plan.models_tag)
         if plan.app is not None:
             _say(args, f"building app image {plan.app_tag}")
             result = run_build(plan.app)
@@ -219,23 +272,64 @@ def run(args: argparse.Namespace, root: Path) -> int:
         report.durations["total"] = round(time.perf_counter() - started, 1)
         for label, result in results:
             report.stages += stage_summaries(label, result)
-        if not args.push:
-            _inspect(client, plan, report)
+            report.caches += cache_traffic(label, result)
+        _inspect(client, plan, report, app_local=not args.push)
+        budget = budget_warning(report, args.cache_budget * 1e9)
+        if budget:
+            report.warnings.append(budget)
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
         if args.json:
             report.write_json(args.json)
+        _write_step_summary(report)
         if not args.quiet:
             print(format_summary(report))
     return 0
 
 
-def _inspect(client, plan: Plan, report: Report) -> None:
+def _load_oci(client, tarball: Path) -> float:
+    """Load the reproducible OCI export into the engine (the image store keeps its digests); drop the tarball."""
+    started = time.perf_counter()
+    with tarball.open("rb") as stream:
+        client.images.load(stream)
+    tarball.unlink()
+    return round(time.perf_counter() - started, 1)
+
+
+def _push(client, tag: str) -> float:
+    """Push through the engine: the loaded image is exactly the reproducible one."""
+    from .engine import EngineError
+
+    started = time.perf_counter()
+    repository, _, name = tag.rpartition(":")
+    if "/" in name or not repository:
+        repository, name = tag, "latest"
+    for event in client.api.push(repository, tag=name, stream=True, decode=True):
+        if "error" in event:
+            raise EngineError(f"push {tag}: {event['error']}")
+    return round(time.perf_counter() - started, 1)
+
+
+def _write_step_summary(report: Report) -> None:
+    """Append the Markdown summary to `$GITHUB_STEP_SUMMARY` when GitHub Actions provides one."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if target:
+        with open(target, "a", encoding="utf-8") as stream:
+            stream.write(format_markdown(report))
+
+
+def _inspect(client, plan: Plan, report: Report, app_local: bool = True) -> None:
+    """Image sizes and each model's layer; a pushed app image is not in the engine, so the models image is used."""
     specs = plan.manifest.select(plan.profile)
     files_bytes = {s.id: plan.lock.models[s.id].total_bytes for s in specs if plan.lock and s.id in plan.lock.models}
+    if not app_local and plan.models.oci_dest is None:
+        return  # both images went straight to the registry
     models_image = client.images.get(plan.models_tag)
     report.models_image = image_info(models_image)
-    final = client.images.get(plan.app_tag) if plan.app is not None else models_image
+    with_app = plan.app is not None and app_local
+    final = client.images.get(plan.app_tag) if with_app else models_image
     report.image = image_info(final)
-    report.image.tag = plan.app_tag if plan.app is not None else plan.models_tag
+    report.image.tag = plan.app_tag if with_app else plan.models_tag
     report.models_image.tag = plan.models_tag
     report.models = find_model_layers(final, specs, files_bytes)
     status = {s.stage: s.status for s in report.stages if s.build == "models"}
@@ -256,4 +350,4 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     return exit_code_of(lambda: run(args, root))
 
 
-__all__ = ["StageSummary", "build_parser", "cache_specs", "main", "make_plan"]
+__all__ = ["StageSummary", "build_parser", "main", "make_plan"]

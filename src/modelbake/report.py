@@ -43,12 +43,29 @@ class StageSummary:
 
 
 @dataclass
+class CacheTraffic:
+    """One cache import or export of one build, as BuildKit reported it."""
+
+    build: str
+    step: str  # BuildKit's name for it, e.g. "exporting to GitHub Actions Cache"
+    direction: str  # import / export
+    bytes: int  # bytes of the blobs BuildKit reported moving (0 when it reports none, e.g. unchanged)
+    seconds: float
+
+
+@dataclass
 class Report:
     image: ImageInfo | None = None
     models_image: ImageInfo | None = None
     models: list[ModelLayer] = field(default_factory=list)
     stages: list[StageSummary] = field(default_factory=list)
     durations: dict[str, float] = field(default_factory=dict)
+    caches: list[CacheTraffic] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def model_bytes(self) -> int:
+        return sum(m.bytes for m in self.models)
 
     def to_json(self) -> dict:
         doc = asdict(self)
@@ -124,6 +141,63 @@ def stage_summaries(label: str, result: BuildResult) -> list[StageSummary]:
     ]
 
 
+def cache_traffic(label: str, result: BuildResult) -> list[CacheTraffic]:
+    """The cache import/export steps of a build (names are BuildKit's progress names)."""
+    found = []
+    for step in result.steps:
+        name = step.name.lower()
+        if name.startswith(("exporting cache", "exporting to github actions cache")):
+            direction = "export"
+        elif name.startswith("importing cache"):
+            direction = "import"
+        else:
+            continue
+        found.append(CacheTraffic(label, step.name, direction, sum(step.transferred.values()), round(step.seconds, 2)))
+    return found
+
+
+def budget_warning(report: Report, budget_bytes: float) -> str | None:
+    """A warning naming the biggest model layers when their total exceeds the cache budget."""
+    total = report.model_bytes
+    if total <= budget_bytes:
+        return None
+    biggest = sorted(report.models, key=lambda m: m.bytes, reverse=True)[:3]
+    names = ", ".join(f"{m.id} {_mb(m.bytes)}" for m in biggest)
+    return (
+        f"model layers total {_mb(total)}, over the cache budget of {_mb(int(budget_bytes))}: "
+        f"the cache will evict them (biggest: {names}); use a registry cache (--cache registry:REF)"
+    )
+
+
+def format_markdown(report: Report) -> str:
+    """The summary as Markdown tables, for `$GITHUB_STEP_SUMMARY` (shown on each workflow run's page)."""
+    out = ["### modelbake build", ""]
+    if report.stages:
+        built = sum(1 for s in report.stages if s.status == "built")
+        out += [f"{len(report.stages) - built} of {len(report.stages)} stages from the cache.", ""]
+        out += ["| build | stage | status | seconds |", "|---|---|---|---:|"]
+        out += [f"| {s.build} | `{s.stage}` | {s.status} | {s.seconds:.1f} |" for s in report.stages]
+        out.append("")
+    if report.models:
+        out += ["| model | family | layer | bytes | step |", "|---|---|---|---:|---|"]
+        out += [
+            f"| {m.id} | {m.family} | `{(m.layer or 'missing')[:19]}` | {_mb(m.bytes)} | {m.step} |"
+            for m in report.models
+        ]
+        out += ["", f"Model layers: {_mb(report.model_bytes)} (the cache footprint of the models image).", ""]
+    if report.caches:
+        out += ["| build | cache step | direction | bytes | seconds |", "|---|---|---|---:|---:|"]
+        out += [f"| {c.build} | {c.step} | {c.direction} | {_mb(c.bytes)} | {c.seconds:.1f} |" for c in report.caches]
+        out.append("")
+    for image in (report.models_image, report.image):
+        if image is not None:
+            out.append(f"- image `{image.tag}`: {_mb(image.size)}, {len(image.layers)} layers")
+    if report.durations:
+        out.append("- durations: " + ", ".join(f"{k} {v:.1f} s" for k, v in report.durations.items()))
+    out += [f"- :warning: {w}" for w in report.warnings]
+    return "\n".join(out) + "\n"
+
+
 def format_summary(report: Report) -> str:
     lines = []
     if report.stages:
@@ -141,8 +215,11 @@ def format_summary(report: Report) -> str:
     for name, image in (("models image", report.models_image), ("image", report.image)):
         if image is not None and not (name == "image" and report.models_image and image.id == report.models_image.id):
             lines.append(f"{name}: {image.tag} {image.id[:19]} {_mb(image.size)}, {len(image.layers)} layers")
+    for c in report.caches:
+        lines.append(f"cache: {c.build} {c.direction} ({c.step}) {_mb(c.bytes)} in {c.seconds:.1f}s")
     if report.durations:
         lines.append("durations: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.durations.items()))
+    lines += [f"warning: {w}" for w in report.warnings]
     return "\n".join(lines)
 
 
