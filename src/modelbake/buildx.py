@@ -72,6 +72,7 @@ class BuildSpec:
     cache_to: list[str] = field(default_factory=list)
     network: str | None = None
     no_cache_filter: list[str] = field(default_factory=list)  # stages to re-run (e.g. --refresh-models)
+    no_cache: bool = False  # run every step; cache imports are skipped too (a cold build)
     builder: str | None = None
     platform: str | None = None
     push: bool = False
@@ -102,7 +103,8 @@ def build_argv(spec: BuildSpec, metadata_file: Path | None = None, progress: str
         cmd.add("--secret", f"id={secret_id},src={spec.secrets[secret_id]}")
     cmd.add_each("--cache-from", spec.cache_from)
     cmd.add_each("--cache-to", spec.cache_to)
-    if spec.no_cache_filter:
+    cmd.flag("--no-cache", spec.no_cache)
+    if spec.no_cache_filter and not spec.no_cache:
         cmd.add("--no-cache-filter", ",".join(spec.no_cache_filter))
     if spec.network:
         cmd.add("--network", spec.network)

@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8765)
     s.add_argument("--log", type=Path, help="append one JSON line per request")
 
+    p = sub.add_parser("gha-cache", help="a local GitHub Actions cache service (v1) for BuildKit's type=gha")
+    gsub = p.add_subparsers(dest="gha_command", required=True)
+    s = gsub.add_parser("serve", help="serve a cache stored in --root DIR; prints `url=... token=...`")
+    s.add_argument("--root", type=Path, required=True, help="where entries are stored (created if missing)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=0, help="default 0: a free port chosen by the OS")
+
     p = sub.add_parser("tinymodels", help="generate tiny real models and a manifest, laid out as a mirror")
     p.add_argument("out", type=Path)
 
@@ -90,6 +97,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "verify": cmd_verify,
         "clean-cache": cmd_clean_cache,
         "mirror": cmd_mirror,
+        "gha-cache": cmd_gha_cache,
         "tinymodels": cmd_tinymodels,
         "dockerfile": cmd_dockerfile,
     }
@@ -233,6 +241,15 @@ def cmd_mirror(args: argparse.Namespace) -> int:
     if not args.dir.is_dir():
         raise UsageError(f"{args.dir}: not a directory")
     serve_forever(args.dir, args.host, args.port, log_path=args.log)
+    return 0
+
+
+def cmd_gha_cache(args: argparse.Namespace) -> int:
+    from .ghacache.server import serve_forever
+
+    if args.root.exists() and not args.root.is_dir():
+        raise UsageError(f"{args.root}: not a directory")
+    serve_forever(args.root, args.host, args.port)
     return 0
 
 

@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the OCI export that makes model layers byte-identical across cold builds (faster)",
     )
     p.add_argument("--refresh-models", action="store_true", help="re-run every model's fetch step (ignore its cache)")
+    p.add_argument("--no-cache", action="store_true", help="a cold build: no step from the build cache")
     p.add_argument("--push", action="store_true", help="push the images instead of loading them")
     p.add_argument("--builder", help="buildx builder (default: the `docker` driver)")
     p.add_argument("--platform", help="target platform, e.g. linux/amd64")
@@ -190,6 +191,7 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
         cache_to=models_cache.cache_to,
         network=network,
         no_cache_filter=[stage_name(s.id) for s in specs] if args.refresh_models else [],
+        no_cache=args.no_cache,
         builder=args.builder,
         platform=args.platform,
         push=args.push and not reproducible,
@@ -224,6 +226,7 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
             cache_from=app_cache.cache_from,
             cache_to=app_cache.cache_to,
             network=network,
+            no_cache=args.no_cache,
             builder=args.builder,
             platform=args.platform,
             push=args.push,
@@ -257,7 +260,9 @@ def run(args: argparse.Namespace, root: Path) -> int:
         started = time.perf_counter()
         results: list[tuple[str, BuildResult]] = []
         _say(args, f"building models image {plan.models_tag} ({len(plan.manifest.select(plan.profile))} models)")
+        local_before = _local_cache_bytes(plan.caches)
         result = run_build(plan.models)
+        local_growth = {"models": _local_cache_bytes(plan.caches) - local_before}
         results.append(("models", result))
         report.durations["models build"] = round(result.seconds, 1)
         if plan.models.oci_dest is not None:
@@ -266,13 +271,20 @@ def run(args: argparse.Namespace, root: Path) -> int:
                 report.durations["models push"] = _push(client, plan.models_tag)
         if plan.app is not None:
             _say(args, f"building app image {plan.app_tag}")
+            local_before = _local_cache_bytes(plan.caches)
             result = run_build(plan.app)
+            local_growth["app"] = _local_cache_bytes(plan.caches) - local_before
             results.append(("app", result))
             report.durations["app build"] = round(result.seconds, 1)
         report.durations["total"] = round(time.perf_counter() - started, 1)
         for label, result in results:
             report.stages += stage_summaries(label, result)
-            report.caches += cache_traffic(label, result)
+            traffic = cache_traffic(label, result)
+            for entry in traffic:
+                # BuildKit reports no sizes for a local cache export: the directory's growth is the bytes written.
+                if entry.direction == "export" and not entry.bytes and "client directory" in entry.step:
+                    entry.bytes = local_growth.get(label, 0)
+            report.caches += traffic
         _inspect(client, plan, report, app_local=not args.push)
         budget = budget_warning(report, args.cache_budget * 1e9)
         if budget:
@@ -285,6 +297,14 @@ def run(args: argparse.Namespace, root: Path) -> int:
         if not args.quiet:
             print(format_summary(report))
     return 0
+
+
+def _local_cache_bytes(caches: list[CacheBackend]) -> int:
+    total = 0
+    for backend in caches:
+        if backend.kind == "local" and Path(backend.value).is_dir():
+            total += sum(f.stat().st_size for f in Path(backend.value).rglob("*") if f.is_file())
+    return total
 
 
 def _load_oci(client, tarball: Path) -> float:

@@ -1,0 +1,26 @@
+"""`modelbake gha-cache serve`: a local GitHub Actions cache service (v1 protocol) for BuildKit's `type=gha`.
+
+Used by tests and benchmarks of the `--cache gha` path off GitHub:
+
+    with GhaCacheServer(tmp_path / "gha") as gha:
+        buildx ... --cache-to gha.cache_to(scope="models") --cache-from gha.cache_from(scope="models")
+        assert gha.bytes_uploaded > 0
+"""
+
+from modelbake.ghacache.faults import Faults
+from modelbake.ghacache.requestlog import CacheRequest
+from modelbake.ghacache.server import GhaCacheServer, serve_forever
+from modelbake.ghacache.store import GO_ACTIONS_CACHE_VERSION, Entry
+from modelbake.ghacache.token import Scope, make_token, parse_token
+
+__all__ = [
+    "GO_ACTIONS_CACHE_VERSION",
+    "CacheRequest",
+    "Entry",
+    "Faults",
+    "GhaCacheServer",
+    "Scope",
+    "make_token",
+    "parse_token",
+    "serve_forever",
+]

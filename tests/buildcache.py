@@ -1,0 +1,75 @@
+"""The engine's build cache records, read and removed one by one.
+
+Tests that prove a restore from a remote cache must first make the engine forget what it built. Wiping the
+whole build cache (`docker buildx prune -af`) would also throw away the app's deps layer that other tests
+and the next CI run reuse, so these helpers remove only chosen records: `docker buildx prune --filter id=`
+deletes exactly the named record with buildx 0.13 and dockerd 26.1's builder.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from datetime import datetime
+
+
+def cache_records() -> list[dict[str, str]]:
+    """`docker buildx du --verbose` as dicts (buildx 0.13 has no --format json); a line `ID:` starts a record,
+    lines without a `Key:` prefix continue the previous field (multi-line RUN descriptions)."""
+    out = subprocess.run(
+        ["docker", "buildx", "du", "--verbose"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    records: list[dict[str, str]] = []
+    last = None
+    for line in out.splitlines():
+        m = re.match(r"^([A-Z][A-Za-z ]*):\t+(.*)$", line)
+        if m and m[1] == "ID":
+            records.append({})
+        if not records:
+            continue
+        if m:
+            last = m[1]
+            records[-1][last] = m[2]
+        elif last is not None and line.strip():
+            records[-1][last] += "\n" + line
+    return [r for r in records if "ID" in r]
+
+
+def created_at(record: dict[str, str]) -> datetime | None:
+    """`2026-11-26 12:42:01.181913067 +0000 UTC` -> an aware datetime (microseconds)."""
+    m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d+))? ([+-]\d{4})", record.get("Created at", ""))
+    if not m:
+        return None
+    frac = (m[2] or "0")[:6].ljust(6, "0")
+    return datetime.strptime(f"{m[1]}.{frac} {m[3]}", "%Y-%m-%d %H:%M:%S.%f %z")
+
+
+def prune_records(ids: list[str]) -> None:
+    for record_id in ids:
+        subprocess.run(
+            ["docker", "buildx", "prune", "--force", "--filter", f"id={record_id}"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+
+
+def prune_records_created_since(since: datetime) -> int:
+    """Forget everything built after `since` (records in use by a running build are kept by BuildKit).
+
+    Records depend on each other (a layer on its parent), and BuildKit keeps a record another one still
+    needs: repeat until nothing new goes away.
+    """
+    removed = 0
+    for _ in range(5):
+        ids = [r["ID"] for r in cache_records() if (t := created_at(r)) is not None and t >= since]
+        if not ids:
+            break
+        prune_records(ids)
+        left = {r["ID"] for r in cache_records()}
+        gone = [i for i in ids if i not in left]
+        removed += len(gone)
+        if len(gone) == len(ids) or not gone:
+            break
+    return removed

@@ -1,0 +1,257 @@
+"""Model layers through the remote caches on a real engine: restore after a wipe, reproducible, fault-tolerant.
+
+"Wipe" means what a fresh CI runner has: no image and no build cache record of this build. So that the rest
+of the engine's build cache survives (other tests and the next CI run reuse the app's deps layer), each
+restore test builds on a base image of its own (the local base plus one tiny file: a new digest, so no
+step of the build can match an older record) and then removes only the records created since it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from buildcache import prune_records_created_since
+from conftest import REPO, mirror_args
+from modelbake.ghacache import GhaCacheServer
+
+pytestmark = pytest.mark.docker
+
+BASE_IMAGE = os.environ.get("MODELBAKE_TEST_BASE_IMAGE", "modelbake/python-base:3.11-bookworm")
+CA_BUNDLE = Path(os.environ.get("MODELBAKE_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
+BUILD_TIMEOUT = 600
+MODEL_STAGES = ("fetch-whisper-tiny", "fetch-spacy-ner", "fetch-bart-map", "fetch-led-reduce")
+
+
+@pytest.fixture(scope="module")
+def docker_client():
+    from modelbake.engine import EngineError, check_engine, docker_client
+
+    try:
+        client = docker_client()
+        check_engine(client)
+    except EngineError as exc:
+        pytest.skip(f"no usable Docker engine: {exc.message}")
+    try:
+        client.images.get(BASE_IMAGE)
+    except Exception:  # noqa: BLE001
+        pytest.skip(f"base image {BASE_IMAGE} missing: run docker/make-base-image.sh")
+    return client
+
+
+@pytest.fixture
+def images(docker_client):
+    """Tags a test creates; removed afterwards."""
+    created: list[str] = []
+    yield created
+    for tag in created:
+        try:
+            docker_client.images.remove(tag, force=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+@pytest.fixture
+def fresh_base(images) -> str:
+    """The local base image plus one tiny file: a new digest, so that nothing of this build is already cached.
+
+    (A LABEL alone would do, but BuildKit 0.13 then fails "not found" exporting an image whose only layer was
+    imported with `docker import`.)"""
+    tag = f"modelbake-test/base:{uuid.uuid4().hex[:12]}"
+    proc = subprocess.run(
+        ["docker", "buildx", "build", "--tag", tag, "--provenance", "false", "--quiet", "-"],
+        input=f"FROM {BASE_IMAGE}\nRUN echo {tag.rsplit(':', 1)[1]} > /etc/modelbake-test-run\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    images.append(tag)
+    return tag
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """Debian's docker-registry (distribution 2.8) on 127.0.0.1; the engine accepts plain HTTP to loopback."""
+    exe = shutil.which("docker-registry")
+    if exe is None:
+        pytest.skip("docker-registry missing: apt-get install docker-registry (.ci/run installs it)")
+    root = tmp_path_factory.mktemp("registry")
+    port = _free_port()
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    with (root / "registry.log").open("wb") as log:
+        proc = subprocess.Popen([exe, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, (root / "registry.log").read_text()
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def unique_manifest(tiny_tree, tiny_locked, mirror, tmp_path, request) -> Path:
+    """The tiny manifest with a Whisper checkpoint no build has seen, locked: its layer can only come from
+    the mirror or the cache under test (the other models' layers may exist in the engine already)."""
+    from modelbake.cli import main as modelbake
+    from modelbake.tinymodels import add_whisper_variant
+
+    sha = add_whisper_variant(tiny_tree.root, seed=uuid.uuid4().int % 2**31)
+    request.addfinalizer(lambda: shutil.rmtree(tiny_tree.root / "whisper" / sha, ignore_errors=True))
+    manifest = tmp_path / "manifest" / "models.toml"
+    manifest.parent.mkdir()
+    manifest.write_text(tiny_tree.manifest.read_text().replace(tiny_tree.whisper_sha256, sha))
+    assert modelbake(["lock", "--manifest", str(manifest), *mirror_args(mirror)]) == 0
+    return manifest
+
+
+def build_py(args: list[str], json_file: Path, env: dict[str, str] | None = None) -> tuple[int, dict, str]:
+    cmd = [sys.executable, str(REPO / "build.py"), *args, "--json", str(json_file)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT, env={**os.environ, **(env or {})})
+    report = json.loads(json_file.read_text()) if json_file.is_file() and proc.returncode == 0 else {}
+    return proc.returncode, report, proc.stderr
+
+
+def models_args(manifest: Path, mirror, base: str, tag: str) -> list[str]:
+    args = ["--manifest", str(manifest), "--profile", "test", "--models-only", "--base-image", base]
+    args += ["--models-tag", tag, "--network", "host", *mirror_args(mirror)]
+    return args + (["--ca-bundle", str(CA_BUNDLE)] if CA_BUNDLE.is_file() else [])
+
+
+def stage_status(report: dict) -> dict[str, str]:
+    return {s["stage"]: s["status"] for s in report["stages"] if s["build"] == "models"}
+
+
+def layers(report: dict) -> dict[str, str]:
+    return {m["id"]: m["layer"] for m in report["models"]}
+
+
+@pytest.mark.parametrize("kind", ["gha", "local", "registry"])
+def test_model_layers_come_back_from_the_cache_after_a_wipe(
+    kind, request, docker_client, images, fresh_base, mirror, unique_manifest, tmp_path
+):
+    """Cold build exports; image and every build record of it removed; the rebuild fetches nothing."""
+    started = datetime.now(UTC)
+    tag = f"modelbake-test/models:{kind}-{uuid.uuid4().hex[:8]}"
+    env: dict[str, str] = {}
+    gha = None
+    if kind == "gha":
+        gha = GhaCacheServer(tmp_path / "gha").start()
+        request.addfinalizer(gha.stop)
+        env = {"ACTIONS_CACHE_URL": gha.url, "ACTIONS_RUNTIME_TOKEN": gha.token}
+        cache = "gha,scope=test"
+    elif kind == "local":
+        cache = f"local:{tmp_path / 'cache'}"
+    else:
+        host = request.getfixturevalue("registry")
+        cache = f"registry:{host}/modelbake-test/cache"
+        tag = f"{host}/{tag}"  # and the models image itself is pushed there
+    images.append(tag)
+    args = models_args(unique_manifest, mirror, fresh_base, tag) + ["--cache", cache]
+    args += ["--push"] if kind == "registry" else []
+
+    mirror.clear_requests()
+    rc, cold, err = build_py(args, tmp_path / "cold.json", env)
+    assert rc == 0, err
+    assert all(stage_status(cold)[s] == "built" for s in MODEL_STAGES), stage_status(cold)
+    assert mirror.requests, "the cold build fetched nothing from the mirror"
+    exports = [c for c in cold["caches"] if c["direction"] == "export"]
+    assert exports, cold["caches"]
+    if gha is not None:
+        assert gha.bytes_uploaded > sum(m["bytes"] for m in cold["models"]) * 0.5
+        uploaded = gha.bytes_uploaded
+    if kind == "registry":
+        name, _, reference = tag.partition("/")[2].rpartition(":")
+        listed = httpx.get(f"http://{host}/v2/{name}/tags/list", timeout=10).json()
+        assert reference in listed["tags"], listed  # --push put the models image in the registry
+
+    docker_client.images.remove(tag, force=True)
+    assert prune_records_created_since(started) > 0
+
+    mirror.clear_requests()
+    if gha is not None:
+        gha.reset_counters()
+    rc, warm, err = build_py(args, tmp_path / "warm.json", env)
+    assert rc == 0, err
+    assert all(stage_status(warm)[s] == "cached" for s in MODEL_STAGES), stage_status(warm)
+    assert mirror.requests == [], [r.path for r in mirror.requests]
+    assert layers(warm) == layers(cold)
+    if gha is not None:
+        whisper = next(m for m in warm["models"] if m["id"] == "whisper-tiny")
+        assert gha.bytes_downloaded >= whisper["bytes"] * 0.9  # the new checkpoint's layer came from the cache
+        print(f"gha: {uploaded} bytes up on the cold build, {gha.bytes_downloaded} down on the restore")
+
+
+def test_model_layers_are_identical_across_cold_builds(docker_client, images, mirror, tiny_locked, tmp_path):
+    """SOURCE_DATE_EPOCH + rewrite-timestamp (the default) vs. without: only the former repeats its digests."""
+    runs = {}
+    for name, extra in (("one", []), ("two", []), ("plain", ["--no-reproducible"])):
+        tag = f"modelbake-test/models:repro-{name}-{uuid.uuid4().hex[:8]}"
+        images.append(tag)
+        rc, report, err = build_py(
+            models_args(tiny_locked, mirror, BASE_IMAGE, tag) + ["--no-cache", *extra], tmp_path / f"{name}.json"
+        )
+        assert rc == 0, err
+        assert all(stage_status(report)[s] == "built" for s in MODEL_STAGES)
+        runs[name] = layers(report)
+    assert runs["one"] == runs["two"]
+    assert all(runs["plain"][k] != runs["one"][k] for k in runs["one"]), "file times did not reach the layers?"
+
+
+@pytest.mark.parametrize("fault", ["down", "stall"])
+def test_a_cache_server_down_or_stalled_gives_a_build_with_a_warning(
+    fault, docker_client, images, mirror, tiny_locked, tmp_path
+):
+    gha = GhaCacheServer(tmp_path / "gha").start()
+    url = gha.url
+    if fault == "down":
+        gha.stop()
+    else:
+        gha.faults.stall = True
+    try:
+        tag = f"modelbake-test/models:fault-{uuid.uuid4().hex[:8]}"
+        images.append(tag)
+        args = models_args(tiny_locked, mirror, BASE_IMAGE, tag) + ["--cache", "gha", "--cache-timeout", "3"]
+        began = time.monotonic()
+        rc, report, err = build_py(
+            args, tmp_path / "r.json", {"ACTIONS_CACHE_URL": url, "ACTIONS_RUNTIME_TOKEN": gha.token}
+        )
+        took = time.monotonic() - began
+    finally:
+        gha.stop()
+    assert rc == 0, err
+    assert took < 300
+    warning = "GitHub Actions cache unreachable (" + ("no answer from" if fault == "stall" else url)
+    assert any(warning in w for w in report["warnings"]), report["warnings"]
+    assert f"warning: {warning}" in err
+    assert docker_client.images.get(tag).id == report["image"]["id"]
