@@ -148,6 +148,8 @@ def _fetch_stage() -> list[str]:
         f"ARG BASE_IMAGE={DEFAULT_BASE_IMAGE}",
         "",
         "FROM ${BASE_IMAGE} AS fetch",
+        "# MODELBAKE_HF_TOKEN_FILE is where the hf_token secret is mounted, never a token (hadolint DL3064).",
+        "# hadolint ignore=DL3064",
         "ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \\",
         "    PIP_CERT=/etc/ssl/certs/ca-certificates.crt \\",
         "    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \\",
