@@ -206,6 +206,7 @@ def test_model_layers_come_back_from_the_cache_after_a_wipe(
     assert all(stage_status(warm)[s] == "cached" for s in MODEL_STAGES), stage_status(warm)
     assert mirror.requests == [], [r.path for r in mirror.requests]
     assert layers(warm) == layers(cold)
+    assert {c["direction"] for c in warm["caches"]} >= {"import"}, warm["caches"]
     if gha is not None:
         whisper = next(m for m in warm["models"] if m["id"] == "whisper-tiny")
         assert gha.bytes_downloaded >= whisper["bytes"] * 0.9  # the new checkpoint's layer came from the cache

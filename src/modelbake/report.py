@@ -49,7 +49,9 @@ class CacheTraffic:
     build: str
     step: str  # BuildKit's name for it, e.g. "exporting to GitHub Actions Cache"
     direction: str  # import / export
-    bytes: int  # bytes of the blobs BuildKit reported moving (0 when it reports none, e.g. unchanged)
+    # Bytes moved: BuildKit 0.13 reports sizes for none of its cache steps, so this is the directory's growth
+    # for a local cache and 0 (unknown) for gha and registry caches, whose servers see the real traffic.
+    bytes: int
     seconds: float
 
 
