@@ -4,8 +4,8 @@ Written by hand because nothing emulates it: GitHub runs the service only for it
 serves only the v2 protocol there), no package ships a v1 server, and BuildKit 0.13's `type=gha` cache
 (vendored `tonistiigi/go-actions-cache`) speaks only v1. So `--cache-to/--cache-from type=gha,url=...,token=...`
 pointed at this server is the only way to exercise that cache path off GitHub. Built on the standard
-library's `ThreadingHTTPServer`, like `modelbake.mirror`: no dependency, one thread per connection, enough
-for the client's 4 parallel chunk uploads.
+library's `ThreadingHTTPServer`, like `modelbake.mirror` (with the scaffolding in `modelbake.httpserve`): no
+dependency, one thread per connection, enough for the client's 4 parallel chunk uploads.
 
 The protocol, as go-actions-cache uses it (paths under `<url>/_apis/artifactcache/`, every call with
 `Authorization: Bearer <JWT>`):
@@ -23,25 +23,24 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
-import sys
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 
-from modelbake.errors import ModelbakeError
 from modelbake.ghacache.faults import Faults
 from modelbake.ghacache.requestlog import CacheRequest, RequestLog
 from modelbake.ghacache.store import CacheStore, Entry, StoreError
 from modelbake.ghacache.token import DEFAULT_SCOPE, Claims, Scope, TokenError, bearer, make_token, parse_token
-from modelbake.mirror.server import RangeNotSatisfiable, parse_range
+from modelbake.httpserve import (
+    BackgroundServer,
+    RangeNotSatisfiable,
+    TrackedHandler,
+    TrackingHTTPServer,
+    serve_until_interrupted,
+)
 
 API_PREFIX = "/_apis/artifactcache/"
 ARCHIVE_PREFIX = "/_archives/"
@@ -55,76 +54,19 @@ class _BadRequest(Exception):
     """A malformed request: answered 400 with the message."""
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True  # a stalled handler never keeps the process (or stop()) waiting
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], cache: GhaCacheServer) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.cache = cache
-        self.stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        """accept(), keeping the listening socket's class: pytest-socket swaps `socket.socket` during tests,
-        and a plain accept() then raises a non-OSError that ends `serve_forever` for good (see the mirror)."""
-        listener = self.socket
-        fd, addr = listener._accept()  # type: ignore[attr-defined]
-        conn = type(listener)(listener.family, listener.type, listener.proto, fileno=fd)
-        if socket.getdefaulttimeout() is None and listener.gettimeout():
-            conn.setblocking(True)
-        return conn, addr
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that hang up (cancelled builds, timed-out tests) are routine: no traceback."""
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError | OSError):
-            return
-        super().handle_error(request, client_address)
-
-    def track(self, conn: socket.socket, alive: bool) -> None:
-        with self._connections_lock:
-            (self._connections.add if alive else self._connections.discard)(conn)
-
-    def close_connections(self) -> None:
-        """Wake handler threads blocked on their sockets (keep-alive, stalls), so stop() returns at once."""
-        with self._connections_lock:
-            conns = list(self._connections)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: the Go client pools connections
+class _Handler(TrackedHandler):
     server_version = "modelbake-ghacache"
     timeout = 120  # per socket read; idle keep-alive connections close after this
-    server: _HTTPServer
+    quiet_errors = (OSError,)  # clients that hang up (cancelled builds, timed-out tests): no traceback
+    server: TrackingHTTPServer[GhaCacheServer]
 
     _record: CacheRequest
     _body_pending = False
 
-    # -- plumbing -------------------------------------------------------------------------------------
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, alive=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, alive=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silenced: `GhaCacheServer.requests` replaces stderr chatter."""
-
+    # -- plumbing (the rest is TrackedHandler's) ------------------------------------------------------
     def send_response(self, code: int, message: str | None = None) -> None:
         self._record.status = code
-        self.server.cache._log.append(self._record)
+        self.server.service._log.append(self._record)
         super().send_response(code, message)
 
     def do_GET(self) -> None:
@@ -136,7 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._record = CacheRequest(self.command, self.path, 0)
         chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
         self._body_pending = chunked or int(self.headers.get("Content-Length") or 0) > 0
-        cache = self.server.cache
+        cache = self.server.service
         if cache.faults.stall:
             cache._log.append(self._record)  # status 0: reached the server, never answered
             while cache.faults.stall and not self.server.stopping.is_set():
@@ -217,17 +159,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._record.bytes_sent += len(data)
         self.wfile.write(data)
 
-    def _json(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self._write(data)
-
     def _no_content(self) -> None:
         self.send_response(204)
         self.end_headers()
@@ -281,10 +212,10 @@ class _Handler(BaseHTTPRequestHandler):
         version = (params.get("version") or [""])[0]
         if not keys or not version:
             raise _BadRequest("query parameters `keys` and `version` are required")
-        entry = self.server.cache.store.lookup(keys, version, claims.read_scopes)
+        entry = self.server.service.store.lookup(keys, version, claims.read_scopes)
         if entry is None:
             return self._no_content()
-        self._json(200, self.server.cache._describe(entry, self._base_url()))
+        self._json(200, self.server.service._describe(entry, self._base_url()))
 
     def _reserve(self, claims: Claims) -> None:
         body = self._json_body()
@@ -293,7 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _BadRequest("body needs string fields `key` and `version`")
         if size is not None and not isinstance(size, int):
             raise _BadRequest("`cacheSize` must be a number")
-        cache_id = self.server.cache.store.reserve(key, version, self._write_scope(claims), size)
+        cache_id = self.server.service.store.reserve(key, version, self._write_scope(claims), size)
         self._json(201, {"cacheId": cache_id})
 
     def _upload(self, claims: Claims, cache_id: int) -> None:
@@ -301,57 +232,41 @@ class _Handler(BaseHTTPRequestHandler):
         match = _CONTENT_RANGE.match(header)
         if match is None or int(match[2]) < int(match[1]):
             raise _BadRequest(f"Content-Range {header!r}: want `bytes <first>-<last>/*`")
-        cache = self.server.cache
+        cache = self.server.service
         cache.store.write_chunk(cache_id, self._write_scope(claims), int(match[1]), int(match[2]), self._counted())
         self._no_content()
 
     def _counted(self) -> Iterable[bytes]:
         for piece in self._body():
-            self.server.cache._add(uploaded=len(piece))
+            self.server.service._add(uploaded=len(piece))
             yield piece
 
     def _commit(self, claims: Claims, cache_id: int) -> None:
         size = self._json_body().get("size")
         if not isinstance(size, int) or size < 0:
             raise _BadRequest("body needs a non-negative integer `size`")
-        self.server.cache.store.commit(cache_id, self._write_scope(claims), size)
+        self.server.service.store.commit(cache_id, self._write_scope(claims), size)
         self._no_content()
-
-    def _base_url(self) -> str:
-        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
-        return f"http://{host}"
 
     def _archive(self, rest: str) -> None:
         """The archive of a committed entry; like GitHub's pre-signed blob URL it needs no Authorization."""
         if self.command not in ("GET", "HEAD"):
             return self._error(405, f"{self.command} not allowed on archives", "MethodNotAllowed")
-        cache = self.server.cache
+        cache = self.server.service
         entry_id = rest.split("/", 1)[0]
         entry = cache.store.get(int(entry_id)) if entry_id.isdigit() else None
         if entry is None:
             return self._error(404, f"no committed cache entry {entry_id}", "NotFoundException")
         with open(cache.store.data_path(entry), "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            rng = None
-            header = self.headers.get("Range")
-            if header and self.command == "GET":
-                try:
-                    rng = parse_range(header, size)
-                except RangeNotSatisfiable:
-                    unsatisfiable = {"Content-Range": f"bytes */{size}"}
-                    return self._error(
-                        416, f"range {header} outside {size} bytes", "RangeNotSatisfiable", unsatisfiable
-                    )
-            start, end = rng if rng is not None else (0, size - 1)
-            self.send_response(206 if rng is not None else 200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(end - start + 1))
-            self.send_header("Accept-Ranges", "bytes")
-            if rng is not None:
-                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-            self.end_headers()
-            if self.command == "HEAD":
-                return
+            try:
+                span = self._file_headers(size)
+            except RangeNotSatisfiable as e:
+                unsatisfiable = {"Content-Range": f"bytes */{size}"}
+                return self._error(416, f"range {e} outside {size} bytes", "RangeNotSatisfiable", unsatisfiable)
+            if span is None:
+                return  # HEAD
+            start, end = span
             fh.seek(start)
             remaining = end - start + 1
             while remaining > 0:
@@ -364,19 +279,21 @@ class _Handler(BaseHTTPRequestHandler):
                 remaining -= len(data)
 
 
-class GhaCacheServer:
-    """The emulator on a background daemon thread; a context manager for tests.
+class GhaCacheServer(BackgroundServer):
+    """The emulator on a background daemon thread (start/stop/wait); a context manager for tests.
 
     `url` (after start()) and `token` are what `type=gha,url=...,token=...` take (`cache_to()`/`cache_from()`
     spell them out); `faults.stall = True` makes it stop answering; `stop()` makes it down (a closed port).
     """
 
+    handler = _Handler
+    label = "gha cache emulator"
+
     def __init__(
         self, root: Path, host: str = "127.0.0.1", port: int = 0, scopes: Iterable[str | Scope] = (DEFAULT_SCOPE,)
     ) -> None:
+        super().__init__(host, port)
         self.root = Path(root)
-        self.host = host
-        self.port = port
         self.faults = Faults()
         self.store = CacheStore(self.root)
         self.token = make_token(scopes)
@@ -384,65 +301,17 @@ class GhaCacheServer:
         self._counters_lock = threading.Lock()
         self._uploaded = 0
         self._downloaded = 0
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> GhaCacheServer:
-        """Open the store (creating `root`), bind and serve in a daemon thread; returns self."""
-        if self._httpd is not None:
-            return self
+    def _prepare(self) -> None:
+        """Open the store (creating `root`)."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.store.open()
-        try:
-            httpd = _HTTPServer((self.host, self.port), self)
-        except OSError as e:
-            raise ModelbakeError(
-                f"gha cache emulator cannot listen on {self.host}:{self.port}: {e.strerror or e}",
-                hint="pick another --port, or stop what is using it",
-            ) from e
-        self.port = httpd.server_address[1]
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"modelbake-ghacache-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, release stalled handlers, close open connections and the port; join the thread."""
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
-            return
-        httpd.stopping.set()
-        httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        if thread is not None:
-            thread.join()
-        self._httpd = self._thread = None
-
-    def wait(self) -> None:
-        """Block until the server stops (Ctrl-C raises KeyboardInterrupt here)."""
-        while self._thread is not None and self._thread.is_alive():
-            self._thread.join(0.5)
-
-    def __enter__(self) -> GhaCacheServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # -- addresses and tokens -------------------------------------------------------------------------
     @property
     def url(self) -> str:
         """The cache URL (ACTIONS_CACHE_URL's form, trailing slash included)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
+        return f"{super().url}/"
 
     def make_token(self, scopes: Iterable[str | Scope | tuple[str, int]]) -> str:
         """Another token, e.g. a pull request's: `[("refs/heads/main", 1), "refs/pull/7/merge"]`."""
@@ -504,32 +373,8 @@ class GhaCacheServer:
         }
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """`docker stop`/`kill` send SIGTERM, which PID 1 ignores by default: treat it like Ctrl-C."""
-
-    def _raise(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def serve_forever(root: Path, host: str = "127.0.0.1", port: int = 0) -> None:
     """`modelbake gha-cache serve`: one line `url=... token=...` on stdout, then serve until Ctrl-C/SIGTERM."""
     server = GhaCacheServer(root, host, port).start()
     print(f"url={server.url} token={server.token}", flush=True)
-    try:
-        with _sigterm_as_interrupt():
-            server.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    serve_until_interrupted(server)

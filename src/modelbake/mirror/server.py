@@ -1,28 +1,28 @@
 """HTTP server that speaks the hubs' protocols over a local directory.
 
-Built on the standard library's `ThreadingHTTPServer` on purpose: the Docker fetch stage runs the mirror with
-no extra dependency, and one thread per connection is plenty for a handful of parallel downloads.
+Built on the standard library's `ThreadingHTTPServer` on purpose (the scaffolding, shared with the GitHub
+Actions cache emulator, is `modelbake.httpserve`): the mirror runs with no extra dependency, and one thread per
+connection is plenty for a handful of parallel downloads.
 The libraries' own download code runs against it (huggingface_hub with `HF_ENDPOINT`, plain GETs for
 Whisper checkpoints and spaCy wheels), so what works here works against the real hubs.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import socket
-import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode
 
-from modelbake.errors import ModelbakeError, UsageError
+from modelbake.errors import UsageError
+from modelbake.httpserve import (
+    BackgroundServer,
+    RangeNotSatisfiable,
+    TrackedHandler,
+    TrackingHTTPServer,
+    serve_until_interrupted,
+)
+from modelbake.httpserve import parse_range as parse_range  # re-exported: it was defined here
 from modelbake.mirror.faults import Faults, Throttle
 from modelbake.mirror.files import NotInMirror, spacy_file, whisper_file
 from modelbake.mirror.hubcache import REPO_PREFIXES, DigestCache, HubCache, safe_parts
@@ -34,135 +34,44 @@ TREE_PAGE_EXPANDED = 50  # ... and with expand=true
 FAMILIES = ("huggingface", "whisper", "spacy")
 
 
-class RangeNotSatisfiable(Exception):
-    """The Range header asks for bytes past the end of the file."""
-
-
-def parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """Inclusive (start, end) of a single `bytes=` range; None to serve the whole file (RFC 9110 allows it)."""
-    unit, _, spec = header.partition("=")
-    first, sep, last = spec.strip().partition("-")
-    if unit.strip().lower() != "bytes" or "," in spec or not sep:
-        return None
-    try:
-        if not first:
-            suffix = int(last)
-            if suffix <= 0 or size == 0:
-                raise RangeNotSatisfiable(header)
-            return max(0, size - suffix), size - 1
-        start = int(first)
-        end = int(last) if last else None
-    except ValueError:
-        return None
-    if start < 0 or (end is not None and end < start):
-        return None
-    if start >= size:
-        raise RangeNotSatisfiable(header)
-    return start, size - 1 if end is None else min(end, size - 1)
-
-
 def _truthy(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true", "yes")
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], mirror: MirrorServer) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.mirror = mirror
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        """`socket.accept()`, but the new socket takes the listening socket's class, not `socket.socket`.
-
-        pytest-socket swaps `socket.socket` while a network-less test runs; a plain accept() then raises a
-        non-OSError that kills `serve_forever` for good, and a mirror shared by a test session dies silently.
-        """
-        listener = self.socket
-        fd, addr = listener._accept()  # type: ignore[attr-defined]
-        conn = type(listener)(listener.family, listener.type, listener.proto, fileno=fd)
-        if socket.getdefaulttimeout() is None and listener.gettimeout():
-            conn.setblocking(True)
-        return conn, addr
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that hang up mid-request are routine (downloads cancelled, retries): no traceback."""
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            return
-        super().handle_error(request, client_address)
-
-    def track(self, conn: socket.socket, alive: bool) -> None:
-        with self._connections_lock:
-            (self._connections.add if alive else self._connections.discard)(conn)
-
-    def close_connections(self) -> None:
-        """Wake handler threads idling on keep-alive connections, so stop() leaves nothing behind."""
-        with self._connections_lock:
-            conns = list(self._connections)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: huggingface_hub and httpx pool connections
+class _Handler(TrackedHandler):
     server_version = "modelbake-mirror"
     timeout = 60  # idle keep-alive connections are closed after this
-    server: _HTTPServer
+    server: TrackingHTTPServer[MirrorServer]
 
     _record: RequestRecord | None = None
-    _head = False
 
-    # -- plumbing -------------------------------------------------------------------------------------
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, alive=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, alive=False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silenced: the request log (and --log FILE) replaces stderr chatter."""
-
+    # -- plumbing (the rest is TrackedHandler's) ------------------------------------------------------
     def send_response(self, code: int, message: str | None = None) -> None:
         path = getattr(self, "path", "")
         rng = self.headers.get("Range") if getattr(self, "headers", None) is not None else None
         self._record = RequestRecord(self.command or "?", path, code, range=rng)
-        self.server.mirror._log.append(self._record)
+        self.server.service._log.append(self._record)
         super().send_response(code, message)
 
     def do_GET(self) -> None:
-        self._handle(head=False)
+        self._handle()
 
-    def do_HEAD(self) -> None:
-        self._handle(head=True)
+    do_HEAD = do_GET
 
     def _read_only(self) -> None:
         self._record = None
-        self._head = False
         self.close_connection = True  # the body was not read
         self._json(
             405,
             {"error": f"the modelbake mirror is read-only: {self.command} {self.path}"},
             {"Connection": "close", "Allow": "GET, HEAD"},
         )
-        self.server.mirror._log.finish(self._record)  # type: ignore[arg-type]
+        self.server.service._log.finish(self._record)  # type: ignore[arg-type]
 
     do_POST = do_PUT = do_DELETE = do_PATCH = _read_only
 
-    def _handle(self, head: bool) -> None:
+    def _handle(self) -> None:
         self._record = None
-        self._head = head
         try:
             self._route()
         except (BrokenPipeError, ConnectionResetError):
@@ -174,7 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
         finally:
             if self._record is not None:
-                self.server.mirror._log.finish(self._record)
+                self.server.service._log.finish(self._record)
 
     def _write(self, data: bytes) -> None:
         assert self._record is not None
@@ -186,17 +95,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._record.bytes_sent -= len(data)
             raise
 
-    def _json(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if not self._head:
-            self._write(data)
-
     def _error(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None) -> None:
         extra = dict(headers or {})
         if code:
@@ -207,7 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self) -> None:
         raw, _, query = self.path.partition("?")
         decoded = unquote(raw)
-        faults = self.server.mirror.faults
+        faults = self.server.service.faults
         if faults.is_not_found(decoded):
             code = "EntryNotFound" if "/resolve/" in decoded else None
             return self._error(404, f"not found (injected fault): {decoded}", code)
@@ -225,16 +123,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._spacy(rest, decoded)
         return self._error(404, f"unknown path {decoded}: the mirror serves /huggingface, /whisper and /spacy")
 
-    def _base_url(self) -> str:
-        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
-        return f"http://{host}"
-
     def _index(self) -> None:
         base = self._base_url()
         self._json(200, {"service": "modelbake mirror", "mirrors": {f: f"{base}/{f}" for f in FAMILIES}})
 
     def _whisper(self, parts: list[str], decoded: str) -> None:
-        mirror = self.server.mirror
+        mirror = self.server.service
         try:
             if len(parts) != 2:
                 raise NotInMirror(f"not a Whisper checkpoint URL (want /whisper/<sha256>/<name>.pt): {decoded}")
@@ -245,7 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _spacy(self, parts: list[str], decoded: str) -> None:
         try:
-            local = spacy_file(self.server.mirror.root, parts)
+            local = spacy_file(self.server.service.root, parts)
         except NotInMirror as e:
             return self._error(404, str(e))
         self._file(local, {}, decoded)
@@ -260,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
             rest = segs[n:]
             if len(segs) >= n and ((rest and rest[0] in keywords) or (not rest and bare)):
                 candidates.append(("/".join(segs[:n]), rest))
-        hub = self.server.mirror._hub
+        hub = self.server.service._hub
         for repo_id, rest in candidates:
             repo_dir = hub.repo_dir(repo_type, repo_id)
             if repo_dir is not None:
@@ -269,13 +163,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _repo_not_found(self, repo_type: str, repo_id: str) -> None:
         folder = "--".join([REPO_PREFIXES[repo_type], *repo_id.split("/")])
-        hub_dir = self.server.mirror._hub.hub_dir
+        hub_dir = self.server.service._hub.hub_dir
         self._error(
             404, f"repository {repo_id} not found in the mirror (no {hub_dir / folder}/snapshots)", "RepoNotFound"
         )
 
     def _commit(self, repo_dir: Path, repo_id: str, revision: str) -> str | None:
-        commit = self.server.mirror._hub.resolve_revision(repo_dir, revision)
+        commit = self.server.service._hub.resolve_revision(repo_dir, revision)
         if commit is None:
             self._error(
                 404,
@@ -325,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
         commit = self._commit(repo_dir, repo_id, revision)
         if commit is None:
             return
-        hub = self.server.mirror._hub
+        hub = self.server.service._hub
         when = hub.snapshot_time(repo_dir, commit)
         blobs = _truthy(params.get("blobs"))
         info: dict[str, object] = {
@@ -353,7 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
         commit = self._commit(repo_dir, repo_id, revision)
         if commit is None:
             return
-        hub = self.server.mirror._hub
+        hub = self.server.service._hub
         entries = (
             hub.tree(repo_dir, commit, prefix, _truthy(params.get("recursive")))
             if (not prefix or safe_parts(prefix) is not None)
@@ -391,7 +285,7 @@ class _Handler(BaseHTTPRequestHandler):
         commit = self._commit(repo_dir, repo_id, revision)
         if commit is None:
             return
-        hub = self.server.mirror._hub
+        hub = self.server.service._hub
         f = hub.file(repo_dir, commit, path)
         if f is None:
             # X-Repo-Commit lets huggingface_hub cache the absence (.no_exist/<commit>/<path>), as with the Hub.
@@ -408,34 +302,20 @@ class _Handler(BaseHTTPRequestHandler):
     # -- file bodies ----------------------------------------------------------------------------------
     def _file(self, local: Path, headers: dict[str, str], decoded: str) -> None:
         """Stream `local` in chunks, honouring Range, HEAD, and the corrupt/reset/bandwidth faults."""
-        mirror = self.server.mirror
+        mirror = self.server.service
         faults = mirror.faults
         with open(local, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            rng = None
-            header = self.headers.get("Range")
-            if header and not self._head:
-                try:
-                    rng = parse_range(header, size)
-                except RangeNotSatisfiable:
-                    return self._error(
-                        416,
-                        f"range {header} outside {decoded} ({size} bytes)",
-                        headers={"Content-Range": f"bytes */{size}"},
-                    )
-            start, end = rng if rng is not None else (0, size - 1)
+            try:
+                span = self._file_headers(size, headers)
+            except RangeNotSatisfiable as e:
+                return self._error(
+                    416, f"range {e} outside {decoded} ({size} bytes)", headers={"Content-Range": f"bytes */{size}"}
+                )
+            if span is None:
+                return  # HEAD
+            start, end = span
             length = end - start + 1
-            self.send_response(206 if rng is not None else 200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(length))
-            self.send_header("Accept-Ranges", "bytes")
-            if rng is not None:
-                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            if self._head:
-                return
             flip_at = size // 2 if size and faults.should_corrupt(decoded) else -1
             cut = faults.take_reset(decoded)
             remaining = length // 2 if cut else length
@@ -464,81 +344,35 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
 
 
-class MirrorServer:
-    """The mirror on a background daemon thread; a context manager for tests.
+class MirrorServer(BackgroundServer):
+    """The mirror on a background daemon thread (start/stop/wait); a context manager for tests.
 
     `faults` injects failures, `requests` is what clients asked for. `url` is known after start().
     """
 
+    handler = _Handler
+    label = "mirror"
+
     def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None) -> None:
+        super().__init__(host, port)
         self.root = Path(root)
-        self.host = host
-        self.port = port
         self.faults = Faults()
         self._log = RequestLog(log_path)
         self._digests = DigestCache()
         self._hub = HubCache(self.root, self._digests)
         self._throttle = Throttle()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> MirrorServer:
-        """Bind and serve in a daemon thread; returns self."""
-        if self._httpd is not None:
-            return self
+    def _prepare(self) -> None:
         if not self.root.is_dir():
             raise UsageError(f"mirror directory {self.root} does not exist or is not a directory")
         self.root = self.root.resolve()
         self._hub = HubCache(self.root, self._digests)
-        try:
-            httpd = _HTTPServer((self.host, self.port), self)
-        except OSError as e:
-            raise ModelbakeError(
-                f"mirror cannot listen on {self.host}:{self.port}: {e.strerror or e}",
-                hint="pick another --port, or stop what is using it",
-            ) from e
-        self.port = httpd.server_address[1]
+
+    def _opened(self) -> None:
         self._log.open()
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"modelbake-mirror-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
 
-    def stop(self) -> None:
-        """Stop serving, close open connections and join the thread."""
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        if thread is not None:
-            thread.join()
+    def _closed(self) -> None:
         self._log.close()
-        self._httpd = self._thread = None
-
-    def wait(self) -> None:
-        """Block until the server stops (Ctrl-C raises KeyboardInterrupt here)."""
-        while self._thread is not None and self._thread.is_alive():
-            self._thread.join(0.5)
-
-    def __enter__(self) -> MirrorServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
 
     @property
     def mirrors(self) -> dict[str, str]:
@@ -558,24 +392,6 @@ class MirrorServer:
         self._log.clear()
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """`docker stop` sends SIGTERM, which PID 1 ignores by default: treat it like Ctrl-C."""
-
-    def _raise(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def serve_forever(root: Path, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None) -> None:
     """Serve `root` until Ctrl-C or SIGTERM (`modelbake mirror serve DIR`); prints one line with the URLs."""
     server = MirrorServer(root, host, port, log_path).start()
@@ -585,10 +401,4 @@ def serve_forever(root: Path, host: str = "127.0.0.1", port: int = 0, log_path: 
         f"(huggingface={m['huggingface']}, whisper={m['whisper']}, spacy={m['spacy']})",
         flush=True,
     )
-    try:
-        with _sigterm_as_interrupt():
-            server.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    serve_until_interrupted(server)

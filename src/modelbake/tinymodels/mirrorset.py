@@ -20,9 +20,9 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
+from .files import library_versions, make_world_readable, sha256_file, write_atomic
 from .hf_seq2seq import make_seq2seq_model
 from .spacy_pipeline import SPACY_NAME, SPACY_VERSION, make_spacy_wheel
 from .whisper_ckpt import WHISPER_FILENAME, WHISPER_NAME, make_whisper_checkpoint, whisper_checkpoint_bytes
@@ -112,6 +112,19 @@ def snapshot_commit(repo: str, files: dict[str, str]) -> str:
     return h.hexdigest()
 
 
+def publish_snapshot(
+    repo_dir: Path, repo: str, staging: Path, revision: str = HF_REVISION
+) -> tuple[str, dict[str, str]]:
+    """Move ``staging`` (inside ``repo_dir``) to ``snapshots/<commit>`` and point ``refs/<revision>`` at it, as a
+    hub cache does; return the commit (:func:`snapshot_commit`) and ``{relative path: sha256}``, sorted by path."""
+    digests = {p.relative_to(staging).as_posix(): sha256_file(p) for p in sorted(staging.rglob("*")) if p.is_file()}
+    commit = snapshot_commit(repo, digests)
+    (repo_dir / "snapshots").mkdir(parents=True)
+    os.replace(staging, repo_dir / "snapshots" / commit)
+    write_atomic(repo_dir / "refs" / revision, commit.encode())  # hub caches: no trailing newline
+    return commit, digests
+
+
 def add_whisper_variant(root: Path, seed: int) -> str:
     """Write a Whisper checkpoint from ``seed`` to ``ROOT/whisper/<sha256>/tiny-random.en.pt``; return sha256.
 
@@ -120,8 +133,8 @@ def add_whisper_variant(root: Path, seed: int) -> str:
     data = whisper_checkpoint_bytes(seed)
     digest = hashlib.sha256(data).hexdigest()
     target = Path(root) / "whisper" / digest / WHISPER_FILENAME
-    if not (target.is_file() and _sha256(target) == digest):
-        _write_atomic(target, data)
+    if not (target.is_file() and sha256_file(target) == digest):
+        write_atomic(target, data)
     os.chmod(target.parent, 0o755)
     os.chmod(target, 0o644)
     return digest
@@ -145,7 +158,7 @@ def build_mirror_tree(root: Path, *, force: bool = False) -> TinySet:
         marker.unlink(missing_ok=True)
         _generate(root)
         tiny = _describe(root, cached=False)
-        _write_atomic(marker, (json.dumps(stamp, indent=2, sort_keys=True) + "\n").encode())
+        write_atomic(marker, (json.dumps(stamp, indent=2, sort_keys=True) + "\n").encode())
         return tiny
 
 
@@ -188,16 +201,8 @@ def _generate(root: Path) -> None:
     wheel = make_spacy_wheel(root / "spacy", SPACY_NAME, SPACY_VERSION)
     for repo, arch in ((BART_REPO, "bart"), (LED_REPO, "led")):
         _write_hub_repo(root, repo, arch)
-    _write_atomic(root / MANIFEST_NAME, manifest_text(whisper_sha, _sha256(wheel)).encode())
-    _make_world_readable(root)
-
-
-def _make_world_readable(root: Path) -> None:
-    """Files 0644, directories 0755 whatever the umask: images run the models as a non-root user."""
-    for dirpath, _dirnames, filenames in os.walk(root):
-        os.chmod(dirpath, 0o755)
-        for filename in filenames:
-            os.chmod(os.path.join(dirpath, filename), 0o644)
+    write_atomic(root / MANIFEST_NAME, manifest_text(whisper_sha, sha256_file(wheel)).encode())
+    make_world_readable(root)
 
 
 def _write_hub_repo(root: Path, repo: str, arch: str) -> str:
@@ -205,12 +210,8 @@ def _write_hub_repo(root: Path, repo: str, arch: str) -> str:
     if repo_dir.exists():
         shutil.rmtree(repo_dir)  # drop stale snapshots of an older generator
     staging = repo_dir / ".staging"
-    files = make_seq2seq_model(staging, arch)  # type: ignore[arg-type]
-    digests = {p.relative_to(staging).as_posix(): _sha256(p) for p in files}
-    commit = snapshot_commit(repo, digests)
-    (repo_dir / "snapshots").mkdir(parents=True)
-    os.replace(staging, repo_dir / "snapshots" / commit)
-    _write_atomic(repo_dir / "refs" / HF_REVISION, commit.encode())  # hub caches: no trailing newline
+    make_seq2seq_model(staging, arch)  # type: ignore[arg-type]
+    commit, _digests = publish_snapshot(repo_dir, repo, staging)
     return commit
 
 
@@ -231,9 +232,9 @@ def _describe(root: Path, *, cached: bool) -> TinySet:
         root=root,
         manifest=root / MANIFEST_NAME,
         whisper_path=whisper_path,
-        whisper_sha256=_sha256(whisper_path),
+        whisper_sha256=sha256_file(whisper_path),
         spacy_wheel=wheel,
-        spacy_sha256=_sha256(wheel),
+        spacy_sha256=sha256_file(wheel),
         bart_repo_dir=hub_repo_dir(root, BART_REPO),
         bart_commit=commits[BART_REPO],
         led_repo_dir=hub_repo_dir(root, LED_REPO),
@@ -244,28 +245,7 @@ def _describe(root: Path, *, cached: bool) -> TinySet:
 
 
 def _stamp() -> dict:
-    versions = {}
-    for dist in _STAMP_DISTRIBUTIONS:
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {"generator": GENERATOR_VERSION, "versions": versions}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    return {"generator": GENERATOR_VERSION, "versions": library_versions(_STAMP_DISTRIBUTIONS)}
 
 
 def main(argv: list[str] | None = None) -> int:

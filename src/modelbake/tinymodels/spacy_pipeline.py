@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+
+from .files import copy_atomic, make_world_readable
 
 SPACY_NAME = "en_tiny_ner"
 SPACY_VERSION = "0.1.0"
@@ -85,12 +87,13 @@ def train_pipeline(seed: int = 0, iterations: int = 30):
     """
     import spacy  # noqa: F401  (imports thinc, which imports torch: its RNG is reseeded too)
 
-    with _preserved_global_rngs():
+    with preserved_global_rngs():
         return _train(seed, iterations)
 
 
 @contextlib.contextmanager
-def _preserved_global_rngs():
+def preserved_global_rngs():
+    """Restore the process-wide random/numpy/torch generators afterwards (``fix_random_seed`` reseeds them)."""
     import random
 
     import numpy
@@ -107,8 +110,6 @@ def _preserved_global_rngs():
 
 
 def _train(seed: int, iterations: int):
-    import random
-
     import spacy
     from spacy.training import Example
 
@@ -118,13 +119,20 @@ def _train(seed: int, iterations: int):
     ner.add_label("PERSON")
     examples = [Example.from_dict(nlp.make_doc(text), ann) for text, ann in training_data()]
     optimizer = nlp.initialize(lambda: examples)
+    update_in_batches(nlp, examples, optimizer, seed, iterations)
+    return nlp
+
+
+def update_in_batches(nlp, examples: Sequence, optimizer, seed: int, iterations: int) -> None:
+    """``iterations`` passes over ``examples`` in batches of 4, shuffled by ``random.Random(seed)``, dropout 0.1."""
+    import random
+
     rng = random.Random(seed)
     order = list(examples)
     for _ in range(iterations):
         rng.shuffle(order)
         for start in range(0, len(order), 4):
             nlp.update(order[start : start + 4], sgd=optimizer, drop=0.1)
-    return nlp
 
 
 def make_spacy_wheel(out_dir: Path, name: str = SPACY_NAME, version: str = SPACY_VERSION, seed: int = 0) -> Path:
@@ -132,8 +140,6 @@ def make_spacy_wheel(out_dir: Path, name: str = SPACY_NAME, version: str = SPACY
 
     ``name`` must be ``en_<identifier>`` (spaCy's package name is ``<lang>_<meta name>``).
     """
-    from spacy.cli.package import package
-
     if not name.startswith(f"{LANG}_") or not name.isidentifier() or "__" in name:
         raise ValueError(f"spaCy package name {name!r} must look like '{LANG}_tiny_ner'")
     out_dir = Path(out_dir)
@@ -153,53 +159,54 @@ def make_spacy_wheel(out_dir: Path, name: str = SPACY_NAME, version: str = SPACY
         }
     )
     with tempfile.TemporaryDirectory(prefix="modelbake-spacy-") as tmp:
-        tmp_path = Path(tmp)
-        model_dir = tmp_path / "model"
-        pkg_root = tmp_path / "pkg"
-        pkg_root.mkdir()
-        nlp.to_disk(model_dir)
-        # spaCy's packager (what `spacy package DIR OUT --build none` runs): package dir with setup.py.
-        package(
-            model_dir,
-            pkg_root,
-            name=name[len(LANG) + 1 :],
-            version=version,
-            create_sdist=False,
-            create_wheel=False,
-            silent=True,
-        )
-        main_path = pkg_root / f"{name}-{version}"
-        _normalise_modes(main_path)
-        dist = tmp_path / "dist"
-        env = dict(os.environ, SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH, PYTHONHASHSEED="0")
-        # What `spacy package --build wheel` runs, minus build isolation (which would create a venv and
-        # download setuptools from PyPI on every call).
-        result = subprocess.run(
-            [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), "."],
-            cwd=main_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            umask=0o022,  # the wheel records RECORD's mode as created
-        )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"building the spaCy wheel {wheel_name} failed (exit {result.returncode}); needs the "
-                f"'build' and 'setuptools' packages:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
-            )
-        built = dist / (re.sub("_+", "_", f"{name}-{version}") + "-py3-none-any.whl")
-        if not built.is_file():
-            raise RuntimeError(f"spaCy wheel not found after build: {sorted(os.listdir(dist))}")
+        built = package_wheel(nlp, Path(tmp), name, version)
         target = out_dir / wheel_name
-        tmp_target = out_dir / f".{wheel_name}.tmp{os.getpid()}"
-        shutil.copyfile(built, tmp_target)
-        os.replace(tmp_target, target)
+        copy_atomic(built, target)
     return target
 
 
-def _normalise_modes(root: Path) -> None:
-    """Fixed permissions (the wheel records them), whatever the umask."""
-    for dirpath, _dirnames, filenames in os.walk(root):
-        os.chmod(dirpath, 0o755)
-        for filename in filenames:
-            os.chmod(os.path.join(dirpath, filename), 0o644)
+def package_wheel(nlp, work: Path, name: str, version: str) -> Path:
+    """Package ``nlp`` as ``<name>-<version>`` and build its wheel under ``work``; return the wheel's path.
+
+    ``spacy package`` (its template ``setup.py``, ``meta.json``, entry point) into ``work/pkg``, fixed file
+    modes, then ``python -m build --wheel --no-isolation`` under a fixed ``SOURCE_DATE_EPOCH``: the same
+    pipeline gives the same bytes. ``nlp.meta`` should already carry the description, author and license.
+    """
+    from spacy.cli.package import package
+
+    wheel_name = f"{name}-{version}-py3-none-any.whl"
+    model_dir, pkg_root, dist = work / "model", work / "pkg", work / "dist"
+    pkg_root.mkdir(parents=True)
+    nlp.to_disk(model_dir)
+    # spaCy's packager (what `spacy package DIR OUT --build none` runs): package dir with setup.py.
+    package(
+        model_dir,
+        pkg_root,
+        name=name[len(LANG) + 1 :],
+        version=version,
+        create_sdist=False,
+        create_wheel=False,
+        silent=True,
+    )
+    main_path = pkg_root / f"{name}-{version}"
+    make_world_readable(main_path)  # the wheel records the modes
+    env = dict(os.environ, SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH, PYTHONHASHSEED="0")
+    # What `spacy package --build wheel` runs, minus build isolation (which would create a venv and
+    # download setuptools from PyPI on every call).
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), "."],
+        cwd=main_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        umask=0o022,  # the wheel records RECORD's mode as created
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"building the spaCy wheel {wheel_name} failed (exit {result.returncode}); needs the "
+            f"'build' and 'setuptools' packages:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
+    built = dist / (re.sub("_+", "_", f"{name}-{version}") + "-py3-none-any.whl")
+    if not built.is_file():
+        raise RuntimeError(f"spaCy wheel not found after build: {sorted(os.listdir(dist))}")
+    return built
