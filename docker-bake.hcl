@@ -7,7 +7,9 @@
 # The app's `models` stage is the models target itself (contexts = { models = "target:models" }), so one bake
 # builds both; the per-model layers come through unchanged. Secrets are optional: without CA_BUNDLE,
 # MIRRORS_FILE or HF_TOKEN_FILE the steps use the system CA bundle, the official hubs and no token.
-# A mirror on 127.0.0.1 needs NETWORK=host (and --allow network.host on the bake command line).
+# A mirror on 127.0.0.1 needs NETWORK=host, which bake applies only from buildx 0.17 on (older bake ignores
+# `network` silently: checked with 0.13, where the fetch steps then get "connection refused"); there, use
+# build.py or plain `docker build --network host`, or a mirror the build's default network reaches.
 
 variable "BASE_IMAGE" { default = "python:3.11-slim-bookworm" }
 variable "MODELS_TAG" { default = "modelbake/models:latest" }

@@ -1,0 +1,116 @@
+"""Plain Docker, no build.py: `docker build` of the committed Dockerfiles, models image then the app on it.
+
+build.py adds mirrors, secrets, caches and reports, never necessity. These tests build from a copy of the
+repository whose generated Dockerfile parts were regenerated for the tiny manifest (what `make dockerfile`
+does for the real one), with the local mirror given as the `mirrors` secret, as a person would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from modelbake.cli import main as modelbake
+
+pytestmark = pytest.mark.docker
+
+BASE_IMAGE = os.environ.get("MODELBAKE_TEST_BASE_IMAGE", "modelbake/python-base:3.11-bookworm")
+CA_BUNDLE = Path(os.environ.get("MODELBAKE_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
+WHEELHOUSE = Path(os.environ.get("MODELBAKE_TEST_WHEELHOUSE", "/opt/wheels"))
+REPO_FILES = (
+    "pyproject.toml", "src", "docker", "Dockerfile", "Dockerfile.models", ".dockerignore",
+)  # fmt: skip
+MODEL_PATHS = (
+    "/models/whisper/tiny-random.en.pt",
+    "/models/spacy",
+    "/models/huggingface/hub/models--modelbake-tiny--bart",
+    "/models/huggingface/hub/models--modelbake-tiny--led",
+)
+
+
+@pytest.fixture(scope="module")
+def docker_client():
+    from modelbake.engine import EngineError, check_engine, docker_client
+
+    try:
+        client = docker_client()
+        check_engine(client)
+    except EngineError as exc:
+        pytest.skip(f"no usable Docker engine: {exc.message}")
+    try:
+        client.images.get(BASE_IMAGE)
+    except Exception:  # noqa: BLE001
+        pytest.skip(f"base image {BASE_IMAGE} missing: run docker/make-base-image.sh")
+    return client
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory, tiny_locked, mirror) -> Path:
+    """A copy of the repository for the tiny manifest, with its Dockerfiles regenerated, and a mirrors file."""
+    copy = tmp_path_factory.mktemp("checkout")
+    for name in REPO_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, copy / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, copy / name)
+    shutil.copy(tiny_locked, copy / "models.toml")
+    shutil.copy(tiny_locked.with_suffix(".lock"), copy / "models.lock")
+    assert modelbake(["dockerfile", "--manifest", str(copy / "models.toml"), "--root", str(copy)]) == 0
+    (copy / "mirrors.toml").write_text(
+        "[mirrors]\n" + "".join(f'{family} = "{url}"\n' for family, url in sorted(mirror.mirrors.items()))
+    )
+    return copy
+
+
+@pytest.fixture
+def tags(docker_client):
+    created: list[str] = []
+    yield created
+    for tag in created:
+        try:
+            docker_client.images.remove(tag, force=True)
+        except Exception:  # noqa: BLE001 - never built
+            pass
+
+
+def docker(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        ["docker", *args], cwd=cwd, capture_output=True, text=True, timeout=900, env={**os.environ, **(env or {})}
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def model_layer_paths(docker_client, tag: str) -> list[str]:
+    history = docker_client.images.get(tag).history()
+    return [path for path in MODEL_PATHS if any(path in (e.get("CreatedBy") or "").split() for e in history)]
+
+
+def test_plain_docker_build_of_both_dockerfiles(docker_client, checkout, tags):
+    run = uuid.uuid4().hex[:8]
+    models, app = f"modelbake-test/plain-models:{run}", f"modelbake-test/plain-app:{run}"
+    tags += [models, app]
+    ca = ["--secret", f"id=ca,src={CA_BUNDLE}"] if CA_BUNDLE.is_file() else []
+    docker(
+        "build", "-f", "Dockerfile.models", "-t", models, "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
+        "--secret", "id=mirrors,src=mirrors.toml", *ca, "--network", "host", ".",
+        cwd=checkout,
+    )  # fmt: skip
+    assert len(docker_client.images.get(models).attrs["RootFS"]["Layers"]) == 4  # one layer per model, nothing else
+    assert model_layer_paths(docker_client, models) == list(MODEL_PATHS)
+    wheels = ["--build-context", f"wheels={WHEELHOUSE}"] if WHEELHOUSE.is_dir() else []
+    docker(
+        "build", "-t", app, "--build-arg", f"MODELS_IMAGE={models}", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
+        "--build-arg", "MODELBAKE_PROFILE=test", *wheels, *ca, "--network", "host", ".",
+        cwd=checkout,
+    )  # fmt: skip
+    assert model_layer_paths(docker_client, app) == list(MODEL_PATHS)
+    out = docker_client.containers.run(app, ["verify"], network_mode="none", remove=True, stderr=True)
+    assert b"verify: 4 models load and run offline" in out, out[-2000:]
