@@ -40,8 +40,13 @@ verify: setup
 clean-cache: setup
 	$(BIN)/modelbake clean-cache
 
+# Python (ruff), the workflows (actionlint with shellcheck on their scripts; zizmor, offline) and the
+# Dockerfiles (hadolint, configured by .hadolint.yaml). All are wheels from the dev extra; no network needed.
 lint: setup
 	$(BIN)/ruff check src tests $(wildcard build.py bench)
+	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck $(wildcard .github/workflows/*.yml .github/workflows/*.yaml)
+	$(BIN)/zizmor --offline --no-progress .github
+	$(BIN)/hadolint Dockerfile Dockerfile.models
 
 # Every test: unit, ml_models and docker (the Docker ones need the engine and the base image).
 test: setup engine base-image lint dockerfile-check
@@ -57,8 +62,10 @@ test-docker: setup engine base-image
 	$(BIN)/pytest -m docker $(PYTEST_ARGS)
 
 # The main job where no hub is reachable: tiny models -> local mirror -> lock -> preload -> verify ->
-# image built from the mirror -> `docker run --network none IMAGE verify`.
+# image built from the mirror -> `docker run --network none IMAGE verify` -> a sample episode spoken by
+# espeak-ng (installed with apt when missing) processed by the reference app in that offline image.
 demo: setup engine base-image
+	command -v espeak-ng >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng)
 	$(BIN)/python -m modelbake.demo
 
 # Dockerfile.models and the model block of Dockerfile are generated from models.toml + models.lock.
@@ -68,5 +75,7 @@ dockerfile: setup
 dockerfile-check: setup
 	$(BIN)/modelbake dockerfile --manifest models.toml --check
 
+# The same without Docker: the sample episode goes through the local `podcast-pipeline`.
 demo-local: setup
+	command -v espeak-ng >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng)
 	$(BIN)/python -m modelbake.demo --no-docker

@@ -315,3 +315,118 @@ def _assert_not_tagged(client, tag: str) -> None:
 
     with pytest.raises(ImageNotFound):
         client.images.get(tag)
+
+
+# --- the reference app, end to end in the offline image (issue 5) ---
+
+PROFILE_IDS = {"whisper-tiny", "spacy-ner", "bart-map", "led-reduce"}
+APP_UID = 10001
+
+
+@dataclass
+class AppRun:
+    exit_code: int
+    stdout: str
+    stderr: str
+    attrs: dict  # the container's inspect, taken after it exited
+
+
+def run_app(client, image: str, args: list[str], data: Path) -> AppRun:
+    """`docker run --rm --network none -v DATA:/data IMAGE ARGS...` through the SDK, as the image's own user."""
+    container = client.containers.run(
+        image, args, network_mode="none", volumes={str(data): {"bind": "/data", "mode": "rw"}}, detach=True
+    )
+    try:
+        status = container.wait(timeout=600)
+        stdout = container.logs(stdout=True, stderr=False).decode()
+        stderr = container.logs(stdout=False, stderr=True).decode()
+        container.reload()
+        return AppRun(status["StatusCode"], stdout, stderr, container.attrs)
+    finally:
+        container.remove(force=True)
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    """The directory mounted at /data: writable for the app's uid 10001 (the test runs as another user)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o777)
+    return data
+
+
+def test_process_spoken_episode_offline(app_build, docker_client, mirror_server, tiny_tree, data_dir):
+    from podcast_pipeline import sample
+
+    sample.synthesize(data_dir / "ep.wav")  # espeak-ng: .ci/run and `make demo` install it
+    duration = sample.duration(data_dir / "ep.wav")
+    mirror_server.clear_requests()
+    args = ["process", "/data/ep.wav", "--out", "/data/result.json"]
+    args += ["--title", sample.TITLE, "--description", sample.DESCRIPTION, "--max-new-tokens", "8"]
+    run = run_app(docker_client, app_build.tag, args, data_dir)
+    assert run.exit_code == 0, run.stderr[-3000:]
+    assert run.stdout == ""  # the JSON went to --out; progress lines go to stderr
+
+    # nothing touched the network: no interface but loopback, and the mirror the image was built from saw nothing
+    assert run.attrs["HostConfig"]["NetworkMode"] == "none"
+    networks = run.attrs["NetworkSettings"]["Networks"]
+    assert set(networks) == {"none"} and not any(n.get("IPAddress") for n in networks.values()), networks
+    assert mirror_server.requests == []
+    net_dev = docker_client.containers.run(
+        app_build.tag, ["cat", "/proc/net/dev"], network_mode="none", remove=True
+    ).decode()
+    interfaces = [line.split(":")[0].strip() for line in net_dev.splitlines()[2:] if ":" in line]
+    assert interfaces == ["lo"], net_dev
+
+    result_file = data_dir / "result.json"
+    assert result_file.stat().st_uid == APP_UID  # written by the image's own non-root user
+    assert sorted(p.name for p in data_dir.iterdir()) == ["ep.wav", "result.json"]  # no temp files left
+    result = json.loads(result_file.read_text())
+    for key in ("transcript", "segments", "speakers", "summary", "models", "timings", "audio", "summary_stats"):
+        assert key in result, key
+    assert result["audio"]["path"] == "/data/ep.wav"
+    assert result["audio"]["sample_rate"] == 22050 and result["audio"]["channels"] == 1
+    assert result["audio"]["duration"] == pytest.approx(duration, abs=0.01)
+    assert isinstance(result["transcript"], str) and isinstance(result["summary"], str)
+    assert isinstance(result["segments"], list)
+    for segment in result["segments"]:
+        assert set(segment) == {"start", "end", "text"} and isinstance(segment["text"], str)
+        assert 0 <= segment["start"] <= segment["end"] <= duration + 0.01
+    for stage in ("audio", "load_whisper", "transcribe", "load_spacy", "speakers", "load_summarizers", "summarize"):
+        assert 0 <= result["timings"][stage] <= result["timings"]["total"], stage
+
+    # every model of the profile, at its locked revision, and used: `calls` counts inference calls per model
+    models = {m["id"]: m for m in result["models"]}
+    assert set(models) == PROFILE_IDS
+    assert (models["whisper-tiny"]["name"], models["whisper-tiny"]["revision"]) == (
+        tiny_tree.whisper_name,
+        tiny_tree.whisper_sha256,
+    )
+    assert (models["spacy-ner"]["name"], models["spacy-ner"]["revision"]) == (tiny_tree.spacy_name, tiny_tree.spacy_version)
+    assert (models["bart-map"]["repo"], models["bart-map"]["revision"]) == (tiny_tree.bart_repo, tiny_tree.bart_commit)
+    assert (models["led-reduce"]["revision"], models["led-reduce"]["role"]) == (tiny_tree.led_commit, "reduce")
+    assert models["whisper-tiny"]["calls"] == 1
+    assert models["spacy-ner"]["calls"] >= 2  # title and description, plus the transcript when there is one
+    # The tiny random Whisper ignores the audio and always emits the same few tokens (never nothing), so the
+    # transcript is non-empty and both summarizers run: one map call per chunk, then one reduce call.
+    assert result["transcript"].strip()
+    stats = result["summary_stats"]
+    assert models["bart-map"]["calls"] == stats["map_calls"] == stats["summary_chunks"] >= 1
+    assert models["led-reduce"]["calls"] == stats["reduce_calls"] == 1
+
+    # The tiny spaCy pipeline was trained on sentences naming exactly these people (tinymodels.spacy_pipeline);
+    # the title is one of those sentences and the description names two of them.
+    speakers = {s["name"]: s for s in result["speakers"]}
+    assert "Alice Smith" in speakers and "Bob Jones" in speakers, result["speakers"]
+    assert {"title", "description"} <= set(speakers["Alice Smith"]["sources"]), result["speakers"]
+    assert "title" in speakers["Bob Jones"]["sources"], result["speakers"]
+
+
+def test_process_rejects_non_audio_in_the_image(app_build, docker_client, data_dir):
+    (data_dir / "notes.wav").write_text("Show notes: Alice Smith talked with Bob Jones.\n")
+    run = run_app(docker_client, app_build.tag, ["process", "/data/notes.wav", "--out", "/data/result.json"], data_dir)
+    assert run.exit_code == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: /data/notes.wav: not a WAV file"), run.stderr
+    assert run.stdout == ""
+    assert [p.name for p in data_dir.iterdir()] == ["notes.wav"]  # no result, no temp file

@@ -1,4 +1,4 @@
-"""`podcast-pipeline process AUDIO ...`: the one place errors become an `error: ...` line and an exit code.
+"""`podcast-pipeline process AUDIO ...` and `sample OUT.wav`: errors become one `error: ...` line and an exit code.
 
 Exit codes: 0 ok; 2 bad input or usage (missing/unreadable/silent audio, unwritable --out, unknown
 profile); 3 models missing or not matching the manifest/lock; 1 anything else.
@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=0, help="tokens shared between consecutive summary chunks")
     p.add_argument("--max-new-tokens", type=int, help="cap per summary generate call (default: model's own)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    s = commands.add_parser("sample", help="write a short spoken sample episode (WAV, needs espeak-ng)")
+    s.add_argument("out", metavar="OUT", help="the .wav file to write")
+    s.add_argument("--text", help="what to say (default: a short interview of Alice Smith and Bob Jones)")
+    s.add_argument("--voice", default="en-us", help="espeak-ng voice (default: en-us)")
     return parser
 
 
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help/--version (0) or a usage error already printed (2)
         return int(exc.code or 0)
     try:
-        return _process(args)
+        return _sample(args) if args.command == "sample" else _process(args)
     except PipelineError as exc:
         return _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
@@ -69,6 +73,16 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return _fail(f"{type(exc).__name__}: {first} (set PODCAST_PIPELINE_DEBUG=1 for a traceback)", 1)
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from . import sample
+
+    out = sample.synthesize(args.out, text=args.text or sample.TEXT, voice=args.voice)
+    print(f"wrote {out} ({sample.duration(out):.1f} s of speech)", file=sys.stderr)
+    if args.text is None:
+        print(f'its title: "{sample.TITLE}"; description: "{sample.DESCRIPTION}"', file=sys.stderr)
+    return 0
 
 
 def _process(args: argparse.Namespace) -> int:

@@ -33,11 +33,14 @@ class ModelRef:
     path: Path  # whisper: the .pt; spacy: the --target dir; huggingface: the hub cache dir
     role: str | None = None
 
-    def describe(self) -> dict:
+    def describe(self, calls: int | None = None) -> dict:
+        """The output's entry; `calls`: inference calls the run made with this model (proof it was used)."""
         key = "repo" if self.family == "huggingface" else "name"
         out = {"id": self.id, "family": self.family, key: self.source, "revision": self.revision}
         if self.role:
             out["role"] = self.role
+        if calls is not None:
+            out["calls"] = calls
         return out
 
 

@@ -64,7 +64,8 @@ def process(
         models.activate_spacy()
         nlp = speakers_mod.load_spacy(models.spacy.source)
     with timings.stage("speakers"):
-        people = speakers_mod.find_speakers(nlp, options.title, options.description, transcript.text)
+        texts = speakers_mod.episode_texts(options.title, options.description, transcript.text)
+        people = speakers_mod.merge(speakers_mod.person_mentions(nlp, texts))
     log(f"speakers: {len(people)} found")
 
     with timings.stage("load_summarizers"):
@@ -82,6 +83,12 @@ def process(
         summary = summarize_mod.summarize(transcript.text, mapper, reducer, overlap=options.overlap)
     log(f"summarize: {summary.map_calls} map calls, {summary.reduce_calls} reduce calls")
     timings.seconds["total"] = round(time.perf_counter() - total, 3)
+    calls = {  # inference calls per model: whisper once over the whole episode, spaCy once per document
+        models.whisper.id: 1,
+        models.spacy.id: len(speakers_mod.pieces(texts)),
+        models.map.id: summary.map_calls,
+    }
+    calls[models.reduce.id] = calls.get(models.reduce.id, 0) + summary.reduce_calls
 
     return {
         "audio": {"path": str(audio_path), **audio.info()},
@@ -94,6 +101,6 @@ def process(
         "summary": summary.summary,
         "summary_stats": summary.stats(mapper, reducer),
         "profile": models.profile,
-        "models": [ref.describe() for ref in models.used()],
+        "models": [ref.describe(calls[ref.id]) for ref in models.used()],
         "timings": timings.seconds,
     }

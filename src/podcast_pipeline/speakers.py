@@ -51,9 +51,14 @@ def split_text(text: str, limit: int = MAX_PIECE_CHARS) -> list[str]:
     return pieces
 
 
+def pieces(texts: dict[str, str]) -> list[tuple[str, str]]:
+    """(source, piece) of every non-empty text: the documents spaCy runs on."""
+    return [(source, piece) for source, text in texts.items() if text for piece in split_text(text)]
+
+
 def person_mentions(nlp, texts: dict[str, str]) -> list[tuple[str, str]]:
     """(source, surface form) of every PERSON entity, in order."""
-    jobs = [(source, piece) for source, text in texts.items() if text for piece in split_text(text)]
+    jobs = pieces(texts)
     mentions = []
     for (source, _), doc in zip(jobs, nlp.pipe(piece for _, piece in jobs), strict=True):
         for ent in doc.ents:
@@ -88,5 +93,9 @@ def merge(mentions: list[tuple[str, str]]) -> list[Speaker]:
     return speakers
 
 
+def episode_texts(title: str = "", description: str = "", transcript: str = "") -> dict[str, str]:
+    return {"title": title, "description": description, "transcript": transcript}
+
+
 def find_speakers(nlp, title: str = "", description: str = "", transcript: str = "") -> list[Speaker]:
-    return merge(person_mentions(nlp, {"title": title, "description": description, "transcript": transcript}))
+    return merge(person_mentions(nlp, episode_texts(title, description, transcript)))
