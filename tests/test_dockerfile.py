@@ -76,15 +76,20 @@ def test_one_stage_and_one_layer_per_model(tiny):
         assert f"FROM fetch AS fetch-{spec.id}\n" in text
         assert entry_json(lock.models[spec.id]) in text  # the step is keyed on that entry only
     copies = [line for line in text.splitlines() if line.startswith("COPY --link --from=fetch-")]
+    # Each model's files under a root of its own, copied with their directories (stamped, never build-time).
     assert copies == [
-        "COPY --link --from=fetch-whisper-tiny /models/whisper/tiny-random.en.pt /models/whisper/tiny-random.en.pt",
-        "COPY --link --from=fetch-spacy-ner /models/spacy /models/spacy",
-        "COPY --link --from=fetch-bart-map /models/huggingface/hub/models--modelbake-tiny--bart "
-        "/models/huggingface/hub/models--modelbake-tiny--bart",
-        "COPY --link --from=fetch-led-reduce /models/huggingface/hub/models--modelbake-tiny--led "
-        "/models/huggingface/hub/models--modelbake-tiny--led",
+        "COPY --link --from=fetch-whisper-tiny /out/whisper-tiny/ /",
+        "COPY --link --from=fetch-spacy-ner /out/spacy-ner/ /",
+        "COPY --link --from=fetch-bart-map /out/bart-map/ /",
+        "COPY --link --from=fetch-led-reduce /out/led-reduce/ /",
     ]
-    assert ".modelbake" not in "\n".join(copies)
+    # Only the model's own paths move there (never /models/.modelbake, the fetch state), then get stamped.
+    assert "&& mv /models/whisper/tiny-random.en.pt /out/whisper-tiny/models/whisper/tiny-random.en.pt " in text
+    assert "&& mv /models/spacy /out/spacy-ner/models/spacy " in text
+    assert "mv /models/huggingface/hub/models--modelbake-tiny--bart /out/bart-map/models/huggingface/hub/" in text
+    assert text.count('&& find /out/led-reduce -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +') == 1
+    assert text.count("ARG SOURCE_DATE_EPOCH=0") == 4
+    assert ".modelbake" not in text.split("FROM scratch AS models")[1]
     assert "torch" not in text.split("FROM fetch AS")[0].replace("no torch", "")
     # secrets come in as mounts only, never as ARG/ENV values
     assert "id=hf_token" in text and "id=mirrors" in text and "id=ca" in text
@@ -218,10 +223,8 @@ def test_dry_run_prints_both_commands(tmp_path, capsys):
     assert rc == 0 and len(out) == 2
     models, app = out
     assert models.startswith("docker buildx build --file ") and "--target models" in models
-    # Reproducible by default: an OCI export with rewritten timestamps, loaded afterwards under the models tag.
-    assert ",name=modelbake/models:test-unlocked-" in models and "--tag " not in models
-    assert "--output type=oci,dest=" in models and "rewrite-timestamp=true" in models
-    assert "--build-arg SOURCE_DATE_EPOCH=0" in models
+    assert "--tag modelbake/models:test-unlocked-" in models
+    assert "--build-arg SOURCE_DATE_EPOCH=0" in models  # model layers and image identical across cold builds
     assert f"--secret id=hf_token,src={token}" in models and f"--secret id=ca,src={token}" in models
     assert "--secret id=mirrors,src=" in models and "127.0.0.1:9" not in models  # mirror only via the secret
     assert "--network host --allow network.host" in models

@@ -77,9 +77,6 @@ class BuildSpec:
     platform: str | None = None
     push: bool = False
     load: bool = True
-    # An OCI tarball instead of the engine's image store, with every timestamp rewritten to SOURCE_DATE_EPOCH:
-    # the only exporter for which BuildKit 0.13 allows rewrite-timestamp. The caller loads it afterwards.
-    oci_dest: Path | None = None
     label: str = "build"  # for messages: "models" / "app"
 
 
@@ -88,12 +85,7 @@ def build_argv(spec: BuildSpec, metadata_file: Path | None = None, progress: str
     cmd.add("--builder", spec.builder)
     cmd.add("--file", spec.dockerfile)
     cmd.add("--target", spec.target)
-    if spec.oci_dest is None:
-        cmd.add_each("--tag", spec.tags)
-    else:
-        name = f",name={spec.tags[0]}" if spec.tags else ""
-        # Uncompressed: the tarball is loaded on this machine right away; compressing it only burns CPU.
-        cmd.add("--output", f"type=oci,dest={spec.oci_dest},rewrite-timestamp=true,compression=uncompressed{name}")
+    cmd.add_each("--tag", spec.tags)
     cmd.add("--platform", spec.platform)
     for key in sorted(spec.build_args):
         cmd.add("--build-arg", f"{key}={spec.build_args[key]}")
@@ -112,8 +104,8 @@ def build_argv(spec: BuildSpec, metadata_file: Path | None = None, progress: str
             cmd.add("--allow", "network.host")
     # No provenance attestation: it would record build args in the image index; nothing here needs it.
     cmd.add("--provenance", "false")
-    cmd.flag("--push", spec.push and spec.oci_dest is None)
-    cmd.flag("--load", spec.load and not spec.push and spec.builder is not None and spec.oci_dest is None)
+    cmd.flag("--push", spec.push)
+    cmd.flag("--load", spec.load and not spec.push and spec.builder is not None)
     cmd.add("--metadata-file", metadata_file)
     cmd.add("--progress", progress)
     cmd.append(str(spec.context))

@@ -72,6 +72,21 @@ def copy_line(spec: ModelSpec, source_stage: str) -> list[str]:
     return [f"COPY --link --from={source_stage} {p} {p}" for p in model_paths(spec)]
 
 
+def layer_root(spec: ModelSpec) -> str:
+    """Where a fetch stage leaves its model: `<root>/models/...`, every entry stamped with SOURCE_DATE_EPOCH.
+
+    The models stage copies this directory's contents to `/` so that every directory of the layer (`models/`,
+    `models/huggingface/hub/`, ...) comes from the fetch stage with a fixed time. Copying `/models/x` to
+    `/models/x` instead makes BuildKit create the parents with the build's clock, and two cold builds of one
+    lock then differ in every layer (checked on BuildKit 0.13, which cannot fix that time itself).
+    """
+    return "/out/" + stage_name(spec.id).removeprefix("fetch-")
+
+
+def layer_copy_line(spec: ModelSpec) -> str:
+    return f"COPY --link --from={stage_name(spec.id)} {layer_root(spec)}/ /"
+
+
 def _toml_value(value: object) -> str:
     if isinstance(value, str):
         return json.dumps(value)  # a TOML basic string is JSON-compatible for these values
@@ -104,14 +119,22 @@ def _model_stage(spec: ModelSpec, entry: LockedModel | None) -> list[str]:
         lines.append(
             "# No lock entry: fetched from the manifest entry below (revision not pinned; the step stays cached"
         )
-        lines.append("# until this entry changes). Run `modelbake lock` where the hubs are reachable, then `make dockerfile`.")
+        lines.append(
+            "# until this entry changes). Run `modelbake lock` where the hubs are reachable, then `make dockerfile`."
+        )
+    root = layer_root(spec)
     lines += [
         f"FROM fetch AS {name}",
+        "ARG SOURCE_DATE_EPOCH=0",
         f"RUN {CA_MOUNT} \\",
         f"    {MIRRORS_MOUNT} \\",
         f"    {TOKEN_MOUNT} \\",
     ]
-    tail = f"&& chmod -R a+rX,go-w {MODELS_ROOT} && rm -rf {MODELS_ROOT}/.modelbake"
+    # Only the model's own paths move into the layer root (never fetch state or a library's lock files).
+    moves = " ".join(
+        f"&& mkdir -p {root}{path.rsplit('/', 1)[0]} && mv {path} {root}{path}" for path in model_paths(spec)
+    )
+    tail = f'&& chmod -R a+rX,go-w {MODELS_ROOT} {moves} && find {root} -exec touch -h -d "@$SOURCE_DATE_EPOCH" {{}} +'
     if entry is not None:
         lines.append(f"    modelbake preload --entry - --dest {MODELS_ROOT} <<'ENTRY' {tail}")
         lines.append(entry_json(entry))
@@ -137,8 +160,10 @@ def _header(manifest: Manifest, lock: Lock | None, profile: str | None) -> list[
         "#",
         "# Stages: `fetch` (modelbake's fetch code, no torch) -> one `fetch-<id>` stage per model, whose one RUN",
         "# is keyed on base + fetch code + that model's lock entry only -> `models` (FROM scratch), one",
-        "# `COPY --link` layer per model. Secrets (all optional): ca (CA bundle), mirrors (a TOML [mirrors]",
-        "# table, e.g. --secret id=mirrors,src=models.toml), hf_token. A mirror on loopback needs `--network host`.",
+        "# `COPY --link` layer per model. Every file and directory of a model layer carries SOURCE_DATE_EPOCH",
+        "# (default 0) as its time, so two cold builds of one lock give identical layer digests.",
+        "# Secrets (all optional): ca (CA bundle), mirrors (a TOML [mirrors] table, e.g.",
+        "# --secret id=mirrors,src=models.toml), hf_token. A mirror on loopback needs `--network host`.",
         "",
     ]
 
@@ -188,10 +213,10 @@ def render_models_dockerfile(manifest: Manifest, lock: Lock | None, profile: str
     for spec in specs:
         lines += _model_stage(spec, lock.get(spec.id) if lock else None)
         lines.append("")
-    lines.append("# One layer per model; /models/.modelbake (fetch state) is never copied.")
+    lines.append("# One layer per model, holding /models/<its files> only (fetch state is removed before).")
     lines.append("FROM scratch AS models")
     for spec in specs:
-        lines += copy_line(spec, stage_name(spec.id))
+        lines.append(layer_copy_line(spec))
     return "\n".join(lines) + "\n"
 
 
@@ -242,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     stale = [path for path, text in wanted.items() if not path.is_file() or path.read_text() != text]
     if args.check:
         for path in stale:
-            print(f"error: {path}: out of date with {manifest.path} and its lock; run `make dockerfile`", file=sys.stderr)
+            print(
+                f"error: {path}: out of date with {manifest.path} and its lock; run `make dockerfile`", file=sys.stderr
+            )
         return 1 if stale else 0
     for path in stale:
         path.write_text(wanted[path])

@@ -84,12 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="SECONDS",
-        help="timestamp of every file in the model layers, for identical digests across builds (default 0)",
-    )
-    p.add_argument(
-        "--no-reproducible",
-        action="store_true",
-        help="skip the OCI export that makes model layers byte-identical across cold builds (faster)",
+        help="time of every file and directory in the model layers and of the models image (default 0)",
     )
     p.add_argument("--refresh-models", action="store_true", help="re-run every model's fetch step (ignore its cache)")
     p.add_argument("--no-cache", action="store_true", help="a cold build: no step from the build cache")
@@ -173,13 +168,9 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
             require_gha_environment()
         backends = usable_backends(backends, args.cache_timeout, warn=warnings.append)
     models_cache = specs_for(backends, "models", label, pin, read_only=args.cache_read_only)
-    reproducible = not args.no_reproducible
-    models_args = {"BASE_IMAGE": args.base_image}
-    if reproducible:
-        # With rewrite-timestamp on an OCI export, every file and directory of a model layer gets this time,
-        # so two cold builds of the same lock give the same layer digests (BuildKit 0.13 refuses
-        # rewrite-timestamp for type=docker/image, hence OCI + load).
-        models_args["SOURCE_DATE_EPOCH"] = str(args.source_date_epoch)
+    # The fetch steps stamp every file and directory of a model layer with this time, and BuildKit uses it for
+    # the image's created time and history: two cold builds of one lock give the same layers and image.
+    models_args = {"BASE_IMAGE": args.base_image, "SOURCE_DATE_EPOCH": str(args.source_date_epoch)}
     models = BuildSpec(
         context=context,
         dockerfile=models_df,
@@ -194,8 +185,7 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
         no_cache=args.no_cache,
         builder=args.builder,
         platform=args.platform,
-        push=args.push and not reproducible,
-        oci_dest=work / "models.oci.tar" if reproducible else None,
+        push=args.push,
         label="models",
     )
     app = None
@@ -265,10 +255,6 @@ def run(args: argparse.Namespace, root: Path) -> int:
         local_growth = {"models": _local_cache_bytes(plan.caches) - local_before}
         results.append(("models", result))
         report.durations["models build"] = round(result.seconds, 1)
-        if plan.models.oci_dest is not None:
-            report.durations["models load"] = _load_oci(client, plan.models.oci_dest)
-            if args.push:
-                report.durations["models push"] = _push(client, plan.models_tag)
         if plan.app is not None:
             _say(args, f"building app image {plan.app_tag}")
             local_before = _local_cache_bytes(plan.caches)
@@ -285,7 +271,7 @@ def run(args: argparse.Namespace, root: Path) -> int:
                 if entry.direction == "export" and not entry.bytes and "client directory" in entry.step:
                     entry.bytes = local_growth.get(label, 0)
             report.caches += traffic
-        _inspect(client, plan, report, app_local=not args.push)
+        _inspect(client, plan, report)
         budget = budget_warning(report, args.cache_budget * 1e9)
         if budget:
             report.warnings.append(budget)
@@ -307,29 +293,6 @@ def _local_cache_bytes(caches: list[CacheBackend]) -> int:
     return total
 
 
-def _load_oci(client, tarball: Path) -> float:
-    """Load the reproducible OCI export into the engine (the image store keeps its digests); drop the tarball."""
-    started = time.perf_counter()
-    with tarball.open("rb") as stream:
-        client.images.load(stream)
-    tarball.unlink()
-    return round(time.perf_counter() - started, 1)
-
-
-def _push(client, tag: str) -> float:
-    """Push through the engine: the loaded image is exactly the reproducible one."""
-    from .engine import EngineError
-
-    started = time.perf_counter()
-    repository, _, name = tag.rpartition(":")
-    if "/" in name or not repository:
-        repository, name = tag, "latest"
-    for event in client.api.push(repository, tag=name, stream=True, decode=True):
-        if "error" in event:
-            raise EngineError(f"push {tag}: {event['error']}")
-    return round(time.perf_counter() - started, 1)
-
-
 def _write_step_summary(report: Report) -> None:
     """Append the Markdown summary to `$GITHUB_STEP_SUMMARY` when GitHub Actions provides one."""
     target = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -338,20 +301,30 @@ def _write_step_summary(report: Report) -> None:
             stream.write(format_markdown(report))
 
 
-def _inspect(client, plan: Plan, report: Report, app_local: bool = True) -> None:
-    """Image sizes and each model's layer; a pushed app image is not in the engine, so the models image is used."""
+def _inspect(client, plan: Plan, report: Report) -> None:
+    """Image sizes and each model's layer, from the engine's image store.
+
+    Pushed images are there too with the `docker` driver and the containerd image store; with another builder
+    a pushed image may exist only in the registry, and the report then has no image part.
+    """
+    from docker.errors import ImageNotFound
+
     specs = plan.manifest.select(plan.profile)
     files_bytes = {s.id: plan.lock.models[s.id].total_bytes for s in specs if plan.lock and s.id in plan.lock.models}
-    if not app_local and plan.models.oci_dest is None:
-        return  # both images went straight to the registry
-    models_image = client.images.get(plan.models_tag)
+    try:
+        models_image = client.images.get(plan.models_tag)
+        final = client.images.get(plan.app_tag) if plan.app is not None else models_image
+    except ImageNotFound:
+        report.warnings.append("the built images are not in the engine (pushed only): no layer report")
+        return
     report.models_image = image_info(models_image)
-    with_app = plan.app is not None and app_local
-    final = client.images.get(plan.app_tag) if with_app else models_image
     report.image = image_info(final)
-    report.image.tag = plan.app_tag if with_app else plan.models_tag
+    report.image.tag = plan.app_tag if plan.app is not None else plan.models_tag
     report.models_image.tag = plan.models_tag
     report.models = find_model_layers(final, specs, files_bytes)
+    in_models_image = {m.id: m.layer for m in find_model_layers(models_image, specs)}
+    for layer in report.models:
+        layer.models_image_layer = in_models_image.get(layer.id)
     status = {s.stage: s.status for s in report.stages if s.build == "models"}
     for layer in report.models:
         step = status.get(stage_name(layer.id))

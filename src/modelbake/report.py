@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .buildx import BuildResult, Step
-from .dockerfile import model_paths
+from .dockerfile import layer_root, model_paths
 from .manifest import ModelSpec
 
 
@@ -23,6 +23,9 @@ class ModelLayer:
     layer: str | None  # the layer's uncompressed digest (diff id)
     bytes: int  # the layer's size as the engine reports it
     files_bytes: int | None = None  # the model files' bytes according to the lock
+    # The same model's layer in the models image. The app's own COPY makes the app's layer, whose directories
+    # BuildKit 0.13 stamps with the build's clock, so the two differ; the models image's is the reproducible one.
+    models_image_layer: str | None = None
     step: str = "?"  # fetched / cached / (not built here)
 
 
@@ -108,8 +111,14 @@ def find_model_layers(image, specs: list[ModelSpec], files_bytes: dict[str, int]
     found = []
     for spec in specs:
         path = model_paths(spec)[0]
+        # The app copies `<path> <path>` from the models image; the models image `<layer root>/ /`.
+        names = {path, layer_root(spec) + "/"}
         match = next(
-            ((diff, size) for diff, created_by, size in history if "COPY" in created_by and path in created_by.split()),
+            (
+                (diff, size)
+                for diff, created_by, size in history
+                if "COPY" in created_by and names & set(created_by.split())
+            ),
             None,
         )
         found.append(
