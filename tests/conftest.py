@@ -16,6 +16,10 @@ for _name in list(os.environ):
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
+# What the Docker tests build on; override on machines that have other paths.
+BASE_IMAGE = os.environ.get("MODELBAKE_TEST_BASE_IMAGE", "modelbake/python-base:3.11-bookworm")
+CA_BUNDLE = Path(os.environ.get("MODELBAKE_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
+WHEELHOUSE = Path(os.environ.get("MODELBAKE_TEST_WHEELHOUSE", "/opt/wheels"))
 
 
 @pytest.fixture(autouse=True)
@@ -110,3 +114,20 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None):
     return subprocess.run(
         [sys.executable, "-m", "modelbake", *args], capture_output=True, text=True, env=full_env, cwd=cwd
     )
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A Docker SDK client for a usable engine with the base image; the Docker tests skip, saying why, without."""
+    from modelbake.engine import EngineError, check_engine, docker_client
+
+    try:
+        client = docker_client()
+        check_engine(client)
+    except EngineError as exc:
+        pytest.skip(f"no usable Docker engine: {exc.message}")
+    try:
+        client.images.get(BASE_IMAGE)
+    except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound, or the engine went away
+        pytest.skip(f"base image {BASE_IMAGE} missing: run docker/make-base-image.sh")
+    return client

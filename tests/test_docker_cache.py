@@ -23,31 +23,13 @@ import httpx
 import pytest
 
 from buildcache import prune_records_created_since
-from conftest import REPO, mirror_args
+from conftest import BASE_IMAGE, CA_BUNDLE, REPO, mirror_args
 from modelbake.ghacache import GhaCacheServer
 
 pytestmark = pytest.mark.docker
 
-BASE_IMAGE = os.environ.get("MODELBAKE_TEST_BASE_IMAGE", "modelbake/python-base:3.11-bookworm")
-CA_BUNDLE = Path(os.environ.get("MODELBAKE_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
 BUILD_TIMEOUT = 600
 MODEL_STAGES = ("fetch-whisper-tiny", "fetch-spacy-ner", "fetch-bart-map", "fetch-led-reduce")
-
-
-@pytest.fixture(scope="module")
-def docker_client():
-    from modelbake.engine import EngineError, check_engine, docker_client
-
-    try:
-        client = docker_client()
-        check_engine(client)
-    except EngineError as exc:
-        pytest.skip(f"no usable Docker engine: {exc.message}")
-    try:
-        client.images.get(BASE_IMAGE)
-    except Exception:  # noqa: BLE001
-        pytest.skip(f"base image {BASE_IMAGE} missing: run docker/make-base-image.sh")
-    return client
 
 
 @pytest.fixture

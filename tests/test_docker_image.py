@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,12 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import BASE_IMAGE, CA_BUNDLE, WHEELHOUSE
+
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parents[1]
-BASE_IMAGE = os.environ.get("MODELBAKE_TEST_BASE_IMAGE", "modelbake/python-base:3.11-bookworm")
-CA_BUNDLE = Path(os.environ.get("MODELBAKE_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
-WHEELHOUSE = Path(os.environ.get("MODELBAKE_TEST_WHEELHOUSE", "/opt/wheels"))
 CANARY = "hf_CANARY" + uuid.uuid4().hex  # an HF-token-shaped secret that must appear nowhere in the image
 RUN_ID = uuid.uuid4().hex[:8]
 # Files the app build needs; the app-code-change test builds from a copy of them.
@@ -38,22 +36,6 @@ class Built:
     models_tag: str
     report: dict
     stderr: str
-
-
-@pytest.fixture(scope="session")
-def docker_client():
-    from modelbake.engine import EngineError, check_engine, docker_client
-
-    try:
-        client = docker_client()
-        check_engine(client)
-    except EngineError as exc:
-        pytest.skip(f"no usable Docker engine: {exc.message}")
-    try:
-        client.images.get(BASE_IMAGE)
-    except Exception:  # noqa: BLE001
-        pytest.skip(f"base image {BASE_IMAGE} missing: run docker/make-base-image.sh")
-    return client
 
 
 @pytest.fixture(scope="session")

@@ -15,33 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import BASE_IMAGE, CA_BUNDLE, REPO, WHEELHOUSE
 from modelbake.cli import main as modelbake
 
 pytestmark = pytest.mark.docker
 
-BASE_IMAGE = os.environ.get("MODELBAKE_TEST_BASE_IMAGE", "modelbake/python-base:3.11-bookworm")
-CA_BUNDLE = Path(os.environ.get("MODELBAKE_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
-WHEELHOUSE = Path(os.environ.get("MODELBAKE_TEST_WHEELHOUSE", "/opt/wheels"))
 REPO_FILES = (
     "pyproject.toml", "src", "docker", "Dockerfile", "Dockerfile.models", ".dockerignore",
 )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def docker_client():
-    from modelbake.engine import EngineError, check_engine, docker_client
-
-    try:
-        client = docker_client()
-        check_engine(client)
-    except EngineError as exc:
-        pytest.skip(f"no usable Docker engine: {exc.message}")
-    try:
-        client.images.get(BASE_IMAGE)
-    except Exception:  # noqa: BLE001
-        pytest.skip(f"base image {BASE_IMAGE} missing: run docker/make-base-image.sh")
-    return client
 
 
 @pytest.fixture(scope="module")

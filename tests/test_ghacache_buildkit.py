@@ -11,7 +11,6 @@ namespace), not in a build step, so it reaches the emulator on 127.0.0.1 without
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -19,30 +18,14 @@ from pathlib import Path
 import pytest
 
 from buildcache import cache_records, prune_records
+from conftest import BASE_IMAGE
 from modelbake.buildx import Step, parse_rawjson
 from modelbake.ghacache import GhaCacheServer
 
 pytestmark = pytest.mark.docker
 
-BASE_IMAGE = os.environ.get("MODELBAKE_TEST_BASE_IMAGE", "modelbake/python-base:3.11-bookworm")
 LAYER_BYTES = 20 * 1024 * 1024
 BUILD_TIMEOUT = 180  # the gha client has no HTTP timeout: never let a stuck build hang the session
-
-
-@pytest.fixture(scope="module")
-def docker_client():
-    from modelbake.engine import EngineError, check_engine, docker_client
-
-    try:
-        client = docker_client()
-        check_engine(client)
-    except EngineError as exc:
-        pytest.skip(f"no usable Docker engine: {exc.message}")
-    try:
-        client.images.get(BASE_IMAGE)
-    except Exception:  # noqa: BLE001
-        pytest.skip(f"base image {BASE_IMAGE} missing: run docker/make-base-image.sh")
-    return client
 
 
 def build(context: Path, tag: str, gha: GhaCacheServer, scope: str) -> list[Step]:
