@@ -16,36 +16,13 @@ from modelbake.dockerfile import FETCH_PACKAGES, FETCH_SOURCES, render_app_docke
 from modelbake.engine import EngineError, check_engine, parse_major, uses_containerd_store
 from modelbake.lockfile import Lock, LockedFile, LockedModel, entry_json, spec_fields
 from modelbake.manifest import load_manifest
+from modelbake.tinymodels import manifest_text
 
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY_MANIFEST = """\
-[models.whisper-tiny]
-family = "whisper"
-name = "tiny-random.en"
-sha256 = "%s"
-
-[models.spacy-ner]
-family = "spacy"
-name = "en_tiny_ner"
-version = "0.1.0"
-sha256 = "%s"
-
-[models.bart-map]
-family = "huggingface"
-repo = "modelbake-tiny/bart"
-revision = "main"
-
-[models.led-reduce]
-family = "huggingface"
-repo = "modelbake-tiny/led"
-revision = "main"
-
-[profiles]
-test = ["whisper-tiny", "spacy-ner", "bart-map", "led-reduce"]
-""" % ("a" * 64, "b" * 64)
+TINY_MANIFEST = manifest_text(whisper_sha256="a" * 64, spacy_sha256="b" * 64)
 
 
 def _lock_for(manifest) -> Lock:
@@ -118,7 +95,8 @@ def test_unlocked_models_fetch_from_the_manifest_entry(tiny):
     text = render_models_dockerfile(manifest, None, "test")
     assert "NOT LOCKED" in text
     assert "modelbake preload --manifest /dev/stdin --model bart-map --dest /models <<'MANIFEST'" in text
-    assert '[models.bart-map]\nfamily = "huggingface"\nrepo = "modelbake-tiny/bart"\nrevision = "main"\nMANIFEST' in text
+    entry = '[models.bart-map]\nfamily = "huggingface"\nrepo = "modelbake-tiny/bart"\nrevision = "main"\n'
+    assert entry + 'task = "summarization"\nrole = "map"\nMANIFEST' in text
 
 
 def test_unlocked_entry_parses_back_to_the_same_spec(tiny, tmp_path):
