@@ -99,7 +99,7 @@ def layer_history(image) -> list[tuple[str, str, int]]:
     first, pair up with RootFS.Layers.
     """
     layers = image.attrs.get("RootFS", {}).get("Layers", [])
-    entries = [e for e in reversed(image.history()) if int(e.get("Size") or 0) > 0]
+    entries = [e for e in reversed(image.history() or []) if int(e.get("Size") or 0) > 0]
     if len(entries) != len(layers):
         raise ValueError(f"{image.id}: {len(entries)} history entries with a layer for {len(layers)} layers")
     return [(diff, str(e.get("CreatedBy", "")), int(e["Size"])) for diff, e in zip(layers, entries, strict=True)]
