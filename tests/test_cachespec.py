@@ -22,14 +22,20 @@ def test_gha_scopes_models_by_lock_hash_and_app_by_branch():
     backends = [parse_cache("gha,scope=ci")]
     models = specs_for(backends, "models", "test", "abc123", environ=GHA_ENV)
     assert models.cache_from == ["type=gha,scope=ci-models-test-abc123,timeout=10m"]
-    assert models.cache_to == ["type=gha,scope=ci-models-test-abc123,mode=max,ignore-error=true,timeout=10m"]
+    assert models.cache_to == [
+        "type=gha,scope=ci-models-test-abc123,mode=max,compression=zstd,force-compression=true,"
+        "ignore-error=true,timeout=10m"
+    ]
     app = specs_for(backends, "app", "test", "abc123", environ=GHA_ENV)
     # The branch's own scope first, then the default branch's as a fallback; writes go to the branch only.
     assert app.cache_from == [
         "type=gha,scope=ci-app-test-feature-x,timeout=10m",
         "type=gha,scope=ci-app-test-main,timeout=10m",
     ]
-    assert app.cache_to == ["type=gha,scope=ci-app-test-feature-x,mode=min,ignore-error=true,timeout=10m"]
+    assert app.cache_to == [
+        "type=gha,scope=ci-app-test-feature-x,mode=min,compression=zstd,force-compression=true,"
+        "ignore-error=true,timeout=10m"
+    ]
 
 
 def test_a_new_lock_hash_is_a_new_models_scope():
@@ -37,6 +43,16 @@ def test_a_new_lock_hash_is_a_new_models_scope():
     one = specs_for(backends, "models", "prod", "aaaa", environ=GHA_ENV).cache_from
     two = specs_for(backends, "models", "prod", "bbbb", environ=GHA_ENV).cache_from
     assert one != two and "scope=modelbake-models-prod-aaaa" in one[0]
+
+
+def test_cache_compression_is_forced_on_every_export():
+    backends = [parse_cache(v) for v in ("gha", "local:/tmp/c", "registry:127.0.0.1:5000/cache")]
+    specs = specs_for(backends, "models", "t", "p", compression="uncompressed", environ=GHA_ENV)
+    assert len(specs.cache_to) == 3
+    assert all(",compression=uncompressed,force-compression=true," in s for s in specs.cache_to)
+    assert not any("compression" in s for s in specs.cache_from)
+    with pytest.raises(UsageError, match="--cache-compression 'lz4'"):
+        specs_for(backends, "models", "t", "p", compression="lz4", environ=GHA_ENV)
 
 
 def test_read_only_imports_and_never_exports():

@@ -25,6 +25,11 @@ GHA_URL_VARIABLES = ("ACTIONS_CACHE_URL", "ACTIONS_RESULTS_URL")
 GHA_TOKEN_VARIABLE = "ACTIONS_RUNTIME_TOKEN"
 DEFAULT_GHA_PREFIX = "modelbake"
 DEFAULT_BRANCH = "main"
+# Cache blobs of model layers: zstd restores almost as fast as uncompressed and stores ~8% less; gzip costs
+# ~24 s per GiB to write and restores slowest (bench/results-cache.md). Forced, because the image export
+# leaves gzip blobs behind that BuildKit would otherwise upload as they are.
+CACHE_COMPRESSIONS = ("zstd", "uncompressed", "gzip")
+DEFAULT_CACHE_COMPRESSION = "zstd"
 
 
 @dataclass
@@ -109,6 +114,7 @@ def specs_for(
     pin: str,
     *,
     read_only: bool = False,
+    compression: str = DEFAULT_CACHE_COMPRESSION,
     environ: dict[str, str] | None = None,
 ) -> CacheSpecs:
     """The cache-from/to of one build (`build` is "models" or "app"; `label` the profile; `pin` the lock hash)."""
@@ -121,6 +127,9 @@ def specs_for(
         branch = branch_scope(env)
         base = re.sub(r"[^A-Za-z0-9._-]+", "-", env.get("GITHUB_BASE_REF") or DEFAULT_BRANCH)
         scopes = [f"app-{label}-{branch}"] + ([f"app-{label}-{base}"] if base != branch else [])
+    if compression not in CACHE_COMPRESSIONS:
+        raise UsageError(f"--cache-compression {compression!r}: expected one of {', '.join(CACHE_COMPRESSIONS)}")
+    packed = f"compression={compression},force-compression=true"
     out = CacheSpecs()
     for backend in backends:
         if backend.kind == "gha":
@@ -129,18 +138,22 @@ def specs_for(
                 full = f"{backend.value}-{scope}"
                 out.cache_from.append(f"type=gha,scope={full},timeout={timeout}")
                 if i == 0 and not read_only:
-                    out.cache_to.append(f"type=gha,scope={full},mode={mode},ignore-error=true,timeout={timeout}")
+                    out.cache_to.append(
+                        f"type=gha,scope={full},mode={mode},{packed},ignore-error=true,timeout={timeout}"
+                    )
         elif backend.kind == "local":
             path = f"{backend.value}/{scopes[0]}"
             out.cache_from.append(f"type=local,src={path}")
             if not read_only:
-                out.cache_to.append(f"type=local,dest={path},mode={mode},ignore-error=true")
+                out.cache_to.append(f"type=local,dest={path},mode={mode},{packed},ignore-error=true")
         elif backend.kind == "registry":
             for i, scope in enumerate(scopes):
                 ref = f"{backend.value}:{scope}" if _has_no_tag(backend.value) else f"{backend.value}-{scope}"
                 out.cache_from.append(f"type=registry,ref={ref}")
                 if i == 0 and not read_only:
-                    out.cache_to.append(f"type=registry,ref={ref},mode={mode},ignore-error=true,image-manifest=true")
+                    out.cache_to.append(
+                        f"type=registry,ref={ref},mode={mode},{packed},ignore-error=true,image-manifest=true"
+                    )
         else:
             out.cache_from.append(backend.value)
             if not read_only:

@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .buildx import BuildResult, BuildSpec, build_argv, print_argv, run_build
-from .cachespec import CacheBackend, parse_cache, require_gha_environment, specs_for, usable_backends
+from .cachespec import (
+    CACHE_COMPRESSIONS,
+    DEFAULT_CACHE_COMPRESSION,
+    CacheBackend,
+    parse_cache,
+    require_gha_environment,
+    specs_for,
+    usable_backends,
+)
 from .dockerfile import DEFAULT_BASE_IMAGE, render_app_dockerfile, render_models_dockerfile, stage_name
 from .errors import LockError, UsageError, exit_code_of
 from .lockfile import Lock, check_drift, lock_hash, read_lock
@@ -71,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=20.0,
         metavar="SECONDS",
         help="a cache server that does not answer within this is skipped with a warning (default 20)",
+    )
+    p.add_argument(
+        "--cache-compression",
+        choices=CACHE_COMPRESSIONS,
+        default=DEFAULT_CACHE_COMPRESSION,
+        help=f"compression of the blobs exported to --cache (default {DEFAULT_CACHE_COMPRESSION})",
     )
     p.add_argument(
         "--cache-budget",
@@ -167,7 +181,8 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
         if any(b.kind == "gha" for b in backends):
             require_gha_environment()
         backends = usable_backends(backends, args.cache_timeout, warn=warnings.append)
-    models_cache = specs_for(backends, "models", label, pin, read_only=args.cache_read_only)
+    packing = {"read_only": args.cache_read_only, "compression": args.cache_compression}
+    models_cache = specs_for(backends, "models", label, pin, **packing)
     # The fetch steps stamp every file and directory of a model layer with this time, and BuildKit uses it for
     # the image's created time and history: two cold builds of one lock give the same layers and image.
     models_args = {"BASE_IMAGE": args.base_image, "SOURCE_DATE_EPOCH": str(args.source_date_epoch)}
@@ -200,7 +215,7 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
             if manifest.lock_path.is_file():
                 shutil.copyfile(manifest.lock_path, staged / "models.lock")
             contexts["manifest"] = str(staged)
-        app_cache = specs_for(backends, "app", label, pin, read_only=args.cache_read_only)
+        app_cache = specs_for(backends, "app", label, pin, **packing)
         app = BuildSpec(
             context=context,
             dockerfile=app_df,
