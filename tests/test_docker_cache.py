@@ -239,3 +239,24 @@ def test_a_cache_server_down_or_stalled_gives_a_build_with_a_warning(
     assert any(warning in w for w in report["warnings"]), report["warnings"]
     assert f"warning: {warning}" in err
     assert docker_client.images.get(tag).id == report["image"]["id"]
+
+
+def test_an_up_to_date_models_image_is_not_rebuilt(docker_client, images, mirror, tiny_locked, tmp_path):
+    """The default tag names the lock hash: when that image exists, build.py goes straight to the app."""
+    from modelbake.lockfile import lock_hash
+
+    tag = f"modelbake/models:test-{lock_hash(tiny_locked.with_suffix('.lock'))}"
+    images.append(tag)
+    args = models_args(tiny_locked, mirror, BASE_IMAGE, tag)
+    args = args[: args.index("--models-tag")] + args[args.index("--models-tag") + 2 :]  # the default tag
+    rc, first, err = build_py(args, tmp_path / "first.json")
+    assert rc == 0, err
+    assert first["models_image"]["tag"] == tag
+    rc, again, err = build_py(args, tmp_path / "again.json")
+    assert rc == 0, err
+    assert "is up to date with the lock: not rebuilt" in err
+    assert not [s for s in again["stages"] if s["build"] == "models"] and again["durations"]["models build"] == 0.0
+    assert layers(again) == layers(first)
+    rc, refreshed, err = build_py(args + ["--refresh-models"], tmp_path / "refreshed.json")
+    assert rc == 0 and "not rebuilt" not in err
+    assert all(stage_status(refreshed)[s] == "built" for s in MODEL_STAGES)

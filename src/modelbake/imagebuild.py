@@ -126,6 +126,10 @@ class Plan:
     app: BuildSpec | None
     caches: list[CacheBackend]
     warnings: list[str]
+    # The models image's tag names the lock hash, and its content is exactly the locked files: when that image
+    # is already here (and nothing asks for a cache export, a refresh, a push or another builder), building it
+    # again could only give the same layers, so the app build starts at once.
+    models_reusable: bool = False
 
 
 def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
@@ -237,7 +241,12 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
             push=args.push,
             label="app",
         )
-    return Plan(manifest, lock, args.profile, models_tag, app_tag, models, app, backends, warnings)
+    reusable = (
+        args.models_tag is None
+        and lock is not None
+        and not (args.cache or args.refresh_models or args.no_cache or args.push or args.builder or args.platform)
+    )
+    return Plan(manifest, lock, args.profile, models_tag, app_tag, models, app, backends, warnings, reusable)
 
 
 def _existing(path: Path, option: str, directory: bool = False) -> Path:
@@ -265,11 +274,18 @@ def run(args: argparse.Namespace, root: Path) -> int:
         started = time.perf_counter()
         results: list[tuple[str, BuildResult]] = []
         _say(args, f"building models image {plan.models_tag} ({len(plan.manifest.select(plan.profile))} models)")
-        local_before = _local_cache_bytes(plan.caches)
-        result = run_build(plan.models)
-        local_growth = {"models": _local_cache_bytes(plan.caches) - local_before}
-        results.append(("models", result))
-        report.durations["models build"] = round(result.seconds, 1)
+        local_growth: dict[str, int] = {}
+        if plan.models_reusable and _is_current(client, plan.models_tag, args.source_date_epoch):
+            _say(
+                args, f"models image {plan.models_tag} is up to date with the lock: not rebuilt (--refresh-models does)"
+            )
+            report.durations["models build"] = 0.0
+        else:
+            local_before = _local_cache_bytes(plan.caches)
+            result = run_build(plan.models)
+            local_growth["models"] = _local_cache_bytes(plan.caches) - local_before
+            results.append(("models", result))
+            report.durations["models build"] = round(result.seconds, 1)
         if plan.app is not None:
             _say(args, f"building app image {plan.app_tag}")
             local_before = _local_cache_bytes(plan.caches)
@@ -298,6 +314,22 @@ def run(args: argparse.Namespace, root: Path) -> int:
         if not args.quiet:
             print(format_summary(report))
     return 0
+
+
+def _is_current(client, tag: str, epoch: int) -> bool:
+    """The image exists and was built with this SOURCE_DATE_EPOCH (its created time)."""
+    from datetime import datetime
+
+    from docker.errors import ImageNotFound
+
+    try:
+        created = client.images.get(tag).attrs.get("Created") or ""
+    except ImageNotFound:
+        return False
+    try:
+        return datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp() == epoch
+    except ValueError:
+        return False
 
 
 def _local_cache_bytes(caches: list[CacheBackend]) -> int:
