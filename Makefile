@@ -79,3 +79,14 @@ dockerfile-check: setup
 demo-local: setup
 	command -v espeak-ng >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng)
 	$(BIN)/python -m modelbake.demo --no-docker
+
+# Naive Dockerfile vs modelbake at real model sizes, through the local mirror at 100 MB/s: writes
+# bench/results.md and bench/results.png (about 25 min on 2 cores); bench-quick: the key scenarios at full
+# size in minutes (bench/results-quick.md). Both need the engine and the base image; the chart needs matplotlib.
+bench: setup engine base-image
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python -m bench
+
+bench-quick: setup engine base-image
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python -m bench --quick

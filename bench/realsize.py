@@ -613,16 +613,34 @@ def _hf_fill(model: HFModel, name: str, shape: Shape, norms: frozenset[str], see
     return tensor
 
 
-def _make_whisper(root: Path, model: WhisperModel, seed: int) -> dict:
+def _whisper_bytes(model: WhisperModel, seed: int) -> bytes:
     """The fp16 checkpoint ``whisper.load_model`` reads, the tiny model's writer with :func:`_fill`'s values."""
     from modelbake.tinymodels.whisper_ckpt import whisper_checkpoint_bytes
 
-    data = whisper_checkpoint_bytes(
+    return whisper_checkpoint_bytes(
         seed, dims=model.dims, fill=lambda name, shape, norms: _fill(model.name, name, shape, norms, seed)
     )
+
+
+def _make_whisper(root: Path, model: WhisperModel, seed: int) -> dict:
+    data = _whisper_bytes(model, seed)
     rel = f"whisper/{model.filename}"
     write_atomic(root / rel, data)
     return {"files": [{"path": rel, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}]}
+
+
+def add_whisper_variant(root: Path, key: str = "whisper-tiny-en", seed: int = SEED + 1) -> str:
+    """Another checkpoint of one Whisper model (same real shape, other weights) at ``ROOT/whisper/<sha256>/<name>.pt``
+    (the mirror serves it for that sha256 only); return its sha256. For benchmarks that change one model's pin."""
+    model = next(m for m in WHISPER_MODELS if m.key == key)
+    data = _whisper_bytes(model, seed)
+    digest = hashlib.sha256(data).hexdigest()
+    target = Path(root) / "whisper" / digest / model.filename
+    if not (target.is_file() and target.stat().st_size == len(data)):
+        write_atomic(target, data)
+    os.chmod(target.parent, 0o755)
+    os.chmod(target, 0o644)
+    return digest
 
 
 def _make_spacy(root: Path, seed: int) -> dict:

@@ -1,0 +1,96 @@
+"""`python -m bench`'s pure parts: the naive Dockerfile cut, the goals, the last line and the results table."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.naive import naive_dockerfile  # noqa: E402
+from bench.results import Outcome, main_table, render  # noqa: E402
+from bench.scenarios import ModelFile, ModelSet, Restore, Result  # noqa: E402
+
+pytestmark = pytest.mark.unit
+
+
+def _outcome(naive_wall: float = 120.0, pin_fetched: int = 75_600_000, restore_wall: float = 12.0) -> Outcome:
+    files = [ModelFile("whisper-tiny-en", "whisper/tiny.en.pt", 75_572_145), ModelFile("big", "big.bin", 2_636_400_000)]
+    models = ModelSet(
+        "test set",
+        Path("/x"),
+        Path("/x/models.toml"),
+        ["whisper-tiny-en", "big"],
+        files,
+        Path("/x/w.whl"),
+        "whisper-tiny-en",
+        "a" * 64,
+        "b" * 64,
+    )
+    cold = Result("cold build", "modelbake", 150.0, 2_712_000_000, report={"image": {"size": 1}, "models_image": {}})
+    rebuilds = [Result("rebuild after an app-code change", "modelbake", w, 0) for w in (3.0, 2.0, 4.0)]
+    restore = Restore(
+        "gha",
+        "default",
+        Result("export", "modelbake", 90.0, 2_712_000_000),
+        Result("restore from gha after a wipe", "modelbake", restore_wall, 0),
+        2_500_000_000,
+        True,
+        True,
+    )
+    return Outcome(
+        command="python -m bench --quick",
+        quick=True,
+        models=models,
+        bandwidth=100e6,
+        machine="2 cores",
+        warm_up={"deps stage": 1.0},
+        naive=[Result("rebuild after an app-code change", "naive", naive_wall, 2_712_000_000)],
+        cold=cold,
+        rebuilds=rebuilds,
+        pin=Result("rebuild after one model's pin changes", "modelbake", 9.0, pin_fetched, detail="x"),
+        restores=[restore],
+        tar_runs=[8.0, 10.0, 9.0],
+        layers=[{"id": "big", "files": 1000, "layer": 1004, "blob": 900}],
+    )
+
+
+def test_last_line_has_the_issue_format():
+    line = _outcome().last_line()
+    assert line == (
+        "app-change speedup 40.0x; one-model change fetched 75.6 MB for a 75.6 MB model of 2712.0 MB; "
+        "restore/tar 1.3x; layer overhead 0.4%"
+    )
+
+
+def test_goals_met_and_missed():
+    assert all(ok for _, _, ok in _outcome().goals())
+    missed = {g.split()[0]: ok for g, _, ok in _outcome(naive_wall=30.0, pin_fetched=90_000_000).goals()}
+    assert missed["app-change"] is False and missed["one-model"] is False
+
+
+def test_speedup_needs_zero_model_bytes():
+    o = _outcome()
+    o.rebuilds[1].fetched = 1
+    assert not o.goals()[0][2]
+
+
+def test_tables_render():
+    o = _outcome()
+    table = "\n".join(main_table(o))
+    assert "| rebuild after an app-code change | 120.0 s, 2,712.0 MB | 3.0 s, 0.0 MB | 40.0x |" in table
+    assert "restore from gha after a wipe" in table
+    assert render(o).endswith("\n")
+
+
+def test_naive_dockerfile_keeps_deps_and_adds_one_stage():
+    text = naive_dockerfile((REPO / "Dockerfile").read_text())
+    assert "FROM base AS deps" in text and "AS models" not in text
+    naive = text.split("FROM deps AS naive", 1)[1]
+    assert naive.index("COPY . .") < naive.index("download_models.py")
+    with pytest.raises(RuntimeError):
+        naive_dockerfile("FROM x\n")
