@@ -47,7 +47,9 @@ def created_at(record: dict[str, str]) -> datetime | None:
 def prune_records(ids: list[str]) -> None:
     for record_id in ids:
         subprocess.run(
-            ["docker", "buildx", "prune", "--force", "--filter", f"id={record_id}"],
+            # --all: without it BuildKit keeps the mutable record a RUN step leaves beside its result (as big as
+            # the model it fetched); with the id filter it still removes that one record only.
+            ["docker", "buildx", "prune", "--force", "--all", "--filter", f"id={record_id}"],
             capture_output=True,
             text=True,
             check=True,

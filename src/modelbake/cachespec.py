@@ -25,9 +25,11 @@ GHA_URL_VARIABLES = ("ACTIONS_CACHE_URL", "ACTIONS_RESULTS_URL")
 GHA_TOKEN_VARIABLE = "ACTIONS_RUNTIME_TOKEN"
 DEFAULT_GHA_PREFIX = "modelbake"
 DEFAULT_BRANCH = "main"
-# Cache blobs of model layers: zstd restores almost as fast as uncompressed and stores ~8% less; gzip costs
-# ~24 s per GiB to write and restores slowest (bench/results-cache.md). Forced, because the image export
-# leaves gzip blobs behind that BuildKit would otherwise upload as they are.
+# Cache blobs: model weights barely compress (gzip -1 saves ~8%, BuildKit's zstd under 1%); from a registry,
+# zstd restores nearly as fast as uncompressed and twice as fast as gzip, which also costs ~24 s per GiB to
+# write (bench/results-cache.md); zstd still pays off for the app's deps layer. Forced, because the image
+# export leaves gzip blobs behind that BuildKit would otherwise upload as they are. (BuildKit's gha exporter
+# ignores the setting and always writes gzip.)
 CACHE_COMPRESSIONS = ("zstd", "uncompressed", "gzip")
 DEFAULT_CACHE_COMPRESSION = "zstd"
 

@@ -1,0 +1,221 @@
+"""What the Docker benchmarks need from the engine around a build: a fresh base, a registry, a wipe, cleanup.
+
+Why: a benchmark must measure cold and restored builds without `docker buildx prune -af` (the engine's build
+cache holds other people's work, e.g. the app's 2 GB deps layer). As tests/test_docker_cache.py does, builds run
+on a base image of their own (a new digest, so no older record can match) and a "wipe" removes only the
+records created since a given time, with tests/buildcache.py's functions, plus a guard that never removes
+the deps layer (`pip install` into /opt/venv) even when someone else's build created it meanwhile.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))
+
+from buildcache import cache_records, created_at  # noqa: E402  (tests/buildcache.py)
+
+BASE_IMAGE = "modelbake/python-base:3.11-bookworm"
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+WHEELHOUSE = Path("/opt/wheels")
+CTR = ["ctr", "--address", "/var/run/docker/containerd/containerd.sock", "--namespace", "moby"]
+# Records never removed by a wipe: the app's deps layer (and its pip cache mount) is other people's cache.
+KEEP_DESCRIPTIONS = ("/opt/venv/bin/pip install", "id=modelbake-pip")
+
+
+def prune_records(ids: list[str]) -> None:
+    """tests/buildcache.py's prune, plus `--all`: without it BuildKit 0.13 keeps the mutable record a RUN step
+    leaves beside its result (`Mutable: true`, as big as the step's output, e.g. a model), and
+    `--filter id=` alone removes nothing of it. Still one named record per call, never more."""
+    for record_id in ids:
+        subprocess.run(
+            ["docker", "buildx", "prune", "--force", "--all", "--filter", f"id={record_id}"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+
+
+def wipe_records_since(since: datetime, keep: tuple[str, ...] = ()) -> int:
+    """Remove every build cache record created at or after `since`, except the deps layer and any record
+    whose description contains one of `keep`; repeated because BuildKit keeps a record a child still needs."""
+    guard = KEEP_DESCRIPTIONS + tuple(keep)
+    removed = 0
+    for _ in range(6):
+        ids = [
+            r["ID"]
+            for r in cache_records()
+            if (t := created_at(r)) is not None and t >= since and not any(k in r.get("Description", "") for k in guard)
+        ]
+        if not ids:
+            break
+        prune_records(ids)
+        left = {r["ID"] for r in cache_records()}
+        gone = [i for i in ids if i not in left]
+        removed += len(gone)
+        if not gone or len(gone) == len(ids):
+            break
+    return removed
+
+
+def remove_images(tags: list[str]) -> None:
+    for tag in tags:
+        subprocess.run(["docker", "image", "rm", "--force", tag], capture_output=True, text=True, timeout=120)
+
+
+def fresh_base_image(tag_prefix: str = "modelbake-bench/base") -> str:
+    """The local base image plus one tiny file: a new digest, so no step built on it is cached yet."""
+    tag = f"{tag_prefix}:{uuid.uuid4().hex[:12]}"
+    proc = subprocess.run(
+        ["docker", "buildx", "build", "--tag", tag, "--provenance", "false", "--quiet", "-"],
+        input=f"FROM {BASE_IMAGE}\nRUN echo {tag.rsplit(':', 1)[1]} > /etc/modelbake-bench-run\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"fresh base image: {proc.stderr.strip()[-500:]}")
+    return tag
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM ends the benchmark through its `finally` (images and build records removed, servers stopped)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Registry:
+    """Debian's docker-registry (distribution 2.8) on 127.0.0.1, as the `registry` test fixture starts it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.proc: subprocess.Popen | None = None
+        self.host = ""
+
+    def __enter__(self) -> Registry:
+        exe = shutil.which("docker-registry")
+        if exe is None:
+            raise RuntimeError("docker-registry missing: apt-get install docker-registry")
+        self.root.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        config = self.root / "config.yml"
+        config.write_text(
+            "version: 0.1\nlog:\n  level: warn\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.data}\n"
+            f"http:\n  addr: 127.0.0.1:{port}\n"
+        )
+        with (self.root / "registry.log").open("wb") as log:
+            self.proc = subprocess.Popen([exe, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError((self.root / "registry.log").read_text())
+            time.sleep(0.2)
+        self.host = f"127.0.0.1:{port}"
+        return self
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def tree_bytes(path: Path) -> int:
+    """Bytes of the regular files under `path` (a local cache directory, a registry's storage)."""
+    if not path.exists():
+        return 0
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def image_layer_blobs(tag: str) -> list[dict]:
+    """The image's layer descriptors (mediaType, size, digest) as the containerd image store holds them: the
+    compressed size of each layer, which `docker image inspect` does not show."""
+    import json
+
+    first = tag.split("/")[0]
+    if "/" not in tag:
+        ref = f"docker.io/library/{tag}"
+    elif "." in first or ":" in first or first == "localhost":
+        ref = tag
+    else:
+        ref = f"docker.io/{tag}"
+    listed = subprocess.run([*CTR, "images", "ls"], capture_output=True, text=True, timeout=60).stdout
+    digest = next((line.split()[2] for line in listed.splitlines() if line.split() and line.split()[0] == ref), None)
+    if digest is None:
+        return []
+    manifest = json.loads(subprocess.run([*CTR, "content", "get", digest], capture_output=True, timeout=60).stdout)
+    if "manifests" in manifest:  # an index: the first (only) platform
+        digest = manifest["manifests"][0]["digest"]
+        manifest = json.loads(subprocess.run([*CTR, "content", "get", digest], capture_output=True, timeout=60).stdout)
+    return list(manifest.get("layers", []))
+
+
+def engine_versions() -> str:
+    """`dockerd 26.1.5, buildx 0.13.1` style, for the results files."""
+    server = subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True, timeout=30
+    ).stdout.strip()
+    buildx = subprocess.run(["docker", "buildx", "version"], capture_output=True, text=True, timeout=30).stdout.split()
+    return f"dockerd {server}, buildx {buildx[1] if len(buildx) > 1 else '?'} (containerd image store, docker driver)"
+
+
+def machine() -> str:
+    import os
+    import platform
+
+    mem = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {mem / 2**30:.0f} GiB RAM, {platform.machine()}, {engine_versions()}"
+
+
+def code_stamp(repo: Path) -> str:
+    """Short sha256 of build.py's modules in `repo`: which version of the build code a results file measured."""
+    import hashlib
+
+    names = ("imagebuild.py", "dockerfile.py", "buildx.py", "cachespec.py", "report.py")
+    parts = []
+    for name in names:
+        path = repo / "src" / "modelbake" / name
+        if path.is_file():
+            parts.append(f"{name} {hashlib.sha256(path.read_bytes()).hexdigest()[:10]}")
+    return ", ".join(parts)
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
