@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "tests") not in sys.path:
     sys.path.insert(0, str(REPO / "tests"))
 
-from buildcache import cache_records, created_at  # noqa: E402  (tests/buildcache.py)
+from buildcache import prune_records_created_since  # noqa: E402  (tests/buildcache.py)
 
 BASE_IMAGE = "modelbake/python-base:3.11-bookworm"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -34,40 +34,9 @@ CTR = ["ctr", "--address", "/var/run/docker/containerd/containerd.sock", "--name
 KEEP_DESCRIPTIONS = ("/opt/venv/bin/pip install", "id=modelbake-pip")
 
 
-def prune_records(ids: list[str]) -> None:
-    """tests/buildcache.py's prune, plus `--all`: without it BuildKit 0.13 keeps the mutable record a RUN step
-    leaves beside its result (`Mutable: true`, as big as the step's output, e.g. a model), and
-    `--filter id=` alone removes nothing of it. Still one named record per call, never more."""
-    for record_id in ids:
-        subprocess.run(
-            ["docker", "buildx", "prune", "--force", "--all", "--filter", f"id={record_id}"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-        )
-
-
 def wipe_records_since(since: datetime, keep: tuple[str, ...] = ()) -> int:
-    """Remove every build cache record created at or after `since`, except the deps layer and any record
-    whose description contains one of `keep`; repeated because BuildKit keeps a record a child still needs."""
-    guard = KEEP_DESCRIPTIONS + tuple(keep)
-    removed = 0
-    for _ in range(6):
-        ids = [
-            r["ID"]
-            for r in cache_records()
-            if (t := created_at(r)) is not None and t >= since and not any(k in r.get("Description", "") for k in guard)
-        ]
-        if not ids:
-            break
-        prune_records(ids)
-        left = {r["ID"] for r in cache_records()}
-        gone = [i for i in ids if i not in left]
-        removed += len(gone)
-        if not gone or len(gone) == len(ids):
-            break
-    return removed
+    """Remove every build cache record created at or after `since`, except the deps layer and `keep`."""
+    return prune_records_created_since(since, keep=KEEP_DESCRIPTIONS + tuple(keep))
 
 
 def remove_images(tags: list[str]) -> None:

@@ -57,15 +57,20 @@ def prune_records(ids: list[str]) -> None:
         )
 
 
-def prune_records_created_since(since: datetime) -> int:
-    """Forget everything built after `since` (records in use by a running build are kept by BuildKit).
+def prune_records_created_since(since: datetime, keep: tuple[str, ...] = ()) -> int:
+    """Forget everything built after `since`, except records whose description contains one of `keep`
+    (records in use by a running build are kept by BuildKit).
 
     Records depend on each other (a layer on its parent), and BuildKit keeps a record another one still
     needs: repeat until nothing new goes away.
     """
     removed = 0
-    for _ in range(5):
-        ids = [r["ID"] for r in cache_records() if (t := created_at(r)) is not None and t >= since]
+    for _ in range(6):
+        ids = [
+            r["ID"]
+            for r in cache_records()
+            if (t := created_at(r)) is not None and t >= since and not any(k in r.get("Description", "") for k in keep)
+        ]
         if not ids:
             break
         prune_records(ids)
