@@ -47,19 +47,11 @@ def _time(value: str | None) -> datetime | None:
 def profile(text: str) -> list[Timed]:
     """Vertices (steps) and their statuses (sub-steps such as "exporting layers", "unpacking to ...") with
     the durations BuildKit reports, in first-seen order."""
-    decoder = json.JSONDecoder()
+    from modelbake.buildx import rawjson_documents
+
     vertices: dict[str, dict] = {}
     statuses: dict[tuple[str, str], dict] = {}
-    i, n = 0, len(text)
-    while i < n:
-        while i < n and text[i].isspace():
-            i += 1
-        if i >= n or text[i] != "{":
-            break
-        try:
-            doc, i = decoder.raw_decode(text, i)
-        except json.JSONDecodeError:
-            break
+    for doc in rawjson_documents(text)[0]:
         for v in doc.get("vertexes") or []:
             seen = vertices.setdefault(v["digest"], {"name": v.get("name", "")})
             for key in ("started", "completed", "cached"):

@@ -169,10 +169,11 @@ def _parse_time(value: str | None) -> datetime | None:
         return None
 
 
-def parse_rawjson(text: str) -> tuple[list[Step], list[str]]:
-    """Steps from `--progress rawjson` output (a stream of JSON objects); the non-JSON lines after it."""
+def rawjson_documents(text: str) -> tuple[list[dict], str]:
+    """`--progress rawjson` output split into its stream of JSON objects and the text after it (buildx's
+    own error lines). Written by hand: the stream has no separators, so json.loads cannot read it whole."""
     decoder = json.JSONDecoder()
-    steps: dict[str, Step] = {}
+    docs: list[dict] = []
     i, n = 0, len(text)
     while i < n:
         while i < n and text[i].isspace():
@@ -183,6 +184,15 @@ def parse_rawjson(text: str) -> tuple[list[Step], list[str]]:
             doc, i = decoder.raw_decode(text, i)
         except json.JSONDecodeError:
             break
+        docs.append(doc)
+    return docs, text[i:]
+
+
+def parse_rawjson(text: str) -> tuple[list[Step], list[str]]:
+    """Steps from `--progress rawjson` output (a stream of JSON objects); the non-JSON lines after it."""
+    steps: dict[str, Step] = {}
+    docs, tail = rawjson_documents(text)
+    for doc in docs:
         for v in doc.get("vertexes") or []:
             step = steps.setdefault(v["digest"], Step(digest=v["digest"], name=v.get("name", "")))
             step.cached = step.cached or bool(v.get("cached"))
@@ -200,7 +210,7 @@ def parse_rawjson(text: str) -> tuple[list[Step], list[str]]:
             if step is not None and log.get("data"):
                 data = base64.b64decode(log["data"]).decode("utf-8", "replace")
                 step.logs.extend(data.splitlines())
-    rest = [line for line in text[i:].splitlines() if line.strip()]
+    rest = [line for line in tail.splitlines() if line.strip()]
     return list(steps.values()), rest
 
 
