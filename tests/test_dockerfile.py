@@ -25,13 +25,15 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_MANIFEST = manifest_text(whisper_sha256="a" * 64, spacy_sha256="b" * 64)
 
 
-def _lock_for(manifest) -> Lock:
+def _lock_for(manifest, sizes: dict[str, int] | None = None) -> Lock:
     models = {}
     for spec in manifest.models.values():
+        if sizes is not None and spec.id not in sizes:
+            continue
         revision = {"whisper": "a" * 64, "spacy": "0.1.0", "huggingface": "c" * 40}[spec.family]
         models[spec.id] = LockedModel(
             id=spec.id, family=spec.family, spec=spec_fields(spec), revision=revision,
-            files=(LockedFile(path="f.bin", size=10, sha256="d" * 64),),
+            files=(LockedFile(path="f.bin", size=(sizes or {}).get(spec.id, 10), sha256="d" * 64),),
         )
     return Lock(models=models)
 
@@ -113,10 +115,35 @@ def test_unlocked_entry_parses_back_to_the_same_spec(tiny, tmp_path):
 def test_app_block_one_copy_per_model(tiny):
     manifest, _ = tiny
     template = (REPO / "Dockerfile").read_text()
-    text = render_app_dockerfile(template, manifest, "test")
+    text = render_app_dockerfile(template, manifest, None, "test")
     block = text[text.index(dockerfile.APP_BLOCK_BEGIN) : text.index(dockerfile.APP_BLOCK_END)]
     assert block.count("COPY --link --from=models ") == 4
     assert "COPY --link --from=models /models /models" not in text  # that would merge all models in one layer
+
+
+def test_layers_largest_locked_first_then_unlocked_in_both_dockerfiles(tiny):
+    """An image store unpacks again every layer above a changed one: big models go to the bottom, unlocked on top."""
+    manifest, _ = tiny
+    ids = [spec.id for spec in manifest.select("test")]
+    assert len(ids) == 4
+    sizes = {ids[0]: 5, ids[1]: 900, ids[3]: 900}  # ids[2] unlocked; ids[1] and ids[3] tie
+    lock = _lock_for(manifest, sizes)
+    expected = [ids[1], ids[3], ids[0], ids[2]]
+    assert [s.id for s in dockerfile.layer_order(manifest.select("test"), lock)] == expected
+
+    def order(text: str, marker: str) -> list[str]:
+        lines = [line for line in text.splitlines() if line.startswith(marker)]
+        by_path = {dockerfile.layer_copy_line(s): s.id for s in manifest.select("test")}
+        by_path.update({c: s.id for s in manifest.select("test") for c in dockerfile.copy_line(s, "models")})
+        return list(dict.fromkeys(by_path[line] for line in lines))
+
+    models_text = render_models_dockerfile(manifest, lock, "test")
+    assert order(models_text, "COPY --link --from=fetch-") == expected
+    app_text = render_app_dockerfile((REPO / "Dockerfile").read_text(), manifest, lock, "test")
+    assert order(app_text, "COPY --link --from=models ") == expected
+    # the fetch stages keep manifest order (they are independent; only the layer stack has an order)
+    stages = [line.split(" AS ")[1] for line in models_text.splitlines() if line.startswith("FROM fetch AS ")]
+    assert stages == [dockerfile.stage_name(i) for i in ids]
 
 
 def test_committed_dockerfiles_match_models_toml():
@@ -212,6 +239,40 @@ def test_dry_run_prints_both_commands(tmp_path, capsys):
     assert f"--build-context wheels={tmp_path}" in app and "--build-context manifest=" in app
     assert "hf_token" not in app  # the app build gets no token
     assert "hf_secret_value" not in models + app
+    # model weights barely compress: the models image's layers are uncompressed (forced), the app's new ones zstd
+    assert "--output type=image,compression=uncompressed,force-compression=true --metadata-file" in models
+    assert "--output type=image,compression=zstd,oci-mediatypes=true --metadata-file" in app
+
+
+def test_dry_run_cache_blobs_follow_each_images_layer_compression(tmp_path, capsys):
+    from modelbake.imagebuild import main
+
+    manifest = tmp_path / "models.toml"
+    manifest.write_text(TINY_MANIFEST)
+    base = ["--manifest", str(manifest), "--cache", f"local:{tmp_path}/c", "--dry-run"]
+    assert main(base, root=REPO) == 0
+    models, app = capsys.readouterr().out.strip().splitlines()
+    assert "mode=max,compression=uncompressed,force-compression=true" in models
+    assert "mode=min,compression=zstd,force-compression=true" in app
+    assert main([*base, "--cache-compression", "gzip", "--layer-compression", "zstd", "--push"], root=REPO) == 0
+    models, app = capsys.readouterr().out.strip().splitlines()
+    assert "compression=gzip,force-compression=true" in models and "compression=gzip" in app
+    assert "--output type=image,compression=zstd,force-compression=true,oci-mediatypes=true,push=true" in models
+    assert " --push" not in models + app  # buildx refuses --push beside --output: the output says push=true
+
+
+def test_output_spec_per_builder_and_push():
+    from modelbake.buildx import output_spec
+
+    spec = BuildSpec(context=Path("/c"), dockerfile=Path("/c/D"), layer_compression="gzip")
+    assert output_spec(spec) == "type=image,compression=gzip"
+    spec.builder = "ci"  # another builder's image lands in the engine through the docker exporter
+    assert output_spec(spec) == "type=docker,compression=gzip"
+    spec.push = True
+    assert output_spec(spec) == "type=image,compression=gzip,push=true"
+    assert output_spec(BuildSpec(context=Path("/c"), dockerfile=Path("/c/D"))) is None
+    with pytest.raises(ValueError, match="brotli"):
+        output_spec(BuildSpec(context=Path("/c"), dockerfile=Path("/c/D"), layer_compression="brotli"))
 
 
 def test_dry_run_models_only(tmp_path, capsys):

@@ -77,7 +77,31 @@ class BuildSpec:
     platform: str | None = None
     push: bool = False
     load: bool = True
+    layer_compression: str | None = None  # uncompressed / zstd / gzip; None: the exporter's default (gzip)
+    force_compression: bool = False  # recompress layers that already have a blob of another compression
     label: str = "build"  # for messages: "models" / "app"
+
+
+LAYER_COMPRESSIONS = ("uncompressed", "zstd", "gzip")
+
+
+def output_spec(spec: BuildSpec) -> str | None:
+    """The `--output` for a layer compression other than the exporter's default, or None (tags alone).
+
+    `type=image` is the engine's image store with the docker driver (buildx names it from `--tag`), a push
+    with `push=true`; another builder loads through `type=docker`. zstd needs OCI media types: the docker
+    manifest has no zstd layer type, and BuildKit would write a non-standard one.
+    """
+    if spec.layer_compression is None:
+        return None
+    if spec.layer_compression not in LAYER_COMPRESSIONS:
+        raise ValueError(f"layer compression {spec.layer_compression!r}: expected one of {LAYER_COMPRESSIONS}")
+    kind = "docker" if spec.builder is not None and spec.load and not spec.push else "image"
+    attrs = [f"type={kind}", f"compression={spec.layer_compression}"]
+    attrs += ["force-compression=true"] if spec.force_compression else []
+    attrs += ["oci-mediatypes=true"] if spec.layer_compression == "zstd" else []
+    attrs += ["push=true"] if spec.push else []
+    return ",".join(attrs)
 
 
 def build_argv(spec: BuildSpec, metadata_file: Path | None = None, progress: str = "rawjson") -> Command:
@@ -104,8 +128,12 @@ def build_argv(spec: BuildSpec, metadata_file: Path | None = None, progress: str
             cmd.add("--allow", "network.host")
     # No provenance attestation: it would record build args in the image index; nothing here needs it.
     cmd.add("--provenance", "false")
-    cmd.flag("--push", spec.push)
-    cmd.flag("--load", spec.load and not spec.push and spec.builder is not None)
+    output = output_spec(spec)
+    if output is not None:
+        cmd.add("--output", output)  # says push/load itself: buildx refuses --push or --load beside --output
+    else:
+        cmd.flag("--push", spec.push)
+        cmd.flag("--load", spec.load and not spec.push and spec.builder is not None)
     cmd.add("--metadata-file", metadata_file)
     cmd.add("--progress", progress)
     cmd.append(str(spec.context))

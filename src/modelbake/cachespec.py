@@ -26,10 +26,11 @@ GHA_TOKEN_VARIABLE = "ACTIONS_RUNTIME_TOKEN"
 DEFAULT_GHA_PREFIX = "modelbake"
 DEFAULT_BRANCH = "main"
 # Cache blobs: model weights barely compress (gzip -1 saves ~8%, BuildKit's zstd under 1%); from a registry,
-# zstd restores nearly as fast as uncompressed and twice as fast as gzip, which also costs ~24 s per GiB to
-# write (bench/results-cache.md); zstd still pays off for the app's deps layer. Forced, because the image
-# export leaves gzip blobs behind that BuildKit would otherwise upload as they are. (BuildKit's gha exporter
-# ignores the setting and always writes gzip.)
+# uncompressed blobs restore fastest, zstd close behind, gzip twice as slow and ~24 s per GiB to write
+# (bench/results-cache.md). build.py passes each image's own layer compression (imagebuild.py), so a cache
+# export reuses the blobs the image export wrote. Forced, so a layer whose blob has another compression is
+# converted rather than uploaded as it is. (BuildKit 0.13's gha exporter ignores the setting and uploads the
+# blob each layer has: hence the models image's own layers are uncompressed.)
 CACHE_COMPRESSIONS = ("zstd", "uncompressed", "gzip")
 DEFAULT_CACHE_COMPRESSION = "zstd"
 

@@ -202,11 +202,30 @@ def _fetch_stage() -> list[str]:
     return lines
 
 
-def render_models_dockerfile(manifest: Manifest, lock: Lock | None, profile: str | None = None) -> str:
-    """The text of Dockerfile.models for the models of `profile` (all models when None), in manifest order.
+def layer_order(specs: list[ModelSpec], lock: Lock | None) -> list[ModelSpec]:
+    """Model layers bottom to top: locked models largest first, then unlocked ones, manifest order on ties.
 
-    Layers come in manifest (profile) order: with `COPY --link` each layer is independent of the ones below
-    it, so a changed model re-exports only its own layer wherever it sits.
+    With `COPY --link` a changed model re-exports and re-pushes only its own blob wherever it sits, but an
+    image store (containerd's snapshotter, the classic overlay2 store, every `docker pull`) keys a layer's
+    unpacked form on its chain of parents, so it unpacks again every layer ABOVE a changed one: with Whisper
+    tiny.en at the bottom of 3 GB of models, its pin change re-unpacked all of them (32 s per image, measured
+    in bench/). Any model may change; largest at the bottom minimises the bytes unpacked again on average,
+    and unlocked models (unpinned, so the likeliest to change) go on top.
+    """
+    entries = {spec.id: lock.get(spec.id) if lock else None for spec in specs}
+
+    def key(indexed: tuple[int, ModelSpec]) -> tuple[int, int, int]:
+        index, spec = indexed
+        entry = entries[spec.id]
+        return (1, 0, index) if entry is None else (0, -entry.total_bytes, index)
+
+    return [spec for _, spec in sorted(enumerate(specs), key=key)]
+
+
+def render_models_dockerfile(manifest: Manifest, lock: Lock | None, profile: str | None = None) -> str:
+    """The text of Dockerfile.models for the models of `profile` (all models when None).
+
+    Fetch stages come in manifest order; the models stage's layers in `layer_order` (largest at the bottom).
     """
     specs = manifest.select(profile)
     lines = _header(manifest, lock, profile) + _fetch_stage()
@@ -214,32 +233,33 @@ def render_models_dockerfile(manifest: Manifest, lock: Lock | None, profile: str
         lines += _model_stage(spec, lock.get(spec.id) if lock else None)
         lines.append("")
     lines.append("# One layer per model, holding /models/<its files> only (fetch state is removed before).")
+    lines.append("# Largest locked models at the bottom: an image store unpacks again every layer above a changed one.")
     lines.append("FROM scratch AS models")
-    for spec in specs:
+    for spec in layer_order(specs, lock):
         lines.append(layer_copy_line(spec))
     return "\n".join(lines) + "\n"
 
 
-def render_app_model_block(manifest: Manifest, profile: str | None = None) -> str:
-    """The app Dockerfile's model layers: one COPY per model from the models image.
+def render_app_model_block(manifest: Manifest, lock: Lock | None, profile: str | None = None) -> str:
+    """The app Dockerfile's model layers: one COPY per model from the models image, in `layer_order`.
 
     A single `COPY --from=models /models /models` would merge every model into ONE layer (checked on
     BuildKit 0.13), so one pin change would re-pull all models; one COPY per model keeps the layers apart.
     """
     lines = [APP_BLOCK_BEGIN]
-    for spec in manifest.select(profile):
+    for spec in layer_order(manifest.select(profile), lock):
         lines += copy_line(spec, "models")
     lines.append(APP_BLOCK_END)
     return "\n".join(lines)
 
 
-def render_app_dockerfile(template: str, manifest: Manifest, profile: str | None = None) -> str:
+def render_app_dockerfile(template: str, manifest: Manifest, lock: Lock | None, profile: str | None = None) -> str:
     """`template` (the app Dockerfile) with its model-layer block replaced for this manifest/profile."""
     start = template.find(APP_BLOCK_BEGIN)
     end = template.find(APP_BLOCK_END)
     if start < 0 or end < start:
         raise ValueError("Dockerfile: model-layer block markers not found")
-    return template[:start] + render_app_model_block(manifest, profile) + template[end + len(APP_BLOCK_END) :]
+    return template[:start] + render_app_model_block(manifest, lock, profile) + template[end + len(APP_BLOCK_END) :]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         app_path = args.root / "Dockerfile"
         wanted = {
             args.root / "Dockerfile.models": render_models_dockerfile(manifest, lock),
-            app_path: render_app_dockerfile(app_path.read_text(), manifest),
+            app_path: render_app_dockerfile(app_path.read_text(), manifest, lock),
         }
     except (ModelbakeError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

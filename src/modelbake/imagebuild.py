@@ -20,10 +20,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from .buildx import BuildResult, BuildSpec, build_argv, print_argv, run_build
+from .buildx import LAYER_COMPRESSIONS, BuildResult, BuildSpec, build_argv, print_argv, run_build
 from .cachespec import (
     CACHE_COMPRESSIONS,
-    DEFAULT_CACHE_COMPRESSION,
     CacheBackend,
     parse_cache,
     require_gha_environment,
@@ -49,6 +48,13 @@ from .report import (
 
 DEFAULT_MODELS_REPO = "modelbake/models"
 DEFAULT_APP_REPO = "modelbake/app"
+# Layer compression, from bench/results.md (real-size models, 2 cores): weights barely compress (gzip -1 and
+# zstd -3 both save ~8%) while gzip costs ~24 s per GiB to write and ~10 s per GiB to unpack. The models image
+# is uncompressed and forced (the blob IS the diff: nothing to compress, nothing to decompress on restore, and
+# the cache exports reuse the same blobs); the app image's new layers are zstd, which keeps its venv small for
+# a push at ~2 s per GiB of model layers. Layers that already have a blob keep it (no force) in the app.
+DEFAULT_MODEL_LAYER_COMPRESSION = "uncompressed"
+DEFAULT_APP_LAYER_COMPRESSION = "zstd"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,8 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cache-compression",
         choices=CACHE_COMPRESSIONS,
-        default=DEFAULT_CACHE_COMPRESSION,
-        help=f"compression of the blobs exported to --cache (default {DEFAULT_CACHE_COMPRESSION})",
+        default=None,
+        help="compression of the blobs exported to --cache (default: each image's layer compression)",
+    )
+    p.add_argument(
+        "--layer-compression",
+        choices=LAYER_COMPRESSIONS,
+        default=DEFAULT_MODEL_LAYER_COMPRESSION,
+        help="compression of the models image's layers, forced (default uncompressed: weights barely compress)",
+    )
+    p.add_argument(
+        "--app-layer-compression",
+        choices=LAYER_COMPRESSIONS,
+        default=DEFAULT_APP_LAYER_COMPRESSION,
+        help="compression of the app image's new layers (default zstd, OCI media types)",
     )
     p.add_argument(
         "--cache-budget",
@@ -160,7 +178,7 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
         models_df = work / "Dockerfile.models"
         models_df.write_text(models_text)
     app_df = context / "Dockerfile"
-    app_text = render_app_dockerfile(app_df.read_text(), manifest, args.profile)
+    app_text = render_app_dockerfile(app_df.read_text(), manifest, lock, args.profile)
     if app_df.read_text() != app_text:
         app_df = work / "Dockerfile"
         app_df.write_text(app_text)
@@ -185,8 +203,16 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
         if any(b.kind == "gha" for b in backends):
             require_gha_environment()
         backends = usable_backends(backends, args.cache_timeout, warn=warnings.append)
-    packing = {"read_only": args.cache_read_only, "compression": args.cache_compression}
-    models_cache = specs_for(backends, "models", label, pin, **packing)
+    # Cache blobs default to the image's own layer compression, so the cache export uploads the blobs the
+    # image export just wrote instead of recompressing every layer into a second copy.
+    models_cache = specs_for(
+        backends,
+        "models",
+        label,
+        pin,
+        read_only=args.cache_read_only,
+        compression=args.cache_compression or args.layer_compression,
+    )
     # The fetch steps stamp every file and directory of a model layer with this time, and BuildKit uses it for
     # the image's created time and history: two cold builds of one lock give the same layers and image.
     models_args = {"BASE_IMAGE": args.base_image, "SOURCE_DATE_EPOCH": str(args.source_date_epoch)}
@@ -205,6 +231,8 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
         builder=args.builder,
         platform=args.platform,
         push=args.push,
+        layer_compression=args.layer_compression,
+        force_compression=True,
         label="models",
     )
     app = None
@@ -219,7 +247,14 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
             if manifest.lock_path.is_file():
                 shutil.copyfile(manifest.lock_path, staged / "models.lock")
             contexts["manifest"] = str(staged)
-        app_cache = specs_for(backends, "app", label, pin, **packing)
+        app_cache = specs_for(
+        backends,
+        "app",
+        label,
+        pin,
+        read_only=args.cache_read_only,
+        compression=args.cache_compression or args.app_layer_compression,
+    )
         app = BuildSpec(
             context=context,
             dockerfile=app_df,
@@ -239,6 +274,7 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
             builder=args.builder,
             platform=args.platform,
             push=args.push,
+            layer_compression=args.app_layer_compression,
             label="app",
         )
     reusable = (
