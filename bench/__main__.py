@@ -120,6 +120,7 @@ def run(args: argparse.Namespace, command: str) -> Outcome:
         verify,
         notes=bench.notes,
     )
+    outcome.floors = {"sha256": baseline.sha256, "extract_sync": baseline.extract_sync}
     outcome.machine = f"{machine()}; load average at the end {load_average()}"
     outcome.elapsed = time.perf_counter() - began
     for r in [*naive, *rebuilds, pin, *(x.restore for x in restores)]:

@@ -85,6 +85,15 @@ def test_tables_render():
     assert "| rebuild after an app-code change | 120.0 s, 2,712.0 MB | 3.0 s, 0.0 MB | 40.0x |" in table
     assert "restore from gha after a wipe" in table
     assert render(o).endswith("\n")
+    assert "restore's floor" not in render(o)  # no tar baseline timings: no floor section
+
+
+def test_restore_floor_section_compares_with_one_hash_pass():
+    o = _outcome(restore_wall=27.0)
+    o.floors = {"sha256": 18.0, "extract_sync": 12.0}
+    text = render(o)
+    assert "One sha256 pass over the same bytes (`sha256sum`, one core): **18.0 s = 2.0x `tar -x`**" in text
+    assert "Best restore in this run: gha (default) 27.0 s = 3.0x `tar -x`, 1.5x one sha256 pass" in text
 
 
 def test_naive_dockerfile_keeps_deps_and_adds_one_stage():
