@@ -31,7 +31,9 @@ CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 WHEELHOUSE = Path("/opt/wheels")
 CTR = ["ctr", "--address", "/var/run/docker/containerd/containerd.sock", "--namespace", "moby"]
 # Records never removed by a wipe: the app's deps layer (and its pip cache mount) is other people's cache.
-KEEP_DESCRIPTIONS = ("/opt/venv/bin/pip install", "id=modelbake-pip")
+# The local sources (context, wheels, manifest) too: every build re-sends them, yet pruning one created during
+# a naive build left build.py's next app build rerunning the deps step (43 s) with the deps record still there.
+KEEP_DESCRIPTIONS = ("/opt/venv/bin/pip install", "id=modelbake-pip", "local source for ")
 
 
 def wipe_records_since(since: datetime, keep: tuple[str, ...] = ()) -> int:
