@@ -157,3 +157,14 @@ def test_markdown_summary_has_stage_model_and_cache_tables():
     assert "| bart | huggingface | `sha256:aaaaaaaaaaaa` | 558.0 MB | ? |" in text
     assert "| models | exporting to GitHub Actions Cache | export | 5.0 MB | 1.5 |" in text
     assert ":warning: something odd" in text
+
+
+def test_models_cache_mode_min_keeps_the_model_layers_only():
+    backends = [parse_cache("local:/c")]
+    (spec,) = specs_for(backends, "models", "t", "p", models_mode="min", environ={}).cache_to
+    assert ",mode=min," in spec
+    (app,) = specs_for(backends, "app", "t", "p", models_mode="max", environ={}).cache_to
+    assert ",mode=min," in app  # the app is always min: its deps layer is worth caching, its code is not
+    with pytest.raises(UsageError, match="--models-cache-mode 'all'"):
+        specs_for(backends, "models", "t", "p", models_mode="all", environ={})
+

@@ -33,6 +33,7 @@ DEFAULT_BRANCH = "main"
 # blob each layer has: hence the models image's own layers are uncompressed.)
 CACHE_COMPRESSIONS = ("zstd", "uncompressed", "gzip")
 DEFAULT_CACHE_COMPRESSION = "zstd"
+CACHE_MODES = ("max", "min")
 
 
 @dataclass
@@ -118,12 +119,22 @@ def specs_for(
     *,
     read_only: bool = False,
     compression: str = DEFAULT_CACHE_COMPRESSION,
+    models_mode: str = "max",
     environ: dict[str, str] | None = None,
 ) -> CacheSpecs:
-    """The cache-from/to of one build (`build` is "models" or "app"; `label` the profile; `pin` the lock hash)."""
+    """The cache-from/to of one build (`build` is "models" or "app"; `label` the profile; `pin` the lock hash).
+
+    `models_mode`: "max" (default) also keeps every fetch step's own layer, so a profile that gains a model or
+    loses one reuses the others' fetches; "min" keeps only the model layers, which is all a restore needs
+    (each `COPY --link` layer's cache key derives from its fetch step's definition, not its result) and halves
+    the bytes stored and uploaded. With gha, whose exporter in BuildKit 0.13 gzips every layer that has no blob
+    yet, "max" also gzips the fetch steps' layers on every cold export (bench/results.md).
+    """
     env = os.environ if environ is None else environ
     models = build == "models"
-    mode = "max" if models else "min"
+    if models_mode not in CACHE_MODES:
+        raise UsageError(f"--models-cache-mode {models_mode!r}: expected one of {', '.join(CACHE_MODES)}")
+    mode = models_mode if models else "min"
     if models:
         scopes = [f"models-{label}-{pin}"]
     else:

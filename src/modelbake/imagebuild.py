@@ -23,6 +23,7 @@ from pathlib import Path
 from .buildx import LAYER_COMPRESSIONS, BuildResult, BuildSpec, build_argv, print_argv, run_build
 from .cachespec import (
     CACHE_COMPRESSIONS,
+    CACHE_MODES,
     CacheBackend,
     parse_cache,
     require_gha_environment,
@@ -91,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=CACHE_COMPRESSIONS,
         default=None,
         help="compression of the blobs exported to --cache (default: each image's layer compression)",
+    )
+    p.add_argument(
+        "--models-cache-mode",
+        choices=CACHE_MODES,
+        default="max",
+        help="max (default): the cache keeps every fetch step's layer too; min: the model layers only (half the "
+        "bytes; all a restore needs)",
     )
     p.add_argument(
         "--layer-compression",
@@ -212,6 +220,7 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
         pin,
         read_only=args.cache_read_only,
         compression=args.cache_compression or args.layer_compression,
+        models_mode=args.models_cache_mode,
     )
     # The fetch steps stamp every file and directory of a model layer with this time, and BuildKit uses it for
     # the image's created time and history: two cold builds of one lock give the same layers and image.
