@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -24,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "tests") not in sys.path:
     sys.path.insert(0, str(REPO / "tests"))
 
-from buildcache import prune_records_created_since  # noqa: E402  (tests/buildcache.py)
+import buildcache  # noqa: E402  (tests/buildcache.py)
+from buildcache import prune_records_created_since  # noqa: E402
 
 BASE_IMAGE = "modelbake/python-base:3.11-bookworm"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -47,18 +47,8 @@ def remove_images(tags: list[str]) -> None:
 
 
 def fresh_base_image(tag_prefix: str = "modelbake-bench/base") -> str:
-    """The local base image plus one tiny file: a new digest, so no step built on it is cached yet."""
-    tag = f"{tag_prefix}:{uuid.uuid4().hex[:12]}"
-    proc = subprocess.run(
-        ["docker", "buildx", "build", "--tag", tag, "--provenance", "false", "--quiet", "-"],
-        input=f"FROM {BASE_IMAGE}\nRUN echo {tag.rsplit(':', 1)[1]} > /etc/modelbake-bench-run\n",
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"fresh base image: {proc.stderr.strip()[-500:]}")
-    return tag
+    """The local base image plus one tiny file (tests/buildcache.py): no step built on it is cached yet."""
+    return buildcache.fresh_base_image(BASE_IMAGE, tag_prefix)
 
 
 def exit_on_sigterm() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import uuid
 from datetime import datetime
 
 
@@ -80,3 +81,22 @@ def prune_records_created_since(since: datetime, keep: tuple[str, ...] = ()) -> 
         if len(gone) == len(ids) or not gone:
             break
     return removed
+
+
+def fresh_base_image(base: str, tag_prefix: str, timeout: float = 300) -> str:
+    """`base` plus one tiny file: a new digest, so that no step built on it is cached yet (a cold build that
+    leaves the rest of the engine's cache alone).
+
+    (A LABEL alone would do, but BuildKit 0.13 then fails "not found" exporting an image whose only layer was
+    imported with `docker import`.)"""
+    tag = f"{tag_prefix}:{uuid.uuid4().hex[:12]}"
+    proc = subprocess.run(
+        ["docker", "buildx", "build", "--tag", tag, "--provenance", "false", "--quiet", "-"],
+        input=f"FROM {base}\nRUN echo {tag.rsplit(':', 1)[1]} > /etc/modelbake-fresh-base\n",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"fresh base image from {base}: {proc.stderr.strip()[-500:]}")
+    return tag

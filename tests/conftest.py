@@ -131,3 +131,15 @@ def docker_client():
     except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound, or the engine went away
         pytest.skip(f"base image {BASE_IMAGE} missing: run docker/make-base-image.sh")
     return client
+
+
+@pytest.fixture
+def images(docker_client):
+    """Tags a test creates (it appends them); removed afterwards, whether or not they were ever built."""
+    created: list[str] = []
+    yield created
+    for tag in created:
+        try:
+            docker_client.images.remove(tag, force=True)
+        except Exception:  # noqa: BLE001 - never built, or already gone
+            pass

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from buildcache import prune_records_created_since
+from buildcache import fresh_base_image, prune_records_created_since
 from conftest import BASE_IMAGE, CA_BUNDLE, REPO, mirror_args
 from modelbake.ghacache import GhaCacheServer
 
@@ -33,32 +33,9 @@ MODEL_STAGES = ("fetch-whisper-tiny", "fetch-spacy-ner", "fetch-bart-map", "fetc
 
 
 @pytest.fixture
-def images(docker_client):
-    """Tags a test creates; removed afterwards."""
-    created: list[str] = []
-    yield created
-    for tag in created:
-        try:
-            docker_client.images.remove(tag, force=True)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
-
-
-@pytest.fixture
 def fresh_base(images) -> str:
-    """The local base image plus one tiny file: a new digest, so that nothing of this build is already cached.
-
-    (A LABEL alone would do, but BuildKit 0.13 then fails "not found" exporting an image whose only layer was
-    imported with `docker import`.)"""
-    tag = f"modelbake-test/base:{uuid.uuid4().hex[:12]}"
-    proc = subprocess.run(
-        ["docker", "buildx", "build", "--tag", tag, "--provenance", "false", "--quiet", "-"],
-        input=f"FROM {BASE_IMAGE}\nRUN echo {tag.rsplit(':', 1)[1]} > /etc/modelbake-test-run\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
+    """The local base image plus one tiny file: a new digest, so that nothing of this build is already cached."""
+    tag = fresh_base_image(BASE_IMAGE, "modelbake-test/base", timeout=120)
     images.append(tag)
     return tag
 

@@ -44,17 +44,6 @@ def checkout(tmp_path_factory, tiny_locked, mirror) -> Path:
     return copy
 
 
-@pytest.fixture
-def tags(docker_client):
-    created: list[str] = []
-    yield created
-    for tag in created:
-        try:
-            docker_client.images.remove(tag, force=True)
-        except Exception:  # noqa: BLE001 - never built
-            pass
-
-
 def docker(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         ["docker", *args], cwd=cwd, capture_output=True, text=True, timeout=900, env={**os.environ, **(env or {})}
@@ -72,10 +61,10 @@ def model_layers(docker_client, tag: str, checkout: Path) -> dict[str, str | Non
     return {m.id: m.layer for m in find_model_layers(docker_client.images.get(tag), specs)}
 
 
-def test_plain_docker_build_of_both_dockerfiles(docker_client, checkout, tags):
+def test_plain_docker_build_of_both_dockerfiles(docker_client, checkout, images):
     run = uuid.uuid4().hex[:8]
     models, app = f"modelbake-test/plain-models:{run}", f"modelbake-test/plain-app:{run}"
-    tags += [models, app]
+    images += [models, app]
     ca = ["--secret", f"id=ca,src={CA_BUNDLE}"] if CA_BUNDLE.is_file() else []
     docker(
         "build", "-f", "Dockerfile.models", "-t", models, "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
