@@ -225,8 +225,19 @@ def test_app_code_change_reruns_no_model_step(app_build, base_manifest, mirror_s
     assert layers_by_model(report) == layers_by_model(app_build.report)
 
 
+def _decompressed(data: bytes) -> bytes:
+    """A layer blob as its tar: gzip or zstd (the app's new layers) or already plain (the models image's)."""
+    if data[:2] == b"\x1f\x8b":
+        return gzip.decompress(data)
+    if data[:4] == b"\x28\xb5\x2f\xfd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    return data
+
+
 def _scan_tar(stream, needle: bytes, where: str, found: list[str]) -> None:
-    """Look for `needle` in every member of a tar stream, recursing into (gzip-compressed) layer tars."""
+    """Look for `needle` in every member of a tar stream, recursing into (compressed) layer tars."""
     with tarfile.open(fileobj=stream, mode="r|*") as tar:
         for member in tar:
             if not member.isfile():
@@ -234,28 +245,61 @@ def _scan_tar(stream, needle: bytes, where: str, found: list[str]) -> None:
             f = tar.extractfile(member)
             if f is None:
                 continue
-            data = f.read()
+            data = _decompressed(f.read())
             name = f"{where}/{member.name}"
-            if data[:2] == b"\x1f\x8b":
-                data = gzip.decompress(data)
             if needle in data:
                 found.append(name)
             if len(data) > 512 and data[257:262] == b"ustar":
                 _scan_tar(io.BytesIO(data), needle, name, found)
 
 
-def test_hf_token_nowhere_in_the_image(app_build, docker_client, work):
-    assert CANARY not in app_build.stderr
-    found: list[str] = []
+@pytest.fixture(scope="module")
+def saved_images(app_build, work) -> dict[str, Path]:
+    """`docker save` of the models image and the app image (an OCI layout each), written once for this module."""
+    saved = {}
     for tag in (app_build.models_tag, app_build.tag):
         target = work / f"save-{tag.replace('/', '_').replace(':', '_')}.tar"
-        subprocess.run(["docker", "save", "-o", str(target), tag], check=True)
-        with open(target, "rb") as f:
+        subprocess.run(["docker", "save", "-o", str(target), tag], check=True, timeout=600)
+        saved[tag] = target
+    yield saved
+    for target in saved.values():
+        target.unlink(missing_ok=True)
+
+
+def _layer_media_types(saved: Path) -> dict[str, str]:
+    """diff id -> the layer's media type, from a saved image's OCI layout (index -> manifest -> config)."""
+    with tarfile.open(saved) as tar:
+
+        def blob(digest: str) -> dict:
+            return json.load(tar.extractfile(f"blobs/sha256/{digest.removeprefix('sha256:')}"))
+
+        manifest = json.load(tar.extractfile("index.json"))
+        while "manifests" in manifest:  # the layout's index, then maybe an image index
+            manifest = blob(manifest["manifests"][0]["digest"])
+        diff_ids = blob(manifest["config"]["digest"])["rootfs"]["diff_ids"]
+        return {d: layer["mediaType"] for d, layer in zip(diff_ids, manifest["layers"], strict=True)}
+
+
+def test_hf_token_nowhere_in_the_image(app_build, docker_client, saved_images):
+    assert CANARY not in app_build.stderr
+    found: list[str] = []
+    for tag, saved in saved_images.items():
+        with open(saved, "rb") as f:
             _scan_tar(f, CANARY.encode(), tag, found)
-        target.unlink()
         history = json.dumps(docker_client.images.get(tag).history())
         assert CANARY not in history
     assert found == []
+
+
+def test_model_layers_uncompressed_in_the_models_image_and_zstd_in_the_app(app_build, saved_images):
+    """build.py's defaults: weights barely compress, so the models image's layers are plain tars (forced); the
+    app image's new layers (its model copies) are zstd with OCI media types."""
+    models = _layer_media_types(saved_images[app_build.models_tag])
+    assert models and all(t.endswith(("rootfs.diff.tar", "image.layer.v1.tar")) for t in models.values()), models
+    assert {m["models_image_layer"] for m in app_build.report["models"]} <= set(models)
+    app = _layer_media_types(saved_images[app_build.tag])
+    copies = [m["layer"] for m in app_build.report["models"]]
+    assert copies and all(app[d] == "application/vnd.oci.image.layer.v1.tar+zstd" for d in copies), app
 
 
 def test_corrupt_mirror_fails_naming_the_model(request, tiny_tree, mirror_server, docker_client, work):
