@@ -390,3 +390,23 @@ def test_version_and_store_parsing():
     assert parse_major("26.1.5+dfsg1") == 26 and parse_major("v24.0.0") == 24 and parse_major("dev") is None
     assert uses_containerd_store({"DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]})
     assert not uses_containerd_store({"Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"]]})
+
+
+def test_an_existing_models_image_is_reused_only_as_shipped(tmp_path):
+    """The lock-hash tag says which models, not how their layers were packed: another compression rebuilds."""
+    from modelbake.imagebuild import build_parser, make_plan
+    from modelbake.lockfile import write_lock
+
+    manifest = tmp_path / "models.toml"
+    manifest.write_text(TINY_MANIFEST)
+    write_lock(_lock_for(load_manifest(manifest)), manifest.with_name("models.lock"))
+
+    def plan(*extra: str):
+        work = tmp_path / f"w{len(list(tmp_path.iterdir()))}"
+        work.mkdir()
+        return make_plan(build_parser().parse_args(["--manifest", str(manifest), *extra]), REPO, work)
+
+    assert plan().models_reusable
+    assert not plan("--layer-compression", "zstd").models_reusable
+    assert not plan("--cache", f"local:{tmp_path}/c").models_reusable
+    assert not plan("--models-tag", "me/models:1").models_reusable

@@ -289,6 +289,7 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
     reusable = (
         args.models_tag is None
         and lock is not None
+        and args.layer_compression == DEFAULT_MODEL_LAYER_COMPRESSION  # the engine cannot show a layer's compression
         and not (args.cache or args.refresh_models or args.no_cache or args.push or args.builder or args.platform)
     )
     return Plan(manifest, lock, args.profile, models_tag, app_tag, models, app, backends, warnings, reusable)
