@@ -59,19 +59,20 @@ def prune_records(ids: list[str]) -> None:
 
 
 def prune_records_created_since(since: datetime, keep: tuple[str, ...] = ()) -> int:
-    """Forget everything built after `since`, except records whose description contains one of `keep`
-    (records in use by a running build are kept by BuildKit).
+    """Forget everything built after `since`, except records whose description contains one of `keep` and
+    every record built on top of one of those (records in use by a running build are kept by BuildKit).
 
+    Why the descendants too: with dockerd 26.1's BuildKit, pruning any record built on a kept one (checked
+    with a child and with a grandchild of the deps layer) unlinks the kept record from its cache key, so the
+    next build runs that step again although the record is still there.
     Records depend on each other (a layer on its parent), and BuildKit keeps a record another one still
     needs: repeat until nothing new goes away.
     """
     removed = 0
     for _ in range(6):
-        ids = [
-            r["ID"]
-            for r in cache_records()
-            if (t := created_at(r)) is not None and t >= since and not any(k in r.get("Description", "") for k in keep)
-        ]
+        records = cache_records()
+        protected = _kept_with_descendants(records, keep)
+        ids = [r["ID"] for r in records if (t := created_at(r)) is not None and t >= since and r["ID"] not in protected]
         if not ids:
             break
         prune_records(ids)
@@ -81,6 +82,21 @@ def prune_records_created_since(since: datetime, keep: tuple[str, ...] = ()) -> 
         if len(gone) == len(ids) or not gone:
             break
     return removed
+
+
+def _kept_with_descendants(records: list[dict[str, str]], keep: tuple[str, ...]) -> set[str]:
+    """IDs of the records matching `keep`, and of every record whose chain of parents reaches one of them."""
+    kept = {r["ID"] for r in records if any(k in r.get("Description", "") for k in keep)}
+    parent = {r["ID"]: r.get("Parent", "").split()[0] if r.get("Parent") else "" for r in records}
+    protected = set(kept)
+    for record_id in parent:
+        chain, node = [], record_id
+        while node and node not in protected and node not in chain:
+            chain.append(node)
+            node = parent.get(node, "")
+        if node in protected:
+            protected.update(chain)
+    return protected
 
 
 def fresh_base_image(base: str, tag_prefix: str, timeout: float = 300) -> str:
