@@ -36,9 +36,10 @@ CTR = ["ctr", "--address", "/var/run/docker/containerd/containerd.sock", "--name
 KEEP_DESCRIPTIONS = ("/opt/venv/bin/pip install", "id=modelbake-pip")
 
 
-def wipe_records_since(since: datetime, keep: tuple[str, ...] = ()) -> int:
-    """Remove every build cache record created at or after `since`, except the deps layer and `keep`."""
-    return prune_records_created_since(since, keep=KEEP_DESCRIPTIONS + tuple(keep))
+def wipe_records_since(since: datetime, keep: tuple[str, ...] = (), descendants: bool = True) -> int:
+    """Remove every build cache record created at or after `since`, except the deps layer and `keep` (and,
+    with `descendants`, what was built on them: else the deps step's next use runs it again)."""
+    return prune_records_created_since(since, keep=KEEP_DESCRIPTIONS + tuple(keep), descendants=descendants)
 
 
 def remove_images(tags: list[str]) -> None:

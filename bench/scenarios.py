@@ -189,10 +189,15 @@ class Bench:
         self.edits += 1
         layers.edit_app_code(self.repo, self.edits)
 
-    def wipe(self, since: datetime, tags: list[str]) -> int:
-        """Images and every build record created since `since` (never the deps layer): the engine forgets."""
+    def wipe(self, since: datetime, tags: list[str], *, free_disk: bool = False) -> int:
+        """Images and every build record created since `since` (never the deps layer): the engine forgets.
+
+        Records built on the deps layer (the naive code and download layers, the app's layers) stay until
+        `free_disk`: pruning them makes the next app or naive build run the deps step again (40 s). The last
+        builds that need deps are the pin change's; the cache rounds after it build the models image only.
+        """
         remove_images(tags)
-        return wipe_records_since(since)
+        return wipe_records_since(since, descendants=not free_disk)
 
     def warm_up(self) -> dict[str, float]:
         """The deps stage (naive and app image) and the fetch stage (models image), before the clock starts:

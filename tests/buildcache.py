@@ -58,20 +58,26 @@ def prune_records(ids: list[str]) -> None:
         )
 
 
-def prune_records_created_since(since: datetime, keep: tuple[str, ...] = ()) -> int:
+def prune_records_created_since(since: datetime, keep: tuple[str, ...] = (), descendants: bool = True) -> int:
     """Forget everything built after `since`, except records whose description contains one of `keep` and
-    every record built on top of one of those (records in use by a running build are kept by BuildKit).
+    (with `descendants`) every record built on top of one of those (records in use by a running build are
+    kept by BuildKit).
 
     Why the descendants too: with dockerd 26.1's BuildKit, pruning any record built on a kept one (checked
     with a child and with a grandchild of the deps layer) unlinks the kept record from its cache key, so the
-    next build runs that step again although the record is still there.
+    next build runs that step again although the record is still there. Without `descendants` the kept
+    records stay on disk, but their next use may rebuild them: for freeing disk when that no longer matters.
     Records depend on each other (a layer on its parent), and BuildKit keeps a record another one still
     needs: repeat until nothing new goes away.
     """
     removed = 0
     for _ in range(6):
         records = cache_records()
-        protected = _kept_with_descendants(records, keep)
+        protected = (
+            _kept_with_descendants(records, keep)
+            if descendants
+            else {r["ID"] for r in records if any(k in r.get("Description", "") for k in keep)}
+        )
         ids = [r["ID"] for r in records if (t := created_at(r)) is not None and t >= since and r["ID"] not in protected]
         if not ids:
             break
