@@ -241,7 +241,7 @@ def test_dry_run_prints_both_commands(tmp_path, capsys):
     assert "hf_secret_value" not in models + app
     # model weights barely compress: the models image's layers are uncompressed (forced), the app's new ones zstd
     assert "--output type=image,compression=uncompressed,force-compression=true --metadata-file" in models
-    assert "--output type=image,compression=zstd,oci-mediatypes=true --metadata-file" in app
+    assert "--output type=image,compression=zstd,force-compression=true,oci-mediatypes=true --metadata-file" in app
 
 
 def test_dry_run_cache_blobs_follow_each_images_layer_compression(tmp_path, capsys):

@@ -52,8 +52,10 @@ DEFAULT_APP_REPO = "modelbake/app"
 # Layer compression, from bench/results.md (real-size models, 2 cores): weights barely compress (gzip -1 and
 # zstd -3 both save ~8%) while gzip costs ~24 s per GiB to write and ~10 s per GiB to unpack. The models image
 # is uncompressed and forced (the blob IS the diff: nothing to compress, nothing to decompress on restore, and
-# the cache exports reuse the same blobs); the app image's new layers are zstd, which keeps its venv small for
-# a push at ~2 s per GiB of model layers. Layers that already have a blob keep it (no force) in the app.
+# the cache exports reuse the same blobs); the app image's layers are zstd, which keeps its venv small for a
+# push at ~2 s per GiB of model layers. Forced there too, or a layer the build cache already held with a gzip
+# blob would keep it and the image's compression would depend on the engine's history (BuildKit keeps the
+# converted blob, so only the first export of a layer pays).
 DEFAULT_MODEL_LAYER_COMPRESSION = "uncompressed"
 DEFAULT_APP_LAYER_COMPRESSION = "zstd"
 
@@ -110,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--app-layer-compression",
         choices=LAYER_COMPRESSIONS,
         default=DEFAULT_APP_LAYER_COMPRESSION,
-        help="compression of the app image's new layers (default zstd, OCI media types)",
+        help="compression of the app image's layers, forced (default zstd, OCI media types)",
     )
     p.add_argument(
         "--cache-budget",
@@ -284,6 +286,7 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
             platform=args.platform,
             push=args.push,
             layer_compression=args.app_layer_compression,
+            force_compression=True,
             label="app",
         )
     reusable = (
