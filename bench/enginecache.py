@@ -9,19 +9,16 @@ the deps layer (`pip install` into /opt/venv) even when someone else's build cre
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
-
-import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "tests") not in sys.path:
     sys.path.insert(0, str(REPO / "tests"))
+
+from localregistry import Registry  # noqa: E402,F401  (tests/localregistry.py; bench.scenarios takes it from here)
 
 import buildcache  # noqa: E402  (tests/buildcache.py)
 from buildcache import prune_records_created_since  # noqa: E402
@@ -57,57 +54,6 @@ def exit_on_sigterm() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Registry:
-    """Debian's docker-registry (distribution 2.8) on 127.0.0.1, as the `registry` test fixture starts it."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.proc: subprocess.Popen | None = None
-        self.host = ""
-
-    def __enter__(self) -> Registry:
-        exe = shutil.which("docker-registry")
-        if exe is None:
-            raise RuntimeError("docker-registry missing: apt-get install docker-registry")
-        self.root.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        config = self.root / "config.yml"
-        config.write_text(
-            "version: 0.1\nlog:\n  level: warn\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {self.data}\n"
-            f"http:\n  addr: 127.0.0.1:{port}\n"
-        )
-        with (self.root / "registry.log").open("wb") as log:
-            self.proc = subprocess.Popen([exe, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError((self.root / "registry.log").read_text())
-            time.sleep(0.2)
-        self.host = f"127.0.0.1:{port}"
-        return self
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
 
 
 def tree_bytes(path: Path) -> int:

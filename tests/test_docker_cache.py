@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from localregistry import Registry
 
 from buildcache import fresh_base_image, prune_records_created_since
 from conftest import BASE_IMAGE, CA_BUNDLE, REPO, mirror_args
@@ -40,42 +40,13 @@ def fresh_base(images) -> str:
     return tag
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     """Debian's docker-registry (distribution 2.8) on 127.0.0.1; the engine accepts plain HTTP to loopback."""
-    exe = shutil.which("docker-registry")
-    if exe is None:
+    if shutil.which("docker-registry") is None:
         pytest.skip("docker-registry missing: apt-get install docker-registry (.ci/run installs it)")
-    root = tmp_path_factory.mktemp("registry")
-    port = _free_port()
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: warn\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    with (root / "registry.log").open("wb") as log:
-        proc = subprocess.Popen([exe, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, (root / "registry.log").read_text()
-            time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with Registry(tmp_path_factory.mktemp("registry")) as running:
+        yield running.host
 
 
 @pytest.fixture
