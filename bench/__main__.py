@@ -75,6 +75,7 @@ def run(args: argparse.Namespace, command: str) -> Outcome:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="modelbake-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     models = tiny_models(work / "tiny") if args.tiny else realsize_models(args.root)
+    _warn_if_disk_is_short(models.total_bytes)
     bench = Bench(models, work, args.bandwidth * 1e6)
     try:
         warm = bench.warm_up()
@@ -134,6 +135,20 @@ def run(args: argparse.Namespace, command: str) -> Outcome:
         if not r.ok:
             outcome.notes.append(f"{r.approach} {r.scenario} FAILED: {r.error}")
     return outcome
+
+
+def _warn_if_disk_is_short(model_bytes: int) -> None:
+    """A run keeps images, build records and a cache of the models at once: at 3 GB of models it took ~32 GB
+    of the engine's disk at its peak, and one run that started with less died with ENOSPC mid-build."""
+    root = Path("/var/lib/docker")
+    free = shutil.disk_usage(root if root.is_dir() else Path("/")).free
+    need = 10 * model_bytes
+    if free < need:
+        print(
+            f"bench: warning: {free / 1e9:.0f} GB free for the engine, a run at this size needs about "
+            f"{need / 1e9:.0f} GB (`docker buildx prune --keep-storage 15gb` frees old build records)",
+            file=sys.stderr,
+        )
 
 
 def layer_table(report: dict, blobs: list[dict], spacy_unpacked: int) -> list[dict]:
