@@ -217,7 +217,7 @@ def _layer_section(o: Outcome) -> list[str]:
     lines = [
         "## Image and layer sizes vs. model file bytes",
         "",
-        "| model | files | layer (app image) | overhead | compressed blob (models image) |",
+        "| model | files | layer (app image) | overhead | blob (models image, as stored) |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for m in o.layers:

@@ -73,11 +73,7 @@ def prune_records_created_since(since: datetime, keep: tuple[str, ...] = (), des
     removed = 0
     for _ in range(6):
         records = cache_records()
-        protected = (
-            _kept_with_descendants(records, keep)
-            if descendants
-            else {r["ID"] for r in records if any(k in r.get("Description", "") for k in keep)}
-        )
+        protected = _kept_with_descendants(records, keep) if descendants else _kept(records, keep)
         ids = [r["ID"] for r in records if (t := created_at(r)) is not None and t >= since and r["ID"] not in protected]
         if not ids:
             break
@@ -90,9 +86,14 @@ def prune_records_created_since(since: datetime, keep: tuple[str, ...] = (), des
     return removed
 
 
+def _kept(records: list[dict[str, str]], keep: tuple[str, ...]) -> set[str]:
+    """IDs of the records whose description contains one of `keep`."""
+    return {r["ID"] for r in records if any(k in r.get("Description", "") for k in keep)}
+
+
 def _kept_with_descendants(records: list[dict[str, str]], keep: tuple[str, ...]) -> set[str]:
     """IDs of the records matching `keep`, and of every record whose chain of parents reaches one of them."""
-    kept = {r["ID"] for r in records if any(k in r.get("Description", "") for k in keep)}
+    kept = _kept(records, keep)
     parent = {r["ID"]: r.get("Parent", "").split()[0] if r.get("Parent") else "" for r in records}
     protected = set(kept)
     for record_id in parent:
