@@ -3,42 +3,32 @@
 Tests that prove a restore from a remote cache must first make the engine forget what it built. Wiping the
 whole build cache (`docker buildx prune -af`) would also throw away the app's deps layer that other tests
 and the next CI run reuse, so these helpers remove only chosen records: `docker buildx prune --filter id=`
-deletes exactly the named record with buildx 0.13 and dockerd 26.1's builder.
+deletes exactly the named record (checked with buildx 0.29 and dockerd 28.5's builder).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import uuid
 from datetime import datetime
 
 
-def cache_records() -> list[dict[str, str]]:
-    """`docker buildx du --verbose` as dicts (buildx 0.13 has no --format json); a line `ID:` starts a record,
-    lines without a `Key:` prefix continue the previous field (multi-line RUN descriptions)."""
+def cache_records() -> list[dict]:
+    """`docker buildx du --format json`: one JSON object per line, one per record (buildx >= 0.2x).
+
+    Each has `ID`, `Description`, `CreatedAt` (`2026-11-26 12:42:01.181913067 +0000 UTC`) and `Parents`
+    (a list: a `COPY --link` record has several)."""
     out = subprocess.run(
-        ["docker", "buildx", "du", "--verbose"], capture_output=True, text=True, check=True, timeout=60
+        ["docker", "buildx", "du", "--format", "json"], capture_output=True, text=True, check=True, timeout=60
     ).stdout
-    records: list[dict[str, str]] = []
-    last = None
-    for line in out.splitlines():
-        m = re.match(r"^([A-Z][A-Za-z ]*):\t+(.*)$", line)
-        if m and m[1] == "ID":
-            records.append({})
-        if not records:
-            continue
-        if m:
-            last = m[1]
-            records[-1][last] = m[2]
-        elif last is not None and line.strip():
-            records[-1][last] += "\n" + line
-    return [r for r in records if "ID" in r]
+    return [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
 
 
-def created_at(record: dict[str, str]) -> datetime | None:
+def created_at(record: dict) -> datetime | None:
     """`2026-11-26 12:42:01.181913067 +0000 UTC` -> an aware datetime (microseconds)."""
-    m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d+))? ([+-]\d{4})", record.get("Created at", ""))
+    m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d+))? ([+-]\d{4})", record.get("CreatedAt") or "")
     if not m:
         return None
     frac = (m[2] or "0")[:6].ljust(6, "0")
@@ -86,23 +76,22 @@ def prune_records_created_since(since: datetime, keep: tuple[str, ...] = (), des
     return removed
 
 
-def _kept(records: list[dict[str, str]], keep: tuple[str, ...]) -> set[str]:
+def _kept(records: list[dict], keep: tuple[str, ...]) -> set[str]:
     """IDs of the records whose description contains one of `keep`."""
     return {r["ID"] for r in records if any(k in r.get("Description", "") for k in keep)}
 
 
-def _kept_with_descendants(records: list[dict[str, str]], keep: tuple[str, ...]) -> set[str]:
-    """IDs of the records matching `keep`, and of every record whose chain of parents reaches one of them."""
-    kept = _kept(records, keep)
-    parent = {r["ID"]: r.get("Parent", "").split()[0] if r.get("Parent") else "" for r in records}
-    protected = set(kept)
-    for record_id in parent:
-        chain, node = [], record_id
-        while node and node not in protected and node not in chain:
-            chain.append(node)
-            node = parent.get(node, "")
-        if node in protected:
-            protected.update(chain)
+def _kept_with_descendants(records: list[dict], keep: tuple[str, ...]) -> set[str]:
+    """IDs of the records matching `keep`, and of every record with one of them among its ancestors."""
+    parents = {r["ID"]: list(r.get("Parents") or []) for r in records}
+    protected = _kept(records, keep)
+    changed = True
+    while changed:
+        changed = False
+        for record_id, ups in parents.items():
+            if record_id not in protected and any(p in protected for p in ups):
+                protected.add(record_id)
+                changed = True
     return protected
 
 

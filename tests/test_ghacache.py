@@ -1,9 +1,9 @@
-"""The GitHub Actions cache emulator (v1 protocol), driven over HTTP the way go-actions-cache drives it.
+"""The GitHub Actions cache emulator (v2 protocol), driven over HTTP the way BuildKit's client drives it.
 
-Requests mirror the client's (BuildKit 0.13 vendors tonistiigi/go-actions-cache, cache.go): the constant
-`version`, `Authorization: Bearer`, chunk uploads with `Content-Range: bytes a-b/*` and chunked transfer
-encoding, 4 at a time and out of order, then a commit with the size, and an archive GET without auth that
-resumes with `Range: bytes=N-`.
+Requests mirror go-actions-cache `cache_v2.go` and the Azure SDK's blockblob client it uses: twirp JSON calls
+with `Authorization: Bearer`, the constant `version`; a blob under 1 MiB is one Put Blob, a larger one is
+Put Block per 1 MiB block (one at a time) then Put Block List; a download is a GET with `x-ms-range: bytes=N-`
+when it resumes at N. Answers are checked against what that client reads, and against what GitHub refuses.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -25,7 +28,7 @@ from modelbake.ghacache import GO_ACTIONS_CACHE_VERSION, GhaCacheServer, make_to
 
 pytestmark = [pytest.mark.unit, pytest.mark.loopback]
 
-API = "_apis/artifactcache"
+SERVICE = "twirp/github.actions.results.api.v1.CacheService"
 V = GO_ACTIONS_CACHE_VERSION
 MIB = 1024 * 1024
 
@@ -36,193 +39,227 @@ def gha(tmp_path):
         yield server
 
 
-def client(server: GhaCacheServer, token: str | None = None, timeout: float = 10) -> httpx.Client:
-    headers = {"Accept": "application/json;api-version=6.0-preview.1"}
+def twirp(server: GhaCacheServer, method: str, body: dict, token: str | None = None, timeout: float = 10):
+    headers = {"Content-Type": "application/json", "User-Agent": "buildkit/v0.25"}
     if token != "":
         headers["Authorization"] = f"Bearer {token or server.token}"
-    return httpx.Client(base_url=server.url, headers=headers, timeout=timeout)
+    with httpx.Client(timeout=timeout) as c:
+        return c.post(f"{server.url}{SERVICE}/{method}", json=body, headers=headers)
 
 
-def lookup(c: httpx.Client, *keys: str, version: str = V) -> httpx.Response:
-    return c.get(f"{API}/cache", params={"keys": ",".join(keys), "version": version})
+def lookup(server: GhaCacheServer, key: str, *restore: str, token: str | None = None, version: str = V):
+    return twirp(server, "GetCacheEntryDownloadURL", {"key": key, "restore_keys": [key, *restore], "version": version}, token)
 
 
-def reserve(c: httpx.Client, key: str, version: str = V) -> int:
-    r = c.post(f"{API}/caches", json={"key": key, "version": version})
-    assert r.status_code == 201, r.text
-    return r.json()["cacheId"]
+def with_query(url: str, **params: str) -> str:
+    """The signed URL with more query parameters, as the Azure client adds `comp` and `blockid` to it."""
+    return f"{url}&{urlencode(params)}"
 
 
-def patch(c: httpx.Client, cache_id: int, data: bytes, start: int, chunked: bool = True) -> httpx.Response:
-    headers = {"Content-Type": "application/octet-stream", "Content-Range": f"bytes {start}-{start + len(data) - 1}/*"}
-    # An iterator body makes httpx send `Transfer-Encoding: chunked`, as Go does for a SectionReader body.
-    body = iter([data[: len(data) // 3], data[len(data) // 3 :]]) if chunked else data
-    return c.patch(f"{API}/caches/{cache_id}", content=body, headers=headers)
+def upload(url: str, data: bytes, block: int = MIB) -> str:
+    """The Azure client's UploadStream: Put Blob under one block, else Put Block each, then Put Block List."""
+    with httpx.Client(timeout=30) as c:
+        if len(data) < block:
+            r = c.put(url, content=data, headers={"x-ms-blob-type": "BlockBlob", "x-ms-version": "2024-11-04"})
+            assert r.status_code == 201, r.text
+            return r.headers["x-ms-request-id"]
+        prefix = uuid.uuid4().bytes
+        ids = []
+        for n, start in enumerate(range(0, len(data), block)):
+            block_id = base64.b64encode(prefix + n.to_bytes(4, "big") + bytes(44)).decode()
+            r = c.put(with_query(url, comp="block", blockid=block_id), content=data[start : start + block])
+            assert r.status_code == 201, r.text
+            assert r.headers["x-ms-request-id"]
+            ids.append(block_id)
+        body = "<?xml version='1.0' encoding='utf-8'?><BlockList>" + "".join(f"<Latest>{i}</Latest>" for i in ids)
+        r = c.put(with_query(url, comp="blocklist"), content=body + "</BlockList>")
+        assert r.status_code == 201, r.text
+        return r.headers["x-ms-request-id"]
 
 
-def commit(c: httpx.Client, cache_id: int, size: int) -> httpx.Response:
-    return c.post(f"{API}/caches/{cache_id}", json={"size": size})
+def save(server: GhaCacheServer, key: str, data: bytes, token: str | None = None) -> str:
+    """The client's Save: CreateCacheEntry, upload to the signed URL, FinalizeCacheEntryUpload."""
+    r = twirp(server, "CreateCacheEntry", {"key": key, "version": V}, token)
+    assert r.status_code == 200, r.text
+    assert r.json()["ok"] is True
+    upload(r.json()["signed_upload_url"], data)
+    r = twirp(server, "FinalizeCacheEntryUpload", {"key": key, "size_bytes": len(data), "version": V}, token)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["ok"] is True and isinstance(answer["entry_id"], str)  # a JSON string, as the client reads it
+    return answer["entry_id"]
 
 
-def save(server: GhaCacheServer, key: str, data: bytes, chunk: int = MIB, token: str | None = None) -> int:
-    """The client's Save: reserve, chunks 4 in parallel (the last one first), commit."""
-    offsets = list(range(0, len(data), chunk))[::-1]
-    with client(server, token) as c:
-        cache_id = reserve(c, key)
-
-        def one(start: int) -> int:
-            with client(server, token) as own:
-                return patch(own, cache_id, data[start : start + chunk], start).status_code
-
-        with ThreadPoolExecutor(4) as pool:
-            assert set(pool.map(one, offsets)) == {204}
-        r = commit(c, cache_id, len(data))
-        assert r.status_code == 204, r.text
-    return cache_id
+def download(url: str, offset: int = 0) -> httpx.Response:
+    headers = {"x-ms-version": "2024-11-04"}
+    if offset:
+        headers["x-ms-range"] = f"bytes={offset}-"
+    with httpx.Client(timeout=30) as c:
+        return c.get(url, headers=headers)
 
 
 def blob(n: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(n)
 
 
-def test_miss_is_204_with_empty_body(gha):
-    with client(gha) as c:
-        r = lookup(c, "buildkit-blob-1-sha256:abc")
-    assert r.status_code == 204
-    assert r.content == b""
-
-
-def test_save_then_hit_then_download_with_range(gha):
-    data = blob(3 * MIB + 12345)
-    cache_id = save(gha, "buildkit-blob-1-sha256:aaaa", data)
-    assert gha.bytes_uploaded == len(data)
-    assert gha.entry_count == 1
-    with client(gha) as c:
-        r = lookup(c, "buildkit-blob-1-sha256:aaaa")
+def test_a_miss_is_http_200_with_ok_false(gha):
+    r = lookup(gha, "buildkit-blob-1-sha256:abc")
     assert r.status_code == 200
-    hit = r.json()
-    assert hit["cacheKey"] == "buildkit-blob-1-sha256:aaaa"
-    assert hit["scope"] == "refs/heads/main"
-    assert hit["cacheVersion"] == V
-    assert hit["archiveLocation"].startswith(gha.url.rstrip("/"))
-    assert hit["archiveLocation"].endswith(f"/{cache_id}")
-    with httpx.Client(timeout=10) as plain:  # no Authorization: the URL is pre-signed on GitHub
-        whole = plain.get(hit["archiveLocation"])
-        assert whole.status_code == 200
-        assert whole.content == data
-        offset = 2 * MIB + 7
-        part = plain.get(hit["archiveLocation"], headers={"Range": f"bytes={offset}-"})
-        assert part.status_code == 206
-        assert part.headers["Content-Range"] == f"bytes {offset}-{len(data) - 1}/{len(data)}"
-        assert part.content == data[offset:]
-        beyond = plain.get(hit["archiveLocation"], headers={"Range": f"bytes={len(data)}-"})
-        assert beyond.status_code == 416
+    assert r.json()["ok"] is False
+
+
+def test_save_in_blocks_then_hit_then_download_with_x_ms_range(gha):
+    data = blob(3 * MIB + 12345)
+    save(gha, "buildkit-blob-1-sha256:aaaa", data)
+    assert gha.bytes_uploaded == len(data)
+    assert [e.key for e in gha.entries] == ["buildkit-blob-1-sha256:aaaa"]
+    hit = lookup(gha, "buildkit-blob-1-sha256:aaaa").json()
+    assert hit["ok"] is True and hit["matched_key"] == "buildkit-blob-1-sha256:aaaa"
+    url = hit["signed_download_url"]
+    assert url.startswith(gha.url.rstrip("/")) and "sig=" in url
+    whole = download(url)  # no Authorization: a SAS URL carries its own
+    assert whole.status_code == 200 and whole.content == data
+    assert int(whole.headers["Content-Length"]) == len(data)
+    for name in ("Last-Modified", "Date", "x-ms-creation-time"):  # the Go client parses these as RFC 1123
+        parsedate_to_datetime(whole.headers[name])
+    assert whole.headers["x-ms-request-id"] and whole.headers["x-ms-blob-type"] == "BlockBlob"
+    offset = 2 * MIB + 7
+    part = download(url, offset)
+    assert part.status_code == 206
+    assert part.headers["Content-Range"] == f"bytes {offset}-{len(data) - 1}/{len(data)}"
+    assert part.content == data[offset:]
+    assert download(url, len(data)).status_code == 416
     assert gha.bytes_downloaded == len(data) + len(data) - offset
 
 
-def test_plain_content_length_chunks_work_too(gha):
-    data = blob(100_000, seed=1)
-    with client(gha) as c:
-        cache_id = reserve(c, "k-plain")
-        assert patch(c, cache_id, data[50_000:], 50_000, chunked=False).status_code == 204
-        assert patch(c, cache_id, data[:50_000], 0, chunked=False).status_code == 204
-        assert commit(c, cache_id, len(data)).status_code == 204
-        location = lookup(c, "k-plain").json()["archiveLocation"]
-        assert c.get(location).content == data
+def test_a_small_blob_is_one_put_blob_with_the_headers_the_client_reads(gha):
+    r = twirp(gha, "CreateCacheEntry", {"key": "index-x-1-abcd#1", "version": V})
+    url = r.json()["signed_upload_url"]
+    with httpx.Client(timeout=10) as c:
+        put = c.put(url, content=b"{}", headers={"x-ms-blob-type": "BlockBlob"})
+    assert put.status_code == 201
+    assert put.headers["x-ms-request-id"]  # dereferenced by go-actions-cache after the upload
+    parsedate_to_datetime(put.headers["Last-Modified"])
+    assert put.headers["ETag"].startswith('"') and put.headers["x-ms-request-server-encrypted"] == "true"
+    r = twirp(gha, "FinalizeCacheEntryUpload", {"key": "index-x-1-abcd#1", "size_bytes": "2", "version": V})
+    assert r.json()["ok"] is True  # size_bytes as a string: protobuf's JSON form of an int64
+    assert download(lookup(gha, "index-x-1-abcd#").json()["signed_download_url"]).content == b"{}"
 
 
 def test_prefix_match_returns_the_newest(gha):
     save(gha, "index-s-1-abcd#1", b"one")
     save(gha, "index-s-1-abcd#2", b"two")
     save(gha, "index-other-1-abcd#9", b"other")
-    with client(gha) as c:
-        assert lookup(c, "index-s-1-abcd#").json()["cacheKey"] == "index-s-1-abcd#2"
-        assert lookup(c, "index-s-1-abcd").json()["cacheKey"] == "index-s-1-abcd#2"
-        # keys are tried in order: the first that matches wins
-        assert lookup(c, "nothing-", "index-s-1-abcd#1").json()["cacheKey"] == "index-s-1-abcd#1"
-        assert lookup(c, "index-s-1-abcd#1", "index-other").json()["cacheKey"] == "index-s-1-abcd#1"
-        # an exact match beats a newer entry that merely starts with the key
-        save(gha, "index-s-1-abcd#1-newer", b"x")
-        assert lookup(c, "index-s-1-abcd#1").json()["cacheKey"] == "index-s-1-abcd#1"
-        assert lookup(c, "index-s-1-abcd#3").status_code == 204
+    assert lookup(gha, "index-s-1-abcd#").json()["matched_key"] == "index-s-1-abcd#2"
+    # restore keys are tried in order after the key: the first that matches wins
+    assert lookup(gha, "nothing-", "index-s-1-abcd#1").json()["matched_key"] == "index-s-1-abcd#1"
+    save(gha, "index-s-1-abcd#1-newer", b"x")
+    assert lookup(gha, "index-s-1-abcd#1").json()["matched_key"] == "index-s-1-abcd#1"  # exact beats newer
+    assert lookup(gha, "index-s-1-abcd#3").json()["ok"] is False
 
 
-def test_duplicate_key_is_409_already_exists_even_before_commit(gha):
-    with client(gha) as c:
-        reserve(c, "k")
-        r = c.post(f"{API}/caches", json={"key": "k", "version": V})
-        assert r.status_code == 409
-        body = r.json()
-        assert "AlreadyExists" in body["typeKey"]
-        assert body["message"]  # the client only surfaces an error with a message
-        # another version of the same key is another entry
-        assert reserve(c, "k", version="other") > 0
+def test_a_duplicate_key_is_twirp_already_exists_even_before_finalize(gha):
+    assert twirp(gha, "CreateCacheEntry", {"key": "k", "version": V}).status_code == 200
+    r = twirp(gha, "CreateCacheEntry", {"key": "k", "version": V})
+    assert r.status_code == 409
+    assert r.json()["code"] == "already_exists"  # the client maps this code to os.ErrExist
+    assert twirp(gha, "CreateCacheEntry", {"key": "k", "version": "other"}).json()["ok"] is True
 
 
-def test_no_bearer_token_is_401(gha):
+def test_finalize_needs_the_uploaded_blob_of_exactly_that_size(gha):
+    url = twirp(gha, "CreateCacheEntry", {"key": "k", "version": V}).json()["signed_upload_url"]
+    early = twirp(gha, "FinalizeCacheEntryUpload", {"key": "k", "size_bytes": 3, "version": V})
+    assert early.status_code == 412 and early.json()["code"] == "failed_precondition"
+    upload(url, b"abc")
+    wrong = twirp(gha, "FinalizeCacheEntryUpload", {"key": "k", "size_bytes": 4, "version": V})
+    assert wrong.status_code == 400 and wrong.json()["code"] == "invalid_argument"
+    assert lookup(gha, "k").json()["ok"] is False  # not visible before a good finalize
+    assert twirp(gha, "FinalizeCacheEntryUpload", {"key": "k", "size_bytes": 3, "version": V}).json()["ok"]
+    again = twirp(gha, "FinalizeCacheEntryUpload", {"key": "k", "size_bytes": 3, "version": V})
+    assert again.status_code == 404
+    with httpx.Client(timeout=10) as c:  # the upload URL is dead once the entry is final
+        late = c.put(url, content=b"x", headers={"x-ms-blob-type": "BlockBlob"})
+    assert late.status_code == 404 and late.headers["x-ms-error-code"] == "BlobNotFound"
+
+
+def test_a_block_list_naming_an_unstaged_block_is_refused(gha):
+    url = twirp(gha, "CreateCacheEntry", {"key": "k", "version": V}).json()["signed_upload_url"]
+    ghost = base64.b64encode(bytes(64)).decode()
+    with httpx.Client(timeout=10) as c:
+        r = c.put(with_query(url, comp="blocklist"), content=f"<BlockList><Latest>{ghost}</Latest></BlockList>")
+        assert r.status_code == 400 and r.headers["x-ms-error-code"] == "InvalidBlockList"
+        assert b"<Code>InvalidBlockList</Code>" in r.content
+        bad_id = c.put(with_query(url, comp="block", blockid="not base64!"), content=b"x")
+        assert bad_id.status_code == 400
+
+
+def test_no_or_bad_bearer_token_is_twirp_unauthenticated(gha):
     save(gha, "k", b"data")
-    with client(gha, token="") as c:
-        assert lookup(c, "k").status_code == 401
-        assert c.post(f"{API}/caches", json={"key": "k2", "version": V}).status_code == 401
-        assert (
-            c.get(f"{API}/cache", params={"keys": "k", "version": V}, headers={"Authorization": "Basic x"}).status_code
-            == 401
-        )
-        assert (
-            c.get(
-                f"{API}/cache", params={"keys": "k", "version": V}, headers={"Authorization": "Bearer nope"}
-            ).status_code
-            == 401
-        )
+    assert lookup(gha, "k", token="").status_code == 401
+    assert lookup(gha, "k", token="nope").json()["code"] == "unauthenticated"
     expired = make_token(now=time.time() - 7 * 3600)
-    with client(gha, token=expired) as c:
-        assert lookup(c, "k").status_code == 401
-    with client(gha) as c:
-        location = lookup(c, "k").json()["archiveLocation"]
-    with httpx.Client(timeout=10) as plain:
-        assert plain.get(location).status_code == 200  # archives need no token
+    assert lookup(gha, "k", token=expired).status_code == 401
+    with httpx.Client(timeout=10) as c:  # Basic is not Bearer
+        headers = {"Authorization": "Basic eDp5", "Content-Type": "application/json"}
+        r = c.post(f"{gha.url}{SERVICE}/GetCacheEntryDownloadURL", json={"key": "k", "version": V}, headers=headers)
+    assert r.status_code == 401
+    assert download(lookup(gha, "k").json()["signed_download_url"]).status_code == 200  # SAS URLs need no token
 
 
-def test_version_mismatch_is_a_miss(gha):
-    save(gha, "k", b"data")
-    with client(gha) as c:
-        assert lookup(c, "k").status_code == 200
-        assert lookup(c, "k", version="0" * 64).status_code == 204
+def test_twirp_routing_is_strict(gha):
+    with httpx.Client(timeout=10) as c:
+        headers = {"Authorization": f"Bearer {gha.token}"}
+        wrong_type = c.post(f"{gha.url}{SERVICE}/GetCacheEntryDownloadURL", content=b"{}", headers=headers)
+        assert wrong_type.status_code == 404 and wrong_type.json()["code"] == "bad_route"
+        get = c.get(f"{gha.url}{SERVICE}/GetCacheEntryDownloadURL", headers=headers)
+        assert get.status_code == 404
+    assert twirp(gha, "DeleteCacheEntry", {"key": "k"}).status_code == 404
+    assert twirp(gha, "GetCacheEntryDownloadURL", {"key": "", "version": V}).json()["code"] == "invalid_argument"
+    r = twirp(gha, "GetCacheEntryDownloadURL", {"key": "k", "version": V, "restore_keys": "k"})
+    assert r.status_code == 400
 
 
-def test_uncommitted_entries_are_invisible(gha):
-    with client(gha) as c:
-        cache_id = reserve(c, "k")
-        assert patch(c, cache_id, b"abc", 0).status_code == 204
-        assert lookup(c, "k").status_code == 204
-        assert gha.entry_count == 0
-        assert c.get(f"/_archives/{cache_id}").status_code == 404
+def test_the_retired_v1_api_is_not_served(gha):
+    with httpx.Client(timeout=10, headers={"Authorization": f"Bearer {gha.token}"}) as c:
+        r = c.get(f"{gha.url}_apis/artifactcache/cache", params={"keys": "k", "version": V})
+    assert r.status_code == 404
+    assert [(x.method, x.status) for x in gha.requests] == [("GET", 404)]
 
 
-def test_commit_with_wrong_size_or_a_hole_is_rejected(gha):
-    with client(gha) as c:
-        cache_id = reserve(c, "k")
-        assert patch(c, cache_id, b"a" * 10, 0).status_code == 204
-        assert patch(c, cache_id, b"c" * 10, 20).status_code == 204
-        too_big = commit(c, cache_id, 40)
-        assert too_big.status_code == 400
-        assert "does not match" in too_big.json()["message"]
-        assert commit(c, cache_id, 30).status_code == 400  # bytes 10-19 never arrived
-        assert lookup(c, "k").status_code == 204
-        assert patch(c, cache_id, b"b" * 10, 10).status_code == 204
-        assert commit(c, cache_id, 30).status_code == 204  # the reservation survived the failed commits
-        assert c.get(lookup(c, "k").json()["archiveLocation"]).content == b"a" * 10 + b"b" * 10 + b"c" * 10
-        assert commit(c, cache_id, 30).status_code == 400  # committed once only
-        assert patch(c, cache_id, b"x", 0).status_code == 400
+def test_signed_urls_cannot_be_forged_or_reused_for_another_blob_or_verb(gha):
+    save(gha, "a", b"aaa")
+    save(gha, "b", b"bbb")
+    url_a = lookup(gha, "a").json()["signed_download_url"]
+    url_b = lookup(gha, "b").json()["signed_download_url"]
+    forged = url_a.replace("/download/", "/upload/")
+    other = url_b.split("?")[0] + "?" + url_a.split("?")[1]
+    for url in (forged, other, url_a.split("?")[0], url_a.replace("sig=", "sig=x")):
+        r = download(url)
+        assert r.status_code == 403 and r.headers["x-ms-error-code"] == "AuthenticationFailed", url
+    with httpx.Client(timeout=10) as c:
+        r = c.put(url_a, content=b"x", headers={"x-ms-blob-type": "BlockBlob"})
+    assert r.status_code == 403 and r.headers["x-ms-error-code"] == "AuthorizationPermissionMismatch"
 
 
-def test_body_and_content_range_must_agree(gha):
-    with client(gha) as c:
-        cache_id = reserve(c, "k")
-        headers = {"Content-Range": "bytes 0-9/*"}
-        assert c.patch(f"{API}/caches/{cache_id}", content=b"short", headers=headers).status_code == 400
-        assert c.patch(f"{API}/caches/{cache_id}", content=b"x", headers={"Content-Range": "0-0"}).status_code == 400
-        assert c.patch(f"{API}/caches/999", content=b"x", headers={"Content-Range": "bytes 0-0/*"}).status_code == 404
+def test_expired_urls_answer_403_and_a_fresh_lookup_works(gha):
+    """What BuildKit meets when a long build outlives its signed URL: it asks the service again, once."""
+    save(gha, "k", b"payload")
+    stale = lookup(gha, "k").json()["signed_download_url"]
+    gha.faults.expire_signed_urls()
+    time.sleep(0.01)
+    r = download(stale)
+    assert r.status_code == 403 and r.headers["x-ms-error-code"] == "AuthenticationFailed"
+    fresh = lookup(gha, "k").json()["signed_download_url"]
+    assert download(fresh).content == b"payload"
+
+
+def test_short_lived_urls_expire_by_themselves(tmp_path):
+    with GhaCacheServer(tmp_path / "gha", url_ttl=0.5) as gha:
+        save(gha, "k", b"x")
+        url = lookup(gha, "k").json()["signed_download_url"]
+        assert download(url).status_code == 200
+        time.sleep(1.0)
+        assert download(url).status_code == 403
 
 
 def test_scopes_follow_the_token(gha):
@@ -230,20 +267,22 @@ def test_scopes_follow_the_token(gha):
     save(gha, "from-main", b"main")
     pr = gha.make_token([("refs/heads/main", 1), "refs/pull/7/merge"])
     save(gha, "from-pr", b"pr", token=pr)
-    with client(gha, pr) as c:
-        assert lookup(c, "from-main").json()["scope"] == "refs/heads/main"
-        assert lookup(c, "from-pr").json()["scope"] == "refs/pull/7/merge"
-    with client(gha) as c:
-        assert lookup(c, "from-pr").status_code == 204  # main does not see a PR's entries
-    # the PR's own scope is searched first: its entry shadows main's under the same key
+    assert lookup(gha, "from-main", token=pr).json()["ok"] is True
+    assert lookup(gha, "from-pr", token=pr).json()["ok"] is True
+    assert lookup(gha, "from-pr").json()["ok"] is False  # main does not see a PR's entries
     save(gha, "shared", b"main's")
-    save(gha, "shared", b"pr's", token=pr)
-    with client(gha, pr) as c:
-        assert c.get(lookup(c, "shared").json()["archiveLocation"]).content == b"pr's"
+    save(gha, "shared", b"pr's", token=pr)  # the same key in another scope is another entry
+    assert download(lookup(gha, "shared", token=pr).json()["signed_download_url"]).content == b"pr's"
     read_only = gha.make_token([("refs/heads/main", 1)])
-    with client(gha, read_only) as c:
-        assert lookup(c, "from-main").status_code == 200
-        assert c.post(f"{API}/caches", json={"key": "x", "version": V}).status_code == 403
+    assert lookup(gha, "from-main", token=read_only).json()["ok"] is True
+    denied = twirp(gha, "CreateCacheEntry", {"key": "x", "version": V}, token=read_only)
+    assert denied.status_code == 403 and denied.json()["code"] == "permission_denied"
+
+
+def test_version_mismatch_is_a_miss(gha):
+    save(gha, "k", b"data")
+    assert lookup(gha, "k").json()["ok"] is True
+    assert lookup(gha, "k", version="0" * 64).json()["ok"] is False
 
 
 def test_token_claims_are_what_the_client_requires():
@@ -261,52 +300,45 @@ def test_token_claims_are_what_the_client_requires():
     assert parsed.read_scopes == ["refs/pull/1/merge", "refs/heads/main"]
 
 
-def test_entries_survive_a_restart_and_ids_keep_growing(tmp_path):
+def test_entries_survive_a_restart_and_uploads_in_progress_do_not(tmp_path):
     root = tmp_path / "gha"
     with GhaCacheServer(root) as first:
-        first_id = save(first, "k", b"kept")
-        with client(first) as c:
-            cache_id = reserve(c, "half")
-            patch(c, cache_id, b"x", 0)
+        save(first, "k", b"kept")
+        half = twirp(first, "CreateCacheEntry", {"key": "half", "version": V}).json()["signed_upload_url"]
+        upload(half, b"x")
     with GhaCacheServer(root) as second:
         assert [e.key for e in second.entries] == ["k"]
-        with client(second) as c:
-            assert c.get(lookup(c, "k").json()["archiveLocation"]).content == b"kept"
-            assert lookup(c, "half").status_code == 204  # uploads in progress are dropped
-            new_id = reserve(c, "new")
-            assert new_id > max(first_id, cache_id)
-    assert [p.name for p in (root / "uploads").iterdir()] == [f"{new_id}.part"]  # the first run's is gone
+        assert download(lookup(second, "k").json()["signed_download_url"]).content == b"kept"
+        assert lookup(second, "half").json()["ok"] is False
+        assert twirp(second, "CreateCacheEntry", {"key": "half", "version": V}).json()["ok"]  # free again
+    assert list((root / "uploads").iterdir()) == []
 
 
 def test_request_log_and_counters(gha):
     save(gha, "k", b"12345")
     log = gha.requests
-    assert [(r.method, r.status) for r in log] == [("POST", 201), ("PATCH", 204), ("POST", 204)]
+    assert [(r.method, r.status) for r in log] == [("POST", 200), ("PUT", 201), ("POST", 200)]
     assert log[1].bytes_received == 5
-    assert log[1].path == f"/{API}/caches/1"
     gha.clear_requests()
-    assert gha.requests == []
-    with client(gha) as c:
-        c.get(lookup(c, "k").json()["archiveLocation"])
+    download(lookup(gha, "k").json()["signed_download_url"])
     assert [(r.method, r.status, r.bytes_sent) for r in gha.requests][-1] == ("GET", 200, 5)
+    assert [e.key for e in gha.downloaded_entries()] == ["k"]
     assert (gha.bytes_uploaded, gha.bytes_downloaded) == (5, 5)
     gha.reset_counters()
     assert (gha.bytes_uploaded, gha.bytes_downloaded) == (0, 0)
 
 
-def test_stall_times_out_the_client_and_stop_still_returns(tmp_path):
+def test_stalled_downloads_hold_only_the_blob_and_stop_still_returns(tmp_path):
     server = GhaCacheServer(tmp_path / "gha").start()
-    url = server.url
     try:
-        server.faults.stall = True
-        with client(server, timeout=1) as c:
-            started = time.monotonic()
-            with pytest.raises(httpx.TimeoutException):
-                lookup(c, "k")
-            assert time.monotonic() - started < 5
-        assert [(r.method, r.status) for r in server.requests] == [("GET", 0)]  # reached, never answered
-        with client(server, timeout=30) as c, ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(lookup, c, "k")  # a handler stalled right now, as in a stalled build
+        save(server, "k", b"bytes")
+        url = lookup(server, "k").json()["signed_download_url"]
+        server.faults.stall_downloads = ""
+        assert lookup(server, "k").json()["ok"] is True  # the service still answers
+        with httpx.Client(timeout=1) as c, pytest.raises(httpx.TimeoutException):
+            c.get(url)
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(download, url)  # a handler stalled right now, as in a stalled build
             time.sleep(0.3)
             started = time.monotonic()
             server.stop()
@@ -315,21 +347,20 @@ def test_stall_times_out_the_client_and_stop_still_returns(tmp_path):
                 pending.result(timeout=5)  # the connection was closed, not left hanging
     finally:
         server.stop()
-    with pytest.raises(httpx.ConnectError), httpx.Client(timeout=2) as c:  # "down": a closed port
-        c.get(url)
 
 
-def test_stall_cleared_answers_again(gha):
+def test_a_full_stall_cleared_answers_again(gha):
     gha.faults.stall = True
-    with client(gha, timeout=10) as c, ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(lookup, c, "k")
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(lookup, gha, "k")
         time.sleep(0.3)
         assert not pending.done()
+        assert [(r.method, r.status) for r in gha.requests] == [("POST", 0)]  # reached, never answered
         gha.faults.clear()
-        assert pending.result(timeout=5).status_code == 204
+        assert pending.result(timeout=5).json()["ok"] is False
 
 
-def test_cli_serve_prints_url_and_token_and_stops_on_sigterm(tmp_path):
+def test_cli_serve_prints_the_runner_variables_and_stops_on_sigterm(tmp_path):
     root = tmp_path / "cli-root"
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelbake", "gha-cache", "serve", "--root", str(root)],
@@ -340,16 +371,14 @@ def test_cli_serve_prints_url_and_token_and_stops_on_sigterm(tmp_path):
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        fields = dict(part.split("=", 1) for part in line.split())
-        assert set(fields) == {"url", "token"}, line
-        assert fields["url"].startswith("http://127.0.0.1:") and fields["url"].endswith("/")
-        parse_token(fields["token"])
-        headers = {"Authorization": f"Bearer {fields['token']}"}
-        with httpx.Client(base_url=fields["url"], headers=headers, timeout=10) as c:
-            assert lookup(c, "k").status_code == 204
-            reserve(c, "k")
-        assert (root / "uploads").is_dir()
+        env = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(3))
+        assert env["ACTIONS_CACHE_SERVICE_V2"] == "True"
+        assert env["ACTIONS_RESULTS_URL"].startswith("http://127.0.0.1:") and env["ACTIONS_RESULTS_URL"].endswith("/")
+        parse_token(env["ACTIONS_RUNTIME_TOKEN"])
+        headers = {"Authorization": f"Bearer {env['ACTIONS_RUNTIME_TOKEN']}"}
+        with httpx.Client(timeout=10, headers=headers) as c:
+            r = c.post(f"{env['ACTIONS_RESULTS_URL']}{SERVICE}/GetCacheEntryDownloadURL", json={"key": "k", "version": V})
+        assert r.json()["ok"] is False
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:

@@ -68,9 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8765)
     s.add_argument("--log", type=Path, help="append one JSON line per request")
 
-    p = sub.add_parser("gha-cache", help="a local GitHub Actions cache service (v1) for BuildKit's type=gha")
+    p = sub.add_parser("gha-cache", help="a local GitHub Actions cache service (v2) for BuildKit's type=gha")
     gsub = p.add_subparsers(dest="gha_command", required=True)
-    s = gsub.add_parser("serve", help="serve a cache stored in --root DIR; prints `url=... token=...`")
+    s = gsub.add_parser("serve", help="serve a cache stored in --root DIR; prints the runner's ACTIONS_* variables pointing at it")
     s.add_argument("--root", type=Path, required=True, help="where entries are stored (created if missing)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=0, help="default 0: a free port chosen by the OS")

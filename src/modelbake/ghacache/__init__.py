@@ -1,9 +1,10 @@
-"""`modelbake gha-cache serve`: a local GitHub Actions cache service (v1 protocol) for BuildKit's `type=gha`.
+"""`modelbake gha-cache serve`: a local GitHub Actions cache service (the v2 protocol) for BuildKit's `type=gha`.
 
-Used by tests and benchmarks of the `--cache gha` path off GitHub:
+Used by tests and benchmarks of the `--cache gha` path off GitHub, driven with the runner's own variables:
 
     with GhaCacheServer(tmp_path / "gha") as gha:
-        buildx ... --cache-to gha.cache_to(scope="models") --cache-from gha.cache_from(scope="models")
+        subprocess.run([..., "docker", "buildx", "build", "--cache-to", "type=gha,scope=models", ...],
+                       env={**os.environ, **gha.runner_env()})
         assert gha.bytes_uploaded > 0
 """
 
