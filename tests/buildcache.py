@@ -12,18 +12,31 @@ import json
 import re
 import subprocess
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 
 
-def cache_records() -> list[dict]:
-    """`docker buildx du --format json`: one JSON object per line, one per record (buildx >= 0.2x).
+def _buildx(builder: str | None, *args: str) -> list[str]:
+    return ["docker", "buildx", *args, *(["--builder", builder] if builder else [])]
 
-    Each has `ID`, `Description`, `CreatedAt` (`2026-11-26 12:42:01.181913067 +0000 UTC`) and `Parents`
-    (a list: a `COPY --link` record has several)."""
-    out = subprocess.run(
-        ["docker", "buildx", "du", "--format", "json"], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
+
+def cache_records(builder: str | None = None, run=subprocess.run) -> list[dict]:
+    """Every record: `ID`, `Description`, `CreatedAt` (`2026-11-26 12:42:01.18 +0000 UTC`), `Parents`..."""
+    out = run(_buildx(builder, "du", "--format", "json"), capture_output=True, text=True, check=True, timeout=60).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
+
+
+def prune_records(ids: Iterable[str], builder: str | None = None, run=subprocess.run) -> None:
+    for record_id in ids:
+        # --all: without it BuildKit keeps the mutable record a RUN step leaves beside its result; with the id
+        # filter it still removes that one record only.
+        run(
+            _buildx(builder, "prune", "--force", "--all", "--filter", f"id={record_id}"),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
 
 
 def created_at(record: dict) -> datetime | None:
@@ -33,19 +46,6 @@ def created_at(record: dict) -> datetime | None:
         return None
     frac = (m[2] or "0")[:6].ljust(6, "0")
     return datetime.strptime(f"{m[1]}.{frac} {m[3]}", "%Y-%m-%d %H:%M:%S.%f %z")
-
-
-def prune_records(ids: list[str]) -> None:
-    for record_id in ids:
-        subprocess.run(
-            # --all: without it BuildKit keeps the mutable record a RUN step leaves beside its result (as big as
-            # the model it fetched); with the id filter it still removes that one record only.
-            ["docker", "buildx", "prune", "--force", "--all", "--filter", f"id={record_id}"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
 
 
 def prune_records_created_since(since: datetime, keep: tuple[str, ...] = (), descendants: bool = True) -> int:

@@ -13,7 +13,6 @@ import pytest
 from modelbake import dockerfile
 from modelbake.buildx import BuildSpec, BuildxError, build_argv, parse_rawjson
 from modelbake.dockerfile import FETCH_PACKAGES, FETCH_SOURCES, render_app_dockerfile, render_models_dockerfile
-from modelbake.engine import EngineError, check_engine, parse_major, uses_containerd_store
 from modelbake.lockfile import Lock, LockedFile, LockedModel, entry_json, spec_fields
 from modelbake.manifest import load_manifest
 from modelbake.tinymodels import manifest_text
@@ -333,63 +332,6 @@ def test_rawjson_steps_and_failed_model_message():
     assert isinstance(err, BuildxError)
     assert err.message.startswith("models build: step fetch-whisper-tiny failed: model whisper-tiny: x.pt: sha256")
     assert "\n" not in err.message
-
-
-# --- engine checks -------------------------------------------------------------------------------------
-
-
-class FakeClient:
-    def __init__(self, version="26.1.5", driver_status=(("driver-type", "io.containerd.snapshotter.v1"),)):
-        self._version = version
-        self._status = [list(p) for p in driver_status]
-
-    def version(self):
-        return {"Version": self._version}
-
-    def info(self):
-        return {"Driver": "overlayfs", "DriverStatus": self._status, "OSType": "linux"}
-
-
-def test_engine_too_old():
-    with pytest.raises(EngineError) as exc:
-        check_engine(FakeClient("20.10.24+dfsg1"))
-    assert exc.value.message == "Docker Engine 20.10.24+dfsg1 is too old: modelbake needs >= 24"
-    assert "install-engine.sh" in exc.value.hint
-
-
-def test_engine_without_containerd_store():
-    client = FakeClient(driver_status=(("Backing Filesystem", "extfs"),))
-    with pytest.raises(EngineError) as exc:
-        check_engine(client, need_containerd_store=True)
-    assert "containerd image store" in exc.value.message and "\n" not in exc.value.message
-    assert "containerd-snapshotter" in exc.value.hint
-
-
-def test_engine_without_buildx(monkeypatch):
-    import modelbake.engine as engine
-
-    class Proc:
-        returncode, stdout, stderr = 1, "", "docker: 'buildx' is not a docker command."
-
-    monkeypatch.setattr(engine.subprocess, "run", lambda *a, **k: Proc())
-    with pytest.raises(EngineError) as exc:
-        check_engine(FakeClient())
-    assert exc.value.message == "docker buildx is not installed (`docker buildx version` failed)"
-
-
-def test_engine_no_daemon(monkeypatch):
-    import modelbake.engine as engine
-
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    with pytest.raises(EngineError) as exc:
-        engine.docker_client(timeout=2)
-    assert exc.value.message.startswith("no Docker daemon answers")
-
-
-def test_version_and_store_parsing():
-    assert parse_major("26.1.5+dfsg1") == 26 and parse_major("v24.0.0") == 24 and parse_major("dev") is None
-    assert uses_containerd_store({"DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]})
-    assert not uses_containerd_store({"Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"]]})
 
 
 def test_an_existing_models_image_is_reused_only_as_shipped(tmp_path):

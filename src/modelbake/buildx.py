@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import base64
 import json
+import queue
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from .errors import ModelbakeError
+from .transferwatch import TransferWatch
 
 
 class BuildxError(ModelbakeError):
@@ -36,6 +40,15 @@ class NetworkNotAllowedError(BuildxError):
 
 class SecretNotFoundError(BuildxError):
     """A `--secret src=` file does not exist."""
+
+
+class CacheStalledError(BuildxError):
+    """A cache transfer made no progress for the build's `stall_seconds`: the build was stopped.
+
+    Not retried here: the daemon keeps the stalled download open, and a rebuild that produces the same blob
+    (model layers are reproducible) waits on that download's ingest in the content store (seen on dockerd
+    28.5). A fresh daemon (a re-run on a new runner) or a build without the cache is the way on.
+    """
 
 
 class Command(list):
@@ -80,6 +93,8 @@ class BuildSpec:
     layer_compression: str | None = None  # uncompressed / zstd / gzip; None: the exporter's default (gzip)
     force_compression: bool = False  # recompress layers that already have a blob of another compression
     label: str = "build"  # for messages: "models" / "app"
+    # Stop the build when a cache download makes no progress for this long (transferwatch); None: never.
+    stall_seconds: float | None = None
 
 
 LAYER_COMPRESSIONS = ("uncompressed", "zstd", "gzip")
@@ -243,26 +258,79 @@ def parse_rawjson(text: str) -> tuple[list[Step], list[str]]:
 
 
 def run_build(spec: BuildSpec, *, echo=None) -> BuildResult:
-    """Run one build; raise a BuildxError subclass whose one-line message names the failing step."""
+    """Run one build; raise a BuildxError subclass whose one-line message names the failing step.
+
+    With `spec.stall_seconds`, a cache download that makes no progress that long stops the build (SIGINT,
+    which buildx turns into a cancelled solve) with CacheStalledError.
+    """
     with tempfile.TemporaryDirectory(prefix="modelbake-buildx-") as tmp:
         metadata_file = Path(tmp) / "metadata.json"
         argv = build_argv(spec, metadata_file)
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         chunks: list[str] = []
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            chunks.append(line)
-            if echo is not None:
-                echo(line)
-        proc.wait()
+        watch = TransferWatch(spec.stall_seconds) if spec.stall_seconds else None
+        stalled = _pump(proc, chunks, watch, echo)
         out = proc.stdout.read() if proc.stdout else ""
         seconds = time.perf_counter() - started
         steps, rest = parse_rawjson("".join(chunks))
+        if stalled is not None:
+            raise CacheStalledError(
+                f"{spec.label} build stopped: {stalled}",
+                list(map(str, argv)),
+                proc.returncode,
+                rest[-5:],
+                hint="the cache service stalled mid-transfer and the daemon still holds that download: re-run "
+                "the job (a fresh runner), or build here without --cache, after restarting dockerd",
+            )
         if proc.returncode != 0:
             raise _error(spec, list(map(str, argv)), proc.returncode, steps, rest + out.splitlines())
         metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
     return BuildResult(argv=list(map(str, argv)), steps=steps, metadata=metadata, seconds=seconds)
+
+
+def _pump(proc: subprocess.Popen, chunks: list[str], watch: TransferWatch | None, echo) -> str | None:
+    """Collect buildx's stderr until it exits; with a watch, stop it on a stalled cache transfer.
+
+    A reader thread, because a stalled transfer means a silent pipe: the check must run while no line comes.
+    """
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    reader = threading.Thread(target=read, name="buildx-stderr", daemon=True)
+    reader.start()
+    stalled = None
+    while True:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            line = ""
+        if line is None:
+            break
+        if line:
+            chunks.append(line)
+            if echo is not None:
+                echo(line)
+            if watch is not None:
+                watch.feed_line(line)
+        if watch is not None and stalled is None and (stalled := watch.stalled()) is not None:
+            _interrupt(proc)
+    proc.wait()
+    return stalled
+
+
+def _interrupt(proc: subprocess.Popen, grace: float = 15.0) -> None:
+    """SIGINT (buildx cancels the solve, BuildKit drops the transfer), then SIGKILL if it lingers."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def _error(spec: BuildSpec, argv: list[str], code: int, steps: list[Step], rest: list[str]) -> BuildxError:

@@ -1,4 +1,4 @@
-"""`build.py --cache` values -> buildx `--cache-from`/`--cache-to` specs, with scopes, checks and a probe.
+"""`build.py --cache` values -> buildx `--cache-from`/`--cache-to` specs, with scopes per image.
 
 Three backends people use: `gha[,scope=PREFIX]` (the GitHub Actions cache), `local:DIR` and `registry:REF`,
 plus any raw `type=...` spec passed through. Each build gets its own scope so the two never evict each other:
@@ -6,31 +6,28 @@ the models image is scoped by profile and lock hash (a model change starts a fre
 old one ages out), the app image by profile and branch (reading the default branch's scope as a fallback).
 Model layers export with `mode=max` (every fetch step is worth keeping); the app with `mode=min`.
 
-Written by hand because buildx has no notion of "the same cache, scoped per image", and because buildx 0.13
-silently ignores `type=gha` without the runner's variables and has no HTTP timeout for a stalled cache: a
-build that waits forever, or quietly caches nothing, is worse than a clear warning and a cold build.
+Written by hand because buildx has no notion of "the same cache, scoped per image". Which gha protocol the
+cache speaks is `ghaenv`'s business (passed here as `version=`), whether a cache answers is `cacheprobe`'s.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError
 
-GHA_URL_VARIABLES = ("ACTIONS_CACHE_URL", "ACTIONS_RESULTS_URL")
-GHA_TOKEN_VARIABLE = "ACTIONS_RUNTIME_TOKEN"
 DEFAULT_GHA_PREFIX = "modelbake"
 DEFAULT_BRANCH = "main"
-# Cache blobs: model weights barely compress (gzip -1 saves ~8%, BuildKit's zstd under 1%); from a registry,
-# uncompressed blobs restore fastest, zstd close behind, gzip twice as slow and ~24 s per GiB to write
-# (bench/results-cache.md). build.py passes each image's own layer compression (imagebuild.py), so a cache
-# export reuses the blobs the image export wrote. Forced, so a layer whose blob has another compression is
-# converted rather than uploaded as it is. (BuildKit 0.13's gha exporter ignores the setting and uploads the
-# blob each layer has: hence the models image's own layers are uncompressed.)
+# Blob compression of `local` and `registry` cache exports: model weights barely compress (gzip -1 saves ~8%,
+# zstd under 1%), and from a registry uncompressed blobs restore fastest, zstd close behind, gzip twice as
+# slow and ~24 s per GiB to write (bench/results-cache.md). build.py passes each image's own layer
+# compression, so a cache export reuses the blobs the image export wrote; forced, so a layer whose blob has
+# another compression is converted rather than uploaded as it is. The gha exporter takes no compression
+# option (BuildKit fixes its config to the default): it uploads the blob a layer already has (the image's,
+# here) and gzips a layer that has none, such as a fetch step's under mode=max.
 CACHE_COMPRESSIONS = ("zstd", "uncompressed", "gzip")
 DEFAULT_CACHE_COMPRESSION = "zstd"
 CACHE_MODES = ("max", "min")
@@ -43,6 +40,7 @@ class CacheBackend:
     kind: str  # gha / local / registry / raw
     value: str  # prefix (gha), directory (local), reference (registry), the spec itself (raw)
     options: dict[str, str] = field(default_factory=dict)
+    gha_version: int = 2  # the protocol ghaenv resolved (gha only): passed to buildx as `version=`
 
     @property
     def label(self) -> str:
@@ -89,21 +87,6 @@ def _pairs(value: str, rest: str):
         yield key.strip(), val.strip()
 
 
-def require_gha_environment(environ: dict[str, str] | None = None) -> None:
-    """Stop when buildx would silently skip `type=gha` (it needs the runner's URL and token)."""
-    env = os.environ if environ is None else environ
-    missing = []
-    if not any(env.get(name) for name in GHA_URL_VARIABLES):
-        missing.append(" or ".join(GHA_URL_VARIABLES))
-    if not env.get(GHA_TOKEN_VARIABLE):
-        missing.append(GHA_TOKEN_VARIABLE)
-    if missing:
-        raise UsageError(
-            f"--cache gha: {' and '.join(missing)} not set, and buildx would silently build without the cache",
-            hint="in a workflow, expose them with crazy-max/ghaction-github-runtime before build.py",
-        )
-
-
 def branch_scope(environ: dict[str, str] | None = None) -> str:
     """The branch this build caches the app for: the PR's head, else the ref name, else the default branch."""
     env = os.environ if environ is None else environ
@@ -127,8 +110,9 @@ def specs_for(
     `models_mode`: "max" (default) also keeps every fetch step's own layer, so a profile that gains a model or
     loses one reuses the others' fetches; "min" keeps only the model layers, which is all a restore needs
     (each `COPY --link` layer's cache key derives from its fetch step's definition, not its result) and halves
-    the bytes stored and uploaded. With gha, whose exporter in BuildKit 0.13 gzips every layer that has no blob
-    yet, "max" also gzips the fetch steps' layers on every cold export (bench/results.md).
+    the bytes stored and uploaded. With gha, whose exporter gzips every layer that has no blob yet, "max" also
+    gzips the fetch steps' layers on every cold export (bench/results.md). `compression` applies to `local`
+    and `registry` exports only (see CACHE_COMPRESSIONS).
     """
     env = os.environ if environ is None else environ
     models = build == "models"
@@ -136,7 +120,7 @@ def specs_for(
         raise UsageError(f"--models-cache-mode {models_mode!r}: expected one of {', '.join(CACHE_MODES)}")
     mode = models_mode if models else "min"
     if models:
-        scopes = [f"models-{label}-{pin}"]
+        scopes = [models_scope(label, pin)]
     else:
         branch = branch_scope(env)
         base = re.sub(r"[^A-Za-z0-9._-]+", "-", env.get("GITHUB_BASE_REF") or DEFAULT_BRANCH)
@@ -147,14 +131,14 @@ def specs_for(
     out = CacheSpecs()
     for backend in backends:
         if backend.kind == "gha":
+            # No url= or token=: buildx reads them from the runner's variables (a token in argv would show in
+            # every process listing); version= makes ghaenv's choice of protocol BuildKit's too.
             timeout = backend.options.get("timeout", "10m")
             for i, scope in enumerate(scopes):
-                full = f"{backend.value}-{scope}"
-                out.cache_from.append(f"type=gha,scope={full},timeout={timeout}")
+                common = f"type=gha,scope={gha_scope(backend, scope)},version={backend.gha_version}"
+                out.cache_from.append(f"{common},timeout={timeout}")
                 if i == 0 and not read_only:
-                    out.cache_to.append(
-                        f"type=gha,scope={full},mode={mode},{packed},ignore-error=true,timeout={timeout}"
-                    )
+                    out.cache_to.append(f"{common},mode={mode},ignore-error=true,timeout={timeout}")
         elif backend.kind == "local":
             path = f"{backend.value}/{scopes[0]}"
             out.cache_from.append(f"type=local,src={path}")
@@ -175,60 +159,20 @@ def specs_for(
     return out
 
 
+def gha_scope(backend: CacheBackend, scope: str) -> str:
+    """The gha `scope=` of one image's cache: the user's prefix, then the image's scope."""
+    return f"{backend.value}-{scope}"
+
+
+def models_scope(label: str, pin: str) -> str:
+    """The models image's scope: by profile and lock hash."""
+    return f"models-{label}-{pin}"
+
+
 def _has_no_tag(ref: str) -> bool:
     """`host:5000/cache` has no tag; `host:5000/cache:v1` has one (a port is not a tag)."""
     last = ref.rsplit("/", 1)[-1]
     return ":" not in last and "@" not in last
-
-
-def probe(backend: CacheBackend, timeout: float, environ: dict[str, str] | None = None) -> str | None:
-    """None when the backend answers within `timeout`; else why not, for the warning.
-
-    Any HTTP answer counts as alive: the point is to catch a cache server that is down or stalls, which would
-    otherwise fail or hang the whole build (BuildKit 0.13's gha client has no HTTP timeout).
-    """
-    import httpx
-
-    env = os.environ if environ is None else environ
-    if backend.kind == "gha":
-        url = next((env[name] for name in GHA_URL_VARIABLES if env.get(name)), None)
-        if not url:
-            return "no cache URL in the environment"
-        headers = {"Authorization": f"Bearer {env.get(GHA_TOKEN_VARIABLE, '')}"}
-    elif backend.kind == "registry":
-        host = backend.value.split("/", 1)[0]
-        scheme = "http" if host.startswith(("127.", "localhost", "[::1]")) else "https"
-        url, headers = f"{scheme}://{host}/v2/", {}
-    else:
-        return None  # local directories and raw specs: nothing to probe
-    try:
-        with httpx.Client(timeout=httpx.Timeout(timeout), verify=_ca_bundle(env), trust_env=False) as client:
-            client.get(url, headers=headers)
-    except httpx.TimeoutException:
-        return f"no answer from {url} within {timeout:g} s"
-    except httpx.HTTPError as exc:
-        return f"{url}: {type(exc).__name__}: {exc}"
-    return None
-
-
-def _ca_bundle(env) -> str | bool:
-    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
-        if env.get(name) and Path(env[name]).is_file():
-            return env[name]
-    return True
-
-
-def usable_backends(backends: list[CacheBackend], timeout: float, warn=None) -> list[CacheBackend]:
-    """The backends that answer; a warning for each that does not (the build then runs without it)."""
-    warn = warn or (lambda text: print(f"warning: {text}", file=sys.stderr, flush=True))
-    alive = []
-    for backend in backends:
-        reason = probe(backend, timeout)
-        if reason is None:
-            alive.append(backend)
-        else:
-            warn(f"{backend.label} unreachable ({reason}): building without it")
-    return alive
 
 
 __all__ = [
@@ -236,8 +180,5 @@ __all__ = [
     "CacheSpecs",
     "branch_scope",
     "parse_cache",
-    "probe",
-    "require_gha_environment",
     "specs_for",
-    "usable_backends",
 ]

@@ -1,8 +1,9 @@
 """Engine checks through the Docker SDK: what is missing, said in one line each.
 
-build.py needs a Docker Engine >= 24 with the buildx plugin; exporting a build cache (`--cache`) with the
-default `docker` driver also needs the containerd image store. Each gap raises an EngineError whose message
-names exactly what is missing and whose hint says how to get it.
+build.py needs a Docker Engine >= 24 with the buildx plugin; each feature asks for what it needs on top:
+exporting a build cache (`--cache`) with the default `docker` driver needs the containerd image store, and
+the GitHub Actions cache v2 (what GitHub serves) needs buildx >= 0.21 and BuildKit >= 0.20 (dockerd >= 28).
+Each gap raises an EngineError whose message names exactly what is missing and whose hint says how to get it.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import subprocess
 from dataclasses import dataclass
 
 from .errors import ModelbakeError
+from .ghaenv import engine_gaps
 
 MIN_ENGINE_MAJOR = 24
-INSTALL_HINT = "run docker/install-engine.sh (Debian) or install Docker Engine >= 24 with the buildx plugin"
+INSTALL_HINT = "run docker/install-engine.sh (Debian: dockerd 28 and buildx 0.29), or install Docker Engine >= 28 with buildx >= 0.21"
 
 
 class EngineError(ModelbakeError):
@@ -61,9 +63,10 @@ def uses_containerd_store(info: dict) -> bool:
     return "containerd.snapshotter" in str(info.get("Driver", ""))
 
 
-def buildx_version(docker_cli: str = "docker") -> str:
+def buildx_version(docker_cli: str = "docker", run=subprocess.run) -> str:
+    """`github.com/docker/buildx 0.29.1 ...`: the first line of `docker buildx version`."""
     try:
-        proc = subprocess.run([docker_cli, "buildx", "version"], capture_output=True, text=True, timeout=30)
+        proc = run([docker_cli, "buildx", "version"], capture_output=True, text=True, timeout=30)
     except FileNotFoundError as exc:
         raise EngineError(f"the `{docker_cli}` command is not on PATH", hint=INSTALL_HINT) from exc
     except subprocess.TimeoutExpired as exc:
@@ -76,8 +79,21 @@ def buildx_version(docker_cli: str = "docker") -> str:
     return proc.stdout.strip()
 
 
-def check_engine(client=None, *, need_containerd_store: bool = False, docker_cli: str = "docker") -> EngineInfo:
-    """Raise EngineError naming the first missing piece; return what was found."""
+def check_engine(
+    client=None,
+    *,
+    need_containerd_store: bool = False,
+    gha_version: int | None = None,
+    builder: str | None = None,
+    docker_cli: str = "docker",
+    run=subprocess.run,
+) -> EngineInfo:
+    """Raise EngineError naming the first missing piece; return what was found.
+
+    `gha_version`: the Actions cache protocol the build will speak (ghaenv.resolve); `builder`: a buildx
+    builder other than the engine's own, whose BuildKit version `docker buildx inspect` tells. `run` is
+    subprocess.run, injectable so tests can stand in for the buildx CLI.
+    """
     client = client or docker_client()
     version = client.version()
     server = str(version.get("Version", ""))
@@ -94,12 +110,36 @@ def check_engine(client=None, *, need_containerd_store: bool = False, docker_cli
             "the Docker engine does not use the containerd image store, which --cache needs with the docker driver",
             hint='add {"features": {"containerd-snapshotter": true}} to /etc/docker/daemon.json and restart dockerd',
         )
+    buildx = buildx_version(docker_cli, run=run)
+    if gha_version is not None:
+        buildkit = builder_buildkit_version(builder, docker_cli, run=run) if builder else None
+        gaps = engine_gaps(gha_version, buildx, server if not builder else None, buildkit)
+        if gaps:
+            raise EngineError(
+                f"the GitHub Actions cache v{gha_version} (what GitHub serves) needs {' and '.join(gaps)}",
+                hint=INSTALL_HINT + "; on GitHub, docker/setup-buildx-action installs a current buildx",
+            )
     return EngineInfo(
         server_version=server,
-        buildx_version=buildx_version(docker_cli),
+        buildx_version=buildx,
         containerd_store=containerd,
         os_type=str(info.get("OSType", "")),
     )
+
+
+def builder_buildkit_version(builder: str, docker_cli: str = "docker", run=subprocess.run) -> str | None:
+    """`BuildKit version: v0.20.2` from `docker buildx inspect BUILDER`, or None when it says nothing."""
+    try:
+        proc = run([docker_cli, "buildx", "inspect", builder], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EngineError(f"`docker buildx inspect {builder}` failed: {exc}", hint=INSTALL_HINT) from exc
+    if proc.returncode != 0:
+        raise EngineError(f"buildx builder {builder!r} not found: {_first_line(RuntimeError(proc.stderr))}")
+    for line in proc.stdout.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "BuildKit version" and value.strip():
+            return value.strip()
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

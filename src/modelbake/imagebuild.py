@@ -20,25 +20,26 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from .buildx import LAYER_COMPRESSIONS, BuildResult, BuildSpec, build_argv, print_argv, run_build
-from .cachespec import (
-    CACHE_COMPRESSIONS,
-    CACHE_MODES,
-    CacheBackend,
-    parse_cache,
-    require_gha_environment,
-    specs_for,
-    usable_backends,
+from .buildx import (
+    LAYER_COMPRESSIONS,
+    BuildResult,
+    BuildSpec,
+    build_argv,
+    print_argv,
+    run_build,
 )
+from .cachebudget import budget_warning, footprint
+from .cacheprobe import usable_backends
+from .cachespec import CACHE_COMPRESSIONS, CACHE_MODES, CacheBackend, models_scope, parse_cache, specs_for
 from .dockerfile import DEFAULT_BASE_IMAGE, render_app_dockerfile, render_models_dockerfile, stage_name
 from .errors import LockError, UsageError, exit_code_of
+from .ghaenv import resolve as resolve_gha
 from .lockfile import Lock, check_drift, lock_hash, read_lock
 from .manifest import Manifest, load_manifest
 from .mirrors import parse_mirror_args
 from .report import (
     Report,
     StageSummary,
-    budget_warning,
     cache_traffic,
     find_model_layers,
     format_markdown,
@@ -87,13 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=20.0,
         metavar="SECONDS",
-        help="a cache server that does not answer within this is skipped with a warning (default 20)",
+        help="a cache that does not answer within this, before the build or while a blob downloads, is dropped "
+        "with a warning and the build goes on without it (default 20)",
     )
     p.add_argument(
         "--cache-compression",
         choices=CACHE_COMPRESSIONS,
         default=None,
-        help="compression of the blobs exported to --cache (default: each image's layer compression)",
+        help="compression of the blobs exported to local: and registry: caches (default: each image's layer "
+        "compression); the gha exporter takes none: it uploads each layer's own blob",
     )
     p.add_argument(
         "--models-cache-mode",
@@ -119,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         metavar="GB",
-        help="warn when the model layers exceed this (default 10, GitHub's per-repository cache)",
+        help="warn when the gha cache exports would store more than this (default 10: what GitHub includes per "
+        "repository; set what you pay for)",
     )
     p.add_argument(
         "--source-date-epoch",
@@ -158,6 +162,7 @@ class Plan:
     # is already here (and nothing asks for a cache export, a refresh, a push or another builder), building it
     # again could only give the same layers, so the app build starts at once.
     models_reusable: bool = False
+    gha_version: int | None = None  # the Actions cache protocol the build speaks, when --cache gha
 
 
 def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
@@ -209,10 +214,21 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
     network = None if args.network in (None, "default") else args.network
     backends = [parse_cache(value) for value in args.cache or []]
     warnings: list[str] = []
+    gha_version = None
+    if any(b.kind == "gha" for b in backends):
+        target = resolve_gha()  # the protocol buildx + BuildKit will speak, or a UsageError where they'd skip it
+        gha_version = target.version
+        for backend in backends:
+            backend.gha_version = target.version
+        if target.version == 1 and os.environ.get("GITHUB_SERVER_URL", "") == "https://github.com":
+            warnings.append(
+                "GitHub.com serves only the cache v2 protocol (v1 was shut down on 2025-04-15): set "
+                "ACTIONS_CACHE_SERVICE_V2=true for the step, as hosted runners do"
+            )
     if not args.dry_run:
-        if any(b.kind == "gha" for b in backends):
-            require_gha_environment()
-        backends = usable_backends(backends, args.cache_timeout, warn=warnings.append)
+        backends = usable_backends(
+            backends, args.cache_timeout, models_scope(label, pin), warn=warnings.append
+        )
     # Cache blobs default to the image's own layer compression, so the cache export uploads the blobs the
     # image export just wrote instead of recompressing every layer into a second copy.
     models_cache = specs_for(
@@ -245,6 +261,7 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
         layer_compression=args.layer_compression,
         force_compression=True,
         label="models",
+        stall_seconds=args.cache_timeout if backends else None,
     )
     app = None
     if not args.models_only:
@@ -288,6 +305,7 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
             layer_compression=args.app_layer_compression,
             force_compression=True,
             label="app",
+            stall_seconds=args.cache_timeout if backends else None,
         )
     reusable = (
         args.models_tag is None
@@ -295,7 +313,9 @@ def make_plan(args: argparse.Namespace, root: Path, work: Path) -> Plan:
         and args.layer_compression == DEFAULT_MODEL_LAYER_COMPRESSION  # the engine cannot show a layer's compression
         and not (args.cache or args.refresh_models or args.no_cache or args.push or args.builder or args.platform)
     )
-    return Plan(manifest, lock, args.profile, models_tag, app_tag, models, app, backends, warnings, reusable)
+    return Plan(
+        manifest, lock, args.profile, models_tag, app_tag, models, app, backends, warnings, reusable, gha_version
+    )
 
 
 def _existing(path: Path, option: str, directory: bool = False) -> Path:
@@ -318,7 +338,12 @@ def run(args: argparse.Namespace, root: Path) -> int:
         from .engine import check_engine, docker_client
 
         client = docker_client()
-        check_engine(client, need_containerd_store=bool(args.cache) and not args.builder)
+        check_engine(
+            client,
+            need_containerd_store=bool(args.cache) and not args.builder,
+            gha_version=plan.gha_version if any(b.kind == "gha" for b in plan.caches) else None,
+            builder=args.builder,
+        )
         report = Report(warnings=list(plan.warnings))
         started = time.perf_counter()
         results: list[tuple[str, BuildResult]] = []
@@ -352,9 +377,12 @@ def run(args: argparse.Namespace, root: Path) -> int:
                     entry.bytes = local_growth.get(label, 0)
             report.caches += traffic
         _inspect(client, plan, report)
-        budget = budget_warning(report, args.cache_budget * 1e9)
-        if budget:
-            report.warnings.append(budget)
+        if any(b.kind == "gha" for b in plan.caches) and not args.cache_read_only:
+            found = footprint(report, args.models_cache_mode)
+            report.gha_cache_bytes = {"models": found.models, "app": found.app, "total": found.total}
+            budget = budget_warning(found, args.cache_budget * 1e9)
+            if budget:
+                report.warnings.append(budget)
         for warning in report.warnings:
             print(f"warning: {warning}", file=sys.stderr, flush=True)
         if args.json:

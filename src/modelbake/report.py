@@ -67,6 +67,8 @@ class Report:
     durations: dict[str, float] = field(default_factory=dict)
     caches: list[CacheTraffic] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # What the gha exports store (cachebudget.footprint), when this build exported to gha.
+    gha_cache_bytes: dict[str, int] = field(default_factory=dict)
 
     @property
     def model_bytes(self) -> int:
@@ -165,19 +167,6 @@ def cache_traffic(label: str, result: BuildResult) -> list[CacheTraffic]:
             continue
         found.append(CacheTraffic(label, step.name, direction, sum(step.transferred.values()), round(step.seconds, 2)))
     return found
-
-
-def budget_warning(report: Report, budget_bytes: float) -> str | None:
-    """A warning naming the biggest model layers when their total exceeds the cache budget."""
-    total = report.model_bytes
-    if total <= budget_bytes:
-        return None
-    biggest = sorted(report.models, key=lambda m: m.bytes, reverse=True)[:3]
-    names = ", ".join(f"{m.id} {_mb(m.bytes)}" for m in biggest)
-    return (
-        f"model layers total {_mb(total)}, over the cache budget of {_mb(int(budget_bytes))}: "
-        f"the cache will evict them (biggest: {names}); use a registry cache (--cache registry:REF)"
-    )
 
 
 def format_markdown(report: Report) -> str:

@@ -66,6 +66,12 @@ class _Handler(TrackedHandler):
         self.server.service._log.append(self._record)
         super().send_response(code, message)
 
+    def end_headers(self) -> None:
+        if self._body_pending:  # answered before the body was read: say the connection ends here
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        super().end_headers()
+
     def do_GET(self) -> None:
         self._handle()
 
