@@ -165,21 +165,26 @@ def layer_table(report: dict, blobs: list[dict], spacy_unpacked: int) -> list[di
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python -m bench" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv))
-    from bench.chart import write_chart
+    from bench.chart import MISSING, chart_available, write_chart
     from bench.results import render, update_readme
 
+    draw = chart_available()
+    if not draw:
+        print(MISSING, file=sys.stderr, flush=True)
     outcome = run(args, command)
     text = render(outcome)
     if not args.tiny:
         args.out.write_text(text)
-        write_chart(outcome, args.chart)
+        if draw:
+            write_chart(outcome, args.chart)
         if args.out.resolve() == (REPO / "bench" / "results.md").resolve() and update_readme(
             REPO / "README.md", outcome
         ):
             print("bench: README.md's Benchmark table updated", file=sys.stderr)
     else:
         print(text)
-        write_chart(outcome, (args.workdir or Path(tempfile.gettempdir())) / "bench-tiny.png")
+        if draw:
+            write_chart(outcome, (args.workdir or Path(tempfile.gettempdir())) / "bench-tiny.png")
     for goal, measured, ok in outcome.goals():
         print(f"{'met   ' if ok else 'MISSED'} {goal}: {measured}")
     print(

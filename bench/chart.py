@@ -39,6 +39,21 @@ def rows(o: Outcome) -> list[tuple[str, float | None, float, float | None, float
     return out
 
 
+MISSING = (
+    "bench: warning: matplotlib is not installed (pip install 'modelbake[bench]'): the run goes on, without the chart"
+)
+
+
+def chart_available() -> bool:
+    """Whether matplotlib (the `bench` extra) imports. Asked before the run, so its absence is said at once
+    and costs only the chart, not twenty minutes of measurements."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def write_chart(o: Outcome, path: Path) -> None:
     import matplotlib
 

@@ -103,3 +103,27 @@ def test_naive_dockerfile_keeps_deps_and_adds_one_stage():
     assert naive.index("COPY . .") < naive.index("download_models.py")
     with pytest.raises(RuntimeError):
         naive_dockerfile("FROM x\n")
+
+
+def test_without_matplotlib_the_run_goes_on_and_skips_the_chart(tmp_path, monkeypatch, capsys):
+    """No `bench` extra: one warning line before any work starts, then results.md without the chart.
+
+    `run` (twenty minutes of Docker builds) is replaced by a canned Outcome: the subject here is what
+    `main` does around it, and when it says so.
+    """
+    import bench.__main__ as bench_main
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    said_before_run: list[str] = []
+
+    def run(args, command):
+        said_before_run.append(capsys.readouterr().err)
+        return _outcome()
+
+    monkeypatch.setattr(bench_main, "run", run)
+    out, chart = tmp_path / "results.md", tmp_path / "results.png"
+    assert bench_main.main(["--quick", "--out", str(out), "--chart", str(chart)]) == 0
+    warning = said_before_run[0].strip().splitlines()
+    assert len(warning) == 1 and "matplotlib is not installed" in warning[0] and "modelbake[bench]" in warning[0]
+    assert out.read_text() == render(_outcome()) and not chart.exists()
+    assert "matplotlib" not in capsys.readouterr().err  # said once

@@ -175,7 +175,9 @@ def test_drift_is_detected(tmp_path):
          "--root", str(tmp_path), "--check"],
         capture_output=True, text=True,
     )
-    assert proc.returncode == 1 and proc.stderr.count("out of date") == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and len(errors) == 1  # both files named in one line
+    assert "Dockerfile.models and " in errors[0] and "/Dockerfile: out of date" in errors[0]
     # regenerating fixes it
     subprocess.run(
         [sys.executable, "-m", "modelbake.dockerfile", "--manifest", str(tmp_path / "models.toml"),

@@ -401,6 +401,35 @@ def test_not_found_and_reset(server: MirrorServer, client: httpx.Client, fx: Fix
     assert [r.bytes_sent for r in server.requests_for("tiny.en.pt")] == [len(fx.whisper) // 2, len(fx.whisper)]
 
 
+def test_no_content_length_sends_a_chunked_body(server: MirrorServer, client: httpx.Client, fx: Fixture) -> None:
+    server.faults.no_content_length.add("tiny.en.pt")
+    url = f"/whisper/{sha(fx.whisper)}/tiny.en.pt"
+    head = client.head(url)
+    assert head.status_code == 200 and "content-length" not in head.headers
+    r = client.get(url)
+    assert "content-length" not in r.headers and r.headers["transfer-encoding"] == "chunked"
+    assert r.content == fx.whisper
+
+
+def test_html_redirect_loop_and_truncate(server: MirrorServer, client: httpx.Client, fx: Fixture) -> None:
+    server.faults.html.add("/api/")
+    r = client.get("/huggingface/api/models/org/tiny/revision/main")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html") and r.text.startswith("<!DOCTYPE")
+    url = f"/whisper/{sha(fx.whisper)}/tiny.en.pt"
+    server.faults.redirect_loop.add("tiny.en.pt")
+    r = client.get(url)
+    assert r.status_code == 302 and r.headers["location"] == url
+    with pytest.raises(httpx.TooManyRedirects):
+        client.get(url, follow_redirects=True)
+    server.faults.clear()
+    server.faults.truncate.add("tiny.en.pt")
+    half = len(fx.whisper) // 2
+    for headers in ({}, {"Range": f"bytes={half - 10}-"}, {"Range": f"bytes={half}-"}):
+        with pytest.raises(httpx.RemoteProtocolError):  # every time, whatever the range: the file ends at its middle
+            client.get(url, headers=headers)
+    assert [r.bytes_sent for r in server.requests_for("tiny.en.pt")][-3:] == [half, 10, 0]
+
+
 def test_bandwidth_throttle(server: MirrorServer, client: httpx.Client, fx: Fixture) -> None:
     server.faults.bandwidth = 20_000  # bytes/s; the wheel is 4000 bytes -> ~0.2 s
     started = time.monotonic()

@@ -7,36 +7,53 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .errors import DestinationError, write_error
 from .fetchers.huggingface import repo_folder
 from .layout import Layout, drop_marker
 from .manifest import ModelSpec
 
 
 def clean_models(specs: list[ModelSpec], layout: Layout) -> list[Path]:
-    """Delete each model's files and markers; returns what was removed. Other models are left alone."""
+    """Delete each model's files and markers; returns what was removed. Other models are left alone.
+
+    A `--dest` that does not exist has nothing to remove; one that is a file, or a file system that refuses
+    the removal (read-only, no permission), is a DestinationError naming the path.
+    """
+    root = layout.state_dir.parent
+    if layout.is_dest and (root.exists() or root.is_symlink()) and not root.is_dir():
+        raise DestinationError(
+            f"cannot clean {root}: not a directory", hint="--dest names a tree written by `modelbake preload --dest`"
+        )
     removed: list[Path] = []
     for spec in specs:
-        drop_marker(layout, spec.id)
-        if spec.family == "whisper":
-            paths = [layout.whisper_root / f"{spec.name}.pt"]
-        elif spec.family == "huggingface":
-            paths = [layout.hf_hub_cache / repo_folder(spec)]
-        elif layout.spacy_target is not None:
-            paths = sorted(layout.spacy_target.glob(f"{spec.name}")) + sorted(
-                layout.spacy_target.glob(f"{spec.name}-*.dist-info")
-            )
-        else:
-            proc = subprocess.run(
-                [sys.executable, "-m", "pip", "uninstall", "-y", spec.name], capture_output=True, text=True
-            )
-            if proc.returncode == 0 and "Successfully uninstalled" in proc.stdout:
-                removed.append(Path(spec.name))
-            continue
-        for path in paths:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-                removed.append(path)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
-                removed.append(path)
+        try:
+            _clean_one(spec, layout, removed)
+        except OSError as exc:
+            raise write_error(exc, model_id=spec.id) from exc
     return removed
+
+
+def _clean_one(spec: ModelSpec, layout: Layout, removed: list[Path]) -> None:
+    drop_marker(layout, spec.id)
+    if spec.family == "whisper":
+        paths = [layout.whisper_root / f"{spec.name}.pt"]
+    elif spec.family == "huggingface":
+        paths = [layout.hf_hub_cache / repo_folder(spec)]
+    elif layout.spacy_target is not None:
+        paths = sorted(layout.spacy_target.glob(f"{spec.name}")) + sorted(
+            layout.spacy_target.glob(f"{spec.name}-*.dist-info")
+        )
+    else:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "uninstall", "-y", spec.name], capture_output=True, text=True
+        )
+        if proc.returncode == 0 and "Successfully uninstalled" in proc.stdout:
+            removed.append(Path(spec.name))
+        return
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+            removed.append(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+            removed.append(path)

@@ -1,18 +1,105 @@
-"""The `modelbake` command. `main(argv) -> int`; the one place errors become a line and an exit code."""
+"""The `modelbake` command line: argparse in front, the commands' work in the modules behind it.
+
+`main(argv) -> int` parses and runs one command inside `errors.exit_code_of`, the one place where errors
+become an `error:` line and an exit code; argparse's own errors go the same way (`_Parser.error`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import textwrap
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 from . import __version__
-from .errors import UsageError, exit_code_of
+from .errors import StaleError, UsageError, VerifyError, exit_code_of
 
 DEFAULT_MANIFEST = "models.toml"
+
+DESCRIPTION = """\
+Bake ML models (Whisper checkpoints, spaCy pipelines, Hugging Face models) into image layers of their own,
+so an app's image runs with the network off and CI never downloads a model twice.
+
+models.toml lists the models; `modelbake lock` pins every file's size and sha256 in models.lock; `preload`
+fetches and checks them into your caches or an image tree; `verify` loads each one with the network blocked.
+Each command has its own --help with examples."""
+
+EPILOG = """\
+examples:
+  modelbake lock                                   # pin the models of models.toml into models.lock
+  modelbake preload --profile test                 # into ~/.cache/whisper, ~/.cache/huggingface, the venv
+  modelbake verify --profile test                  # load and run every model, network blocked
+  modelbake preload --profile prod --dest ./models # the tree an image's model layers are made of
+
+A failure prints one `error:` line (and a `hint:`) and exits 2 for bad input, 1 when the work failed."""
+
+# Per command: (one line for the command list, what it does for you, examples). The examples are the epilog.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "lock": (
+        "pin every model of the manifest (revisions, sizes, sha256s) into the lock",
+        "Resolve each model of the manifest to an exact revision and record every file's size and sha256 in "
+        "models.lock, beside the manifest. Commit it: every later fetch is checked against it, and a regenerated "
+        "lock is byte-identical when nothing changed.",
+        "  modelbake lock\n"
+        "  modelbake lock --manifest ml/models.toml --mirror huggingface=http://127.0.0.1:8765/huggingface\n"
+        "  modelbake lock --check                       # in CI: exit 1 when models.lock is missing or stale",
+    ),
+    "preload": (
+        "download and verify models into the usual caches or --dest DIR",
+        "Download the models of a profile, check every file against the lock's sha256 before it appears, and put "
+        "them where the libraries look (or into an image tree with --dest). What is already there is skipped "
+        "without a single request; a failed download leaves the destination as it was.",
+        "  modelbake preload --profile test\n"
+        "  modelbake preload --profile prod --dest ./models --jobs 8\n"
+        "  modelbake preload --model whisper-base --mirror whisper=http://127.0.0.1:8765/whisper",
+    ),
+    "verify": (
+        "load every model offline with the real loaders and run a smoke inference",
+        "Load every model of a profile with the real loaders (Whisper, spaCy, Transformers) while the network is "
+        "blocked, and run one small inference each: proof that the caches or the image work offline. Needs the "
+        "`ml` extra.",
+        "  modelbake verify --profile test\n  modelbake verify --profile prod --models ./models",
+    ),
+    "clean-cache": (
+        "remove the manifest's models from the caches (or from a --dest tree)",
+        "Remove the manifest's models (of a profile, or all) from the libraries' caches, or from a --dest tree; "
+        "other models are left alone.",
+        "  modelbake clean-cache --profile test\n  modelbake clean-cache --dest ./models",
+    ),
+    "mirror": (
+        "serve a directory of models over the hubs' protocols",
+        "Serve Whisper checkpoints, spaCy wheels and a Hugging Face hub cache from a local directory, speaking the "
+        "hubs' own URLs and API, for air-gapped builds and tests.",
+        "  modelbake mirror serve ./models --port 8765",
+    ),
+    "gha-cache": (
+        "a local GitHub Actions cache service (v2) for BuildKit's type=gha",
+        "A GitHub Actions cache service on your machine, for trying `--cache gha` builds without GitHub.",
+        "  modelbake gha-cache serve --root /tmp/gha-cache --port 8766",
+    ),
+    "tinymodels": (
+        "generate tiny real models and a manifest, laid out as a mirror",
+        "Write tiny real models (random weights, real layouts) and a models.toml for them, laid out for "
+        "`modelbake mirror serve`: the whole pipeline without a hub.",
+        "  modelbake tinymodels /tmp/tiny && modelbake mirror serve /tmp/tiny",
+    ),
+    "dockerfile": (
+        "regenerate Dockerfile.models and the model block of Dockerfile",
+        "Regenerate Dockerfile.models (one fetch step and one layer per model) and the model-layer block of the "
+        "app Dockerfile from the manifest and its lock.",
+        "  modelbake dockerfile\n  modelbake dockerfile --check                 # in CI: exit 1 when either is stale",
+    ),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is a UsageError: one `error:` line and exit 2 like every other failure."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
 
 
 def _manifest_arg(p: argparse.ArgumentParser) -> None:
@@ -24,18 +111,39 @@ def _manifest_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modelbake", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"modelbake {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _port(value: str) -> int:
+    port = int(value) if value.isdigit() else -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port (0-65535)")
+    return port
 
-    p = sub.add_parser("lock", help="pin every model of the manifest (revisions, sizes, sha256s) into the lock")
+
+def _command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    summary, description, examples = COMMANDS[name]
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(description, width=100),  # the raw formatter keeps the examples' layout
+        epilog=f"examples:\n{examples}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="modelbake", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"modelbake {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _command(sub, "lock")
     _manifest_arg(p)
     p.add_argument("--mirror", action="append", metavar="FAMILY=URL", help="base URL per family (repeatable)")
     p.add_argument("--hf-token-file", type=Path, help="file holding a Hugging Face token")
     p.add_argument("--check", action="store_true", help="exit 1 if the lock is missing or out of date; no network")
 
-    p = sub.add_parser("preload", help="download and verify models into the usual caches or --dest DIR")
+    p = _command(sub, "preload")
     _manifest_arg(p)
     p.add_argument("--profile", help="profile of the manifest (default: every model)")
     p.add_argument("--model", action="append", metavar="ID", help="only this model id (repeatable)")
@@ -49,36 +157,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="fetch the single lock entry in FILE ('-' for stdin) without a manifest (used by Dockerfile.models)",
     )
 
-    p = sub.add_parser("verify", help="load every model offline with the real loaders and run a smoke inference")
+    p = _command(sub, "verify")
     _manifest_arg(p)
     p.add_argument("--profile", help="profile of the manifest (default: every model)")
     p.add_argument("--model", action="append", metavar="ID", help="only this model id (repeatable)")
     p.add_argument("--models", type=Path, help="a --dest tree (default: the libraries' caches)")
 
-    p = sub.add_parser("clean-cache", help="remove the manifest's models from the caches (or empty --dest DIR)")
+    p = _command(sub, "clean-cache")
     _manifest_arg(p)
     p.add_argument("--profile", help="profile of the manifest (default: every model)")
     p.add_argument("--dest", type=Path, help="a --dest tree to empty instead of the caches")
 
-    p = sub.add_parser("mirror", help="serve a directory of models over the hubs' protocols")
-    msub = p.add_subparsers(dest="mirror_command", required=True)
-    s = msub.add_parser("serve", help="serve DIR on 127.0.0.1")
-    s.add_argument("dir", type=Path)
+    p = _command(sub, "mirror")
+    msub = p.add_subparsers(dest="mirror_command", required=True, metavar="COMMAND")
+    s = msub.add_parser(
+        "serve",
+        help="serve DIR on 127.0.0.1 until Ctrl-C",
+        description="Serve DIR (whisper/, spacy/, huggingface/) until Ctrl-C; prints the base URL of each family.",
+        epilog=f"examples:\n{COMMANDS['mirror'][2]}\n"
+        "  modelbake preload --mirror whisper=http://127.0.0.1:8765/whisper   # then, in another shell",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("dir", type=Path, help="directory with whisper/, spacy/ and huggingface/ (a hub cache)")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--port", type=_port, default=8765, help="default 8765; 0: a free port chosen by the OS")
     s.add_argument("--log", type=Path, help="append one JSON line per request")
 
-    p = sub.add_parser("gha-cache", help="a local GitHub Actions cache service (v2) for BuildKit's type=gha")
-    gsub = p.add_subparsers(dest="gha_command", required=True)
-    s = gsub.add_parser("serve", help="serve a cache stored in --root DIR; prints the runner's ACTIONS_* variables pointing at it")
+    p = _command(sub, "gha-cache")
+    gsub = p.add_subparsers(dest="gha_command", required=True, metavar="COMMAND")
+    s = gsub.add_parser(
+        "serve",
+        help="serve a cache stored in --root DIR; prints the runner's ACTIONS_* variables pointing at it",
+        description="Serve a GitHub Actions cache stored in --root DIR until Ctrl-C; prints the ACTIONS_* "
+        "variables a runner would set, pointing at it.",
+        epilog=f"examples:\n{COMMANDS['gha-cache'][2]}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("--root", type=Path, required=True, help="where entries are stored (created if missing)")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=0, help="default 0: a free port chosen by the OS")
+    s.add_argument("--port", type=_port, default=0, help="default 0: a free port chosen by the OS")
 
-    p = sub.add_parser("tinymodels", help="generate tiny real models and a manifest, laid out as a mirror")
+    p = _command(sub, "tinymodels")
     p.add_argument("out", type=Path)
 
-    p = sub.add_parser("dockerfile", help="regenerate Dockerfile.models and the model block of Dockerfile")
+    p = _command(sub, "dockerfile")
     _manifest_arg(p)
     p.add_argument("--root", type=Path, default=Path("."), help="where Dockerfile and Dockerfile.models live")
     p.add_argument("--check", action="store_true", help="exit 1 when either file is out of date; write nothing")
@@ -86,8 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return exit_code_of(lambda: _dispatch(args))
+    return exit_code_of(lambda: _dispatch(build_parser().parse_args(argv)))
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -121,12 +242,11 @@ def cmd_lock(args: argparse.Namespace) -> int:
     manifest, existing = _load(args)
     if args.check:
         if existing is None:
-            print(f"error: {manifest.lock_path}: missing; run `modelbake lock`", file=sys.stderr)
-            return 1
+            raise StaleError(f"{manifest.lock_path}: missing", hint="run `modelbake lock` and commit models.lock")
         drift = check_drift(manifest, existing)
-        for line in drift:
-            print(f"error: {manifest.lock_path}: {line}", file=sys.stderr)
-        return 1 if drift else 0
+        if drift:
+            raise StaleError(f"{manifest.lock_path}: {'; '.join(drift)}", hint="run `modelbake lock`")
+        return 0
     mirrors = resolve_mirrors(parse_mirror_args(args.mirror), manifest.mirrors)
     lock = lock_models(manifest, mirrors, read_hf_token(args.hf_token_file), default_state_dir())
     changed = existing is None or dumps(existing) != dumps(lock)
@@ -157,8 +277,8 @@ def cmd_preload(args: argparse.Namespace) -> int:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1")
     started = time.perf_counter()
     if args.entry:
-        text = sys.stdin.read() if args.entry == "-" else None
-        plan = plan_from_entries([read_entry(args.entry if args.entry != "-" else "<stdin>", text)])
+        data = sys.stdin.buffer.read() if args.entry == "-" else None
+        plan = plan_from_entries([read_entry(args.entry if args.entry != "-" else "<stdin>", data)])
         manifest_mirrors: dict[str, str] = {}
     else:
         manifest, lock = _load(args)
@@ -185,19 +305,21 @@ def cmd_preload(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from .layout import Layout
     from .preload import plan_from_manifest
-    from .verify import verify_models
+    from .verify import require_loaders, verify_models
 
     manifest, lock = _load(args)
     plan = plan_from_manifest(manifest, lock, manifest.select(args.profile, args.model))
+    if args.models is not None and not args.models.is_dir():
+        raise UsageError(f"--models {args.models}: not a directory", hint="pass a tree written by `preload --dest`")
+    require_loaders({spec.family for spec, _ in plan.items})
     layout = Layout.dest(args.models) if args.models else Layout.default()
     results = verify_models(plan.items, layout)
     _print_verify_table(results)
     failed = [r for r in results if not r.ok]
     if failed:
         for r in failed:
-            print(f"error: model {r.model_id}: {r.detail}", file=sys.stderr)
-        print(f"error: verify failed for {', '.join(r.model_id for r in failed)}", file=sys.stderr)
-        return 1
+            print(f"  model {r.model_id}: {r.detail}", file=sys.stderr)
+        raise VerifyError(f"verify failed for {', '.join(r.model_id for r in failed)}")
     print(f"verify: {len(results)} models load and run offline")
     return 0
 
@@ -262,10 +384,9 @@ def cmd_tinymodels(args: argparse.Namespace) -> int:
 
 
 def cmd_dockerfile(args: argparse.Namespace) -> int:
-    from .dockerfile import main as dockerfile_main
+    from .dockerfile import run
 
-    argv = ["--manifest", str(args.manifest), "--root", str(args.root)]
-    return dockerfile_main([*argv, "--check"] if args.check else argv)
+    return run(args.manifest, args.root, args.check)
 
 
 if __name__ == "__main__":

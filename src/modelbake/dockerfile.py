@@ -5,7 +5,7 @@ model keeps a model's cache key to (base image, fetch code, that model's lock en
 re-fetches one model and leaves every other model layer's digest alone. So the text is generated, committed,
 and checked for drift (`modelbake dockerfile --check`, `python -m modelbake.dockerfile --check`).
 
-Pure: no I/O besides what `main()` reads and writes.
+Pure: no I/O besides what `sync_dockerfiles()` reads and writes.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import re
 import sys
 from pathlib import Path
 
+from .errors import DockerfileError, StaleError, UsageError, exit_code_of, write_error
 from .lockfile import Lock, LockedModel, entry_json, spec_fields
 from .manifest import HuggingFaceSpec, Manifest, ModelSpec, SpacySpec, WhisperSpec
 
@@ -258,41 +259,62 @@ def render_app_dockerfile(template: str, manifest: Manifest, lock: Lock | None, 
     start = template.find(APP_BLOCK_BEGIN)
     end = template.find(APP_BLOCK_END)
     if start < 0 or end < start:
-        raise ValueError("Dockerfile: model-layer block markers not found")
+        raise DockerfileError(
+            "Dockerfile: the model-layer block markers are missing",
+            hint=f"put the lines '{APP_BLOCK_BEGIN}' and '{APP_BLOCK_END}' where the model layers go",
+        )
     return template[:start] + render_app_model_block(manifest, lock, profile) + template[end + len(APP_BLOCK_END) :]
+
+
+def sync_dockerfiles(manifest_path: Path, root: Path, check: bool = False) -> list[Path]:
+    """Regenerate Dockerfile.models and the app Dockerfile's model block under `root`; returns the files that
+    were out of date (written, unless `check`). Raises typed errors naming the file at fault."""
+    from .lockfile import read_lock
+    from .manifest import load_manifest
+
+    manifest = load_manifest(manifest_path)
+    lock = read_lock(manifest.lock_path)
+    app_path = root / "Dockerfile"
+    try:
+        template = app_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else (exc.strerror or str(exc))
+        raise UsageError(
+            f"{app_path}: cannot read the app Dockerfile: {reason}", hint="--root names the directory holding it"
+        ) from exc
+    wanted = {
+        root / "Dockerfile.models": render_models_dockerfile(manifest, lock),
+        app_path: render_app_dockerfile(template, manifest, lock),
+    }
+    stale = [path for path, text in wanted.items() if not path.is_file() or path.read_text() != text]
+    if check:
+        if stale:
+            raise StaleError(
+                f"{' and '.join(str(p) for p in stale)}: out of date with {manifest.path} and its lock",
+                hint="run `make dockerfile` (or `modelbake dockerfile`) and commit the result",
+            )
+        return stale
+    for path in stale:
+        try:
+            path.write_text(wanted[path])
+        except OSError as exc:
+            raise write_error(exc, path) from exc
+    return stale
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m modelbake.dockerfile [--manifest F] [--root DIR] [--check]`: write or check both files."""
-    from .errors import ModelbakeError
-    from .lockfile import read_lock
-    from .manifest import load_manifest
-
     parser = argparse.ArgumentParser(prog="python -m modelbake.dockerfile", description=main.__doc__)
     parser.add_argument("--manifest", type=Path, default=Path("models.toml"))
     parser.add_argument("--root", type=Path, default=Path("."), help="where Dockerfile and Dockerfile.models live")
     parser.add_argument("--check", action="store_true", help="exit 1 when either file is out of date")
     args = parser.parse_args(argv)
-    try:
-        manifest = load_manifest(args.manifest)
-        lock = read_lock(manifest.lock_path)
-        app_path = args.root / "Dockerfile"
-        wanted = {
-            args.root / "Dockerfile.models": render_models_dockerfile(manifest, lock),
-            app_path: render_app_dockerfile(app_path.read_text(), manifest, lock),
-        }
-    except (ModelbakeError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    stale = [path for path, text in wanted.items() if not path.is_file() or path.read_text() != text]
-    if args.check:
-        for path in stale:
-            print(
-                f"error: {path}: out of date with {manifest.path} and its lock; run `make dockerfile`", file=sys.stderr
-            )
-        return 1 if stale else 0
-    for path in stale:
-        path.write_text(wanted[path])
+    return exit_code_of(lambda: run(args.manifest, args.root, args.check))
+
+
+def run(manifest_path: Path, root: Path, check: bool) -> int:
+    """What `modelbake dockerfile` and `python -m modelbake.dockerfile` do: one line per file written."""
+    for path in sync_dockerfiles(manifest_path, root, check):
         print(f"wrote {path}")
     return 0
 

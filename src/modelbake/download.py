@@ -12,11 +12,12 @@ import random
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import httpx
 
-from .errors import FetchError, IntegrityError
+from .errors import FetchError, IntegrityError, write_error
 
 RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 DEFAULT_RETRIES = 5
@@ -38,42 +39,91 @@ def backoff(attempt: int) -> float:
     return min(8.0, 0.5 * 2**attempt) * (0.75 + random.random() / 2)
 
 
+def _request_failure(exc: httpx.HTTPError, tries: int) -> str:
+    """The reason part of a FetchError for httpx's own errors (the URL is named by the caller)."""
+    if isinstance(exc, httpx.TooManyRedirects):
+        return "redirect loop: gave up after too many redirects"
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return f"unreachable after {tries} tries: {exc}"
+    if isinstance(exc, httpx.TransportError):
+        return f"download failed after {tries} tries: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _is_html(response: httpx.Response) -> bool:
+    """A proxy's login page or a captive portal: HTML with status 200 where a model file was asked for."""
+    return response.headers.get("content-type", "").split(";")[0].strip().lower() == "text/html"
+
+
+HTML_REASON = "the server answered with an HTML page (a proxy's login or error page?), not the file"
+
+
 def head_size(client: httpx.Client, url: str, model_id: str, path: str) -> int | None:
-    """Content-Length of a URL, or None when the server does not say."""
+    """Content-Length of a URL, or None when the server does not say (chunked responses)."""
     for attempt in range(DEFAULT_RETRIES):
         try:
             response = client.head(url)
         except httpx.TransportError as exc:
             if attempt + 1 == DEFAULT_RETRIES:
-                raise FetchError(model_id, path, url, f"unreachable: {exc}") from exc
+                raise FetchError(model_id, path, url, _request_failure(exc, DEFAULT_RETRIES)) from exc
             time.sleep(backoff(attempt))
             continue
+        except httpx.HTTPError as exc:
+            raise FetchError(model_id, path, url, _request_failure(exc, attempt + 1)) from exc
         if response.status_code in RETRY_STATUSES and attempt + 1 < DEFAULT_RETRIES:
             time.sleep(backoff(attempt))
             continue
         if response.status_code >= 400:
             raise FetchError(model_id, path, url, f"HTTP {response.status_code}")
+        if _is_html(response):
+            raise FetchError(model_id, path, url, HTML_REASON)
         length = response.headers.get("content-length")
         return int(length) if length and length.isdigit() else None
     return None
 
 
+def remote_size(client: httpx.Client, url: str, model_id: str, path: str, expected_sha256: str) -> int:
+    """The size of a pinned file, for the lock: the HEAD's Content-Length, or, when the server streams without
+    one (chunked), the length of the body read once and checked against the pinned sha256 (nothing is kept)."""
+    size = head_size(client, url, model_id, path)
+    if size is not None:
+        return size
+    counted = 0
+
+    def count(n: int) -> None:
+        nonlocal counted
+        counted += n
+
+    download_verified(client, url, None, model_id=model_id, path=path, expected_sha256=expected_sha256, on_bytes=count)
+    return counted
+
+
 def download_verified(
     client: httpx.Client,
     url: str,
-    dest: Path,
+    dest: Path | None,
     *,
     model_id: str,
     expected_sha256: str | None,
     expected_size: int | None = None,
     on_bytes: Callable[[int], None] | None = None,
     retries: int = DEFAULT_RETRIES,
+    path: str | None = None,
 ) -> str:
-    """Download `url` to `dest`; returns the sha256. Retries transient errors; raises FetchError/IntegrityError."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.incomplete")
+    """Download `url` to `dest`; returns the sha256. Retries transient errors; raises FetchError/IntegrityError.
+
+    With or without a Content-Length (a chunked body is streamed the same way): what counts is the size and
+    sha256 of what arrived. `dest=None` only hashes (the lock measuring a file). A write error (full disk,
+    read-only) is a DestinationError naming `dest`; the temp file is always removed.
+    """
+    name = path or (dest.name if dest is not None else url.rsplit("/", 1)[-1])
     report = on_bytes or (lambda n: None)
+    tmp = None
+    if dest is not None:
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.incomplete")
     try:
+        if dest is not None:
+            dest.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(retries):
             written = 0
             try:
@@ -83,30 +133,51 @@ def download_verified(
                         time.sleep(backoff(attempt))
                         continue
                     if response.status_code >= 400:
-                        raise FetchError(model_id, dest.name, url, f"HTTP {response.status_code}")
-                    with open(tmp, "wb") as f:
+                        raise FetchError(model_id, name, url, f"HTTP {response.status_code}")
+                    if _is_html(response):
+                        raise FetchError(model_id, name, url, HTML_REASON)
+                    with open(tmp, "wb") if tmp is not None else nullcontext() as f:
                         for chunk in response.iter_bytes(1024 * 1024):
-                            f.write(chunk)
+                            if f is not None:
+                                f.write(chunk)
                             digest.update(chunk)
                             written += len(chunk)
                             report(len(chunk))
+                            if expected_size is not None and written > expected_size:
+                                # Without a Content-Length nothing else bounds the body: stop at the lock's size.
+                                raise FetchError(
+                                    model_id,
+                                    name,
+                                    url,
+                                    f"size mismatch: more than the expected {expected_size} bytes; discarded",
+                                )
                 break
             except httpx.TransportError as exc:
                 report(-written)
                 if attempt + 1 == retries:
-                    raise FetchError(model_id, dest.name, url, f"unreachable after {retries} tries: {exc}") from exc
+                    raise FetchError(model_id, name, url, _request_failure(exc, retries)) from exc
                 time.sleep(backoff(attempt))
+            except httpx.HTTPError as exc:  # redirect loop, undecodable body: retrying would not help
+                report(-written)
+                raise FetchError(model_id, name, url, _request_failure(exc, attempt + 1)) from exc
         else:  # pragma: no cover - the loop always breaks or raises
-            raise FetchError(model_id, dest.name, url, "gave up")
+            raise FetchError(model_id, name, url, "gave up")
         actual = digest.hexdigest()
         if expected_size is not None and written != expected_size:
             raise FetchError(
-                model_id, dest.name, url, f"size mismatch: expected {expected_size} bytes, got {written}; discarded"
+                model_id, name, url, f"size mismatch: expected {expected_size} bytes, got {written}; discarded"
             )
         if expected_sha256 is not None and actual != expected_sha256:
-            raise IntegrityError(model_id, dest.name, url, expected_sha256, actual)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
+            raise IntegrityError(model_id, name, url, expected_sha256, actual)
+        if tmp is not None and dest is not None:
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
         return actual
+    except OSError as exc:
+        raise write_error(exc, dest, model_id) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None and os.path.lexists(tmp):
+            try:
+                tmp.unlink()
+            except OSError:  # the file system went read-only under us: nothing more can be done here
+                pass

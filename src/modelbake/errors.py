@@ -1,9 +1,16 @@
 """Typed errors: each names the file, model, field or URL at fault and says what to do next.
 
-Library code raises these; only `cli.main` turns them into one line and an exit code.
+Library code raises these; only `exit_code_of` (behind `modelbake`, `build.py` and `python -m
+modelbake.dockerfile`) turns them into one line and an exit code.
 """
 
 from __future__ import annotations
+
+import errno
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 
 class ModelbakeError(Exception):
@@ -63,14 +70,89 @@ class IntegrityError(FetchError):
         self.actual = actual
 
 
+class DockerfileError(ModelbakeError, ValueError):
+    """The app Dockerfile cannot take the generated model layers (its block markers are missing)."""
+
+    exit_code = 2
+
+
+class StaleError(ModelbakeError):
+    """A generated file (models.lock, Dockerfile.models, Dockerfile) is missing or out of date (`--check`)."""
+
+
 class VerifyError(ModelbakeError):
     """One or more models failed to load offline."""
 
 
-def exit_code_of(action) -> int:
-    """Run a CLI action; the one boundary where errors become `error: ...` (+ `hint: ...`) and an exit code."""
-    import sys
+class MissingDependencyError(ModelbakeError):
+    """An optional dependency a command needs is not installed; checked before any work starts.
 
+    Exit 2: like a bad flag, nothing was tried and the fix is on the user's side (install the extra).
+    """
+
+    exit_code = 2
+
+    def __init__(self, what: str, modules: list[str], install: str):
+        super().__init__(f"{what} needs {', '.join(modules)}, not installed", hint=f"install it: {install}")
+        self.modules = modules
+
+
+class DestinationError(ModelbakeError):
+    """A path modelbake must write cannot be written: `cannot write <path>: <reason>`.
+
+    A file in the way, no permission or a read-only file system is bad input (exit 2); a full disk is the work
+    failing (exit 1). Built from the OSError by `write_error`, which names the path at fault.
+    """
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = 2, model_id: str | None = None):
+        super().__init__(message, hint)
+        self.exit_code = exit_code
+        self.model_id = model_id
+
+
+# errno -> (reason, hint, exit code): the errors a destination itself causes.
+_WRITE_ERRNOS: dict[int, tuple[str, str, int]] = {
+    errno.ENOSPC: ("no space left on device", "free space on that file system, or write somewhere else", 1),
+    errno.EDQUOT: ("disk quota exceeded", "free space within your quota, or write somewhere else", 1),
+    errno.EACCES: ("permission denied", "pick a directory you can write, or fix its permissions", 2),
+    errno.EPERM: ("operation not permitted", "pick a directory you can write, or fix its permissions", 2),
+    errno.EROFS: ("read-only file system", "pick a directory on a writable file system", 2),
+    errno.ENOTDIR: ("not a directory", "a file is in the way: remove it, or pick another directory", 2),
+    errno.EEXIST: ("not a directory", "a file is in the way: remove it, or pick another directory", 2),
+}
+WRITE_ERRNOS = frozenset(_WRITE_ERRNOS)
+
+
+def _in_the_way(path: Path) -> Path:
+    """For ENOTDIR: the nearest ancestor that exists and is not a directory (the file actually in the way)."""
+    for candidate in [path, *path.parents]:
+        if candidate.exists() or candidate.is_symlink():
+            return candidate if not candidate.is_dir() else path
+    return path
+
+
+def write_error(exc: OSError, path: str | Path | None = None, model_id: str | None = None) -> DestinationError:
+    """The DestinationError for an OSError met while writing `path` (default: the error's own filename).
+
+    `model whisper-tiny: cannot write /models/whisper/tiny.en.pt: no space left on device`; an errno that is not
+    the destination's own fault keeps its strerror and exit 1: `model X: /path: Input/output error`.
+    """
+    target = Path(path if path is not None else exc.filename or "?")
+    prefix = f"model {model_id}: " if model_id else ""
+    if exc.errno not in _WRITE_ERRNOS:
+        return DestinationError(f"{prefix}{target}: {exc.strerror or exc}", None, 1, model_id)
+    reason, hint, code = _WRITE_ERRNOS[exc.errno]
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        target = _in_the_way(target)
+    return DestinationError(f"{prefix}cannot write {target}: {reason}", hint, code, model_id)
+
+
+def exit_code_of(action: Callable[[], int]) -> int:
+    """Run a CLI action; the one boundary where errors become `error: ...` (+ `hint: ...`) and an exit code.
+
+    Only modelbake's own errors are caught: each is raised where the problem is understood and names the file,
+    model, field or URL. Anything else is a bug and keeps its traceback.
+    """
     try:
         return action()
     except ModelbakeError as exc:
@@ -81,3 +163,8 @@ def exit_code_of(action) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `modelbake ... | head`: the reader left. Point stdout at /dev/null so the interpreter's final flush
+        # does not fail again, and exit quietly, as other command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -141,11 +141,15 @@ class TrackedHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self._write(data)
 
-    def _file_headers(self, size: int, headers: Mapping[str, str] | None = None) -> tuple[int, int] | None:
+    def _file_headers(
+        self, size: int, headers: Mapping[str, str] | None = None, chunked: bool = False
+    ) -> tuple[int, int] | None:
         """Send the status line and headers of a file of `size` bytes, honouring a single Range on GET.
 
         Returns the inclusive (start, end) of the body to send, or None for HEAD. Raises RangeNotSatisfiable,
         with nothing sent, for a range past the end: the caller answers 416 `Content-Range: bytes */<size>`.
+        `chunked`: no Content-Length, `Transfer-Encoding: chunked` instead (the caller frames the body), as
+        servers that stream or compress on the fly answer.
         """
         rng = None
         header = self.headers.get("Range")
@@ -154,7 +158,10 @@ class TrackedHandler(BaseHTTPRequestHandler):
         start, end = rng if rng is not None else (0, size - 1)
         self.send_response(206 if rng is not None else 200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(end - start + 1))
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(end - start + 1))
         self.send_header("Accept-Ranges", "bytes")
         if rng is not None:
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")

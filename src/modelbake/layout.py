@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .constants import STATE_DIRNAME, default_hf_hub_cache, default_state_dir, default_whisper_root
+from .errors import write_error
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,21 @@ class Layout:
         return self.state_dir / "verified" / f"{model_id}.json"
 
     def lock_path(self, model_id: str) -> Path:
-        self.state_dir.joinpath("locks").mkdir(parents=True, exist_ok=True)
         return self.state_dir / "locks" / f"{model_id}.lock"
+
+    def prepare(self) -> None:
+        """Create the state directories, before any download: a `--dest` that is a file, unwritable or on a
+        read-only file system fails here, in one line naming it, instead of mid-work in a fetcher thread."""
+        try:
+            for sub in ("locks", "verified", "tmp"):
+                (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=self.state_dir / "tmp", prefix=".probe-")  # noqa: SIM115
+            probe.close()  # removes it: writing a directory's entries needs more than the directory existing
+        except OSError as exc:
+            # Name what the user chose (the --dest tree, or the state dir), or the file in the way inside it.
+            where = self.state_dir.parent if self.is_dest else self.state_dir
+            in_the_way = exc.errno in (errno.ENOTDIR, errno.EEXIST)
+            raise write_error(exc, exc.filename if in_the_way and exc.filename else where) from exc
 
 
 def _stat_key(path: Path) -> list[int]:
@@ -62,9 +77,13 @@ def write_marker(layout: Layout, model_id: str, revision: str, files: list[Path]
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"revision": revision, "files": {str(f): _stat_key(f) for f in sorted(files)}}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, sort_keys=True)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)  # a full disk leaves no half marker behind
+        raise
 
 
 def marker_valid(layout: Layout, model_id: str, revision: str, files: list[Path] | None = None) -> bool:

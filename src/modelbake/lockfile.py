@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .constants import LOCK_VERSION
-from .errors import LockError
+from .errors import LockError, write_error
 from .manifest import HuggingFaceSpec, Manifest, ModelSpec, SpacySpec, WhisperSpec
 
 
@@ -95,16 +96,19 @@ def dumps(lock: Lock) -> str:
 
 
 def write_lock(lock: Lock, path: Path) -> None:
-    """Write atomically (temp file + rename), so a crash never leaves half a lock."""
+    """Write atomically (temp file + rename), so a crash or a full disk never leaves half a lock."""
     text = dumps(lock)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
-        with os.fdopen(fd, "w") as f:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise write_error(exc, path) from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -130,30 +134,66 @@ def parse_lock(text: str, where: str) -> Lock:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise LockError(f"{where}: malformed JSON: {exc}") from exc
-    if not isinstance(doc, dict) or doc.get("lock_version") != LOCK_VERSION:
-        version = doc.get("lock_version") if isinstance(doc, dict) else None
-        raise LockError(f"{where}: unsupported lock_version {version!r} (this modelbake reads {LOCK_VERSION})")
+        raise LockError(f"{where}: malformed JSON: {exc}", hint="regenerate it with `modelbake lock`") from exc
+    version = doc.get("lock_version") if isinstance(doc, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > LOCK_VERSION:
+        raise LockError(
+            f"{where}: lock_version {version}: written by a newer modelbake; "
+            f"this one ({__version__}) reads lock_version {LOCK_VERSION}",
+            hint="upgrade modelbake (pip install -U modelbake) to the release that wrote this lock",
+        )
+    if version != LOCK_VERSION:
+        raise LockError(
+            f"{where}: lock_version: expected {LOCK_VERSION}, got {version!r}",
+            hint="regenerate it with `modelbake lock`",
+        )
     models = doc.get("models")
     if not isinstance(models, dict):
         raise LockError(f"{where}: models: must be an object")
     return Lock(models={mid: entry_from_json(mid, data, where) for mid, data in models.items()})
 
 
+def _decode(data: bytes, where: str, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LockError(
+            f"{where}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}), so not a {what}",
+            hint="regenerate it with `modelbake lock`",
+        ) from exc
+
+
+def _read_text(path: Path, what: str) -> str:
+    """A lock or entry file's text; unreadable or non-UTF-8 bytes are a LockError naming the file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise LockError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
+    return _decode(data, str(path), what)
+
+
 def read_lock(path: Path) -> Lock | None:
     """The lock at `path`, or None when there is none."""
     try:
-        text = path.read_text()
+        text = _read_text(path, "models.lock")
     except FileNotFoundError:
         return None
     return parse_lock(text, str(path))
 
 
-def read_entry(path: Path | str, text: str | None = None) -> LockedModel:
-    """A single-model entry file `{"id": ..., <entry>}` (what Dockerfile.models hands each model step)."""
+def read_entry(path: Path | str, data: bytes | None = None) -> LockedModel:
+    """A single-model entry file `{"id": ..., <entry>}` (what Dockerfile.models hands each model step);
+    `data`: its bytes, already read (stdin)."""
     where = str(path)
-    if text is None:
-        text = Path(path).read_text()
+    if data is not None:
+        text = _decode(data, where, "lock entry")
+    else:
+        try:
+            text = _read_text(Path(path), "lock entry")
+        except FileNotFoundError as exc:
+            raise LockError(f"{where}: lock entry not found", hint="check the --entry path") from exc
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:

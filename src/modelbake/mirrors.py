@@ -32,10 +32,12 @@ def _mirrors_file() -> dict[str, str]:
     if not path or not Path(path).is_file():
         return {}
     try:
-        data = tomllib.loads(Path(path).read_text())
-    except (tomllib.TOMLDecodeError, OSError) as exc:
+        data = tomllib.loads(Path(path).read_bytes().decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
         raise UsageError(f"{path}: malformed mirrors file ({MIRRORS_FILE_ENV}): {exc}") from exc
     table = data.get("mirrors", data)
+    if not isinstance(table, dict):
+        raise UsageError(f"{path}: mirrors: must be a table of family = base URL ({MIRRORS_FILE_ENV})")
     return {k: str(v).rstrip("/") for k, v in table.items() if k in FAMILIES and v}
 
 

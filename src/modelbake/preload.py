@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .constants import HF_TOKEN_FILE_ENV, env
 from .download import make_client
-from .errors import FetchError, LockError
+from .errors import LockError, ModelbakeError, UsageError, write_error
 from .fetchers import FetchContext, FetchResult, fetcher_for
 from .layout import Layout
 from .lockfile import Lock, LockedModel, check_drift
 from .manifest import Manifest, ModelSpec
 from .progress import NullProgress, Progress
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -37,12 +42,21 @@ def plan_from_entries(entries: list[LockedModel]) -> Plan:
 
 
 def read_hf_token(token_file: Path | None = None) -> str | None:
-    """The HF token from --hf-token-file, MODELBAKE_HF_TOKEN_FILE, or HF_TOKEN (never logged)."""
+    """The HF token from --hf-token-file, MODELBAKE_HF_TOKEN_FILE, or HF_TOKEN (never logged).
+
+    `--hf-token-file` must be readable; MODELBAKE_HF_TOKEN_FILE may be absent (Dockerfile.models points it at
+    a secret that is only mounted when a token was given).
+    """
     path = token_file or (Path(env(HF_TOKEN_FILE_ENV)) if env(HF_TOKEN_FILE_ENV) else None)
-    if path is not None and path.is_file():
-        token = path.read_text().strip()
-        return token or None
-    return env("HF_TOKEN")
+    if path is None or (token_file is None and not path.is_file()):
+        return env("HF_TOKEN")
+    try:
+        token = path.read_bytes().decode("utf-8").strip()
+    except OSError as exc:
+        raise UsageError(f"--hf-token-file {path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--hf-token-file {path}: not a token (not UTF-8 text)") from exc
+    return token or None
 
 
 def preload(
@@ -54,36 +68,59 @@ def preload(
     progress: Progress | None = None,
     hf_token: str | None = None,
 ) -> list[FetchResult]:
-    """Fetch every planned model; models run in parallel. Raises the first FetchError after all finish."""
-    from huggingface_hub.utils import disable_progress_bars
-
-    disable_progress_bars()  # our own progress display covers the Hub downloads
+    """Fetch every planned model; models run in parallel. Raises the first error after all finish."""
+    _quiet_hub()
+    layout.prepare()
     progress = progress or NullProgress()
     with make_client() as client:
         ctx = FetchContext(
             layout=layout, mirrors=mirrors, client=client, progress=progress, hf_token=hf_token, jobs=jobs
         )
 
-        def run(item: tuple[ModelSpec, LockedModel | None]) -> FetchResult | FetchError:
+        def run(item: tuple[ModelSpec, LockedModel | None]) -> FetchResult | tuple[str, ModelbakeError]:
             spec, entry = item
             try:
-                result = fetcher_for(spec).fetch(spec, entry, ctx)
-            except FetchError as exc:
+                result = _writing(spec.id, lambda: fetcher_for(spec).fetch(spec, entry, ctx))
+            except ModelbakeError as exc:
                 progress.finish(spec.id, "failed")
-                return exc
+                return spec.id, exc
             if result.status == "fetched":
                 progress.finish(spec.id, "fetched")
             return result
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             outcomes = list(pool.map(run, plan.items))
-    errors = [o for o in outcomes if isinstance(o, FetchError)]
+    errors = [o for o in outcomes if isinstance(o, tuple)]
     if errors:
+        first = errors[0][1]
         if len(errors) > 1:
-            others = ", ".join(e.model_id for e in errors[1:])
-            errors[0].message += f" (also failed: {others})"
-        raise errors[0]
+            first.message += f" (also failed: {', '.join(model_id for model_id, _ in errors[1:])})"
+        raise first
     return [o for o in outcomes if isinstance(o, FetchResult)]
+
+
+def _writing(model_id: str, work: Callable[[], T]) -> T:
+    """Run a fetcher's work; an OSError out of it is the layout's (full, read-only, a file in the way).
+
+    The fetchers turn every network failure into a FetchError, so what reaches here as an OSError came from
+    writing under the layout: it becomes one line naming the model and the path (the fetchers have already
+    removed their temp files and staging directories).
+    """
+    try:
+        return work()
+    except OSError as exc:
+        raise write_error(exc, model_id=model_id) from exc
+
+
+def _quiet_hub() -> None:
+    """huggingface_hub's own progress bars and retry warnings ("Trying to resume download...") are replaced by
+    modelbake's progress and its one-line errors."""
+    from huggingface_hub.utils import disable_progress_bars, logging
+
+    disable_progress_bars()
+    logging.set_verbosity_error()
+    # Its free-space warning precedes the ENOSPC that modelbake reports as one line naming the model.
+    warnings.filterwarnings("ignore", message="Not enough free disk space", module="huggingface_hub")
 
 
 def lock_models(manifest: Manifest, mirrors: dict[str, str], hf_token: str | None, state_dir: Path) -> Lock:
@@ -95,7 +132,12 @@ def lock_models(manifest: Manifest, mirrors: dict[str, str], hf_token: str | Non
         state_dir=state_dir,
         is_dest=False,
     )
+    _quiet_hub()
+    layout.prepare()
     with make_client() as client:
         ctx = FetchContext(layout=layout, mirrors=mirrors, client=client, hf_token=hf_token)
-        entries = {spec.id: fetcher_for(spec).inventory(spec, ctx) for spec in manifest.models.values()}
+        entries = {
+            spec.id: _writing(spec.id, lambda spec=spec: fetcher_for(spec).inventory(spec, ctx))
+            for spec in manifest.models.values()
+        }
     return Lock(models=entries)

@@ -6,6 +6,7 @@ that does not resolve, a loader that phones home). Verify proves the image or la
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .digests import sha256_file
+from .errors import MissingDependencyError
 from .layout import Layout
 from .lockfile import LockedModel
 from .manifest import HuggingFaceSpec, ModelSpec, SpacySpec, WhisperSpec
@@ -36,6 +38,27 @@ class VerifyResult:
     ok: bool = False
     detail: str = ""
     network: list[str] = field(default_factory=list)
+
+
+# What each family's loader imports, and the distribution that provides a module when its name differs.
+LOADER_MODULES = {
+    "whisper": ("torch", "numpy", "whisper"),
+    "spacy": ("spacy",),
+    "huggingface": ("torch", "transformers"),
+}
+DISTRIBUTIONS = {"whisper": "openai-whisper"}
+# openai-whisper without its dependencies: its metadata pulls ~1 GB of triton on x86_64, useless on CPU.
+ML_INSTALL = "pip install 'modelbake[ml]' && pip install --no-deps openai-whisper"
+
+
+def require_loaders(families: set[str]) -> None:
+    """Raise MissingDependencyError, before anything loads, when a loader of these families is not installed
+    (the fetch side and the Docker fetch stage do without the `ml` extra, so a plain install lacks them)."""
+    missing = sorted(
+        {DISTRIBUTIONS.get(m, m) for f in families for m in LOADER_MODULES[f] if importlib.util.find_spec(m) is None}
+    )
+    if missing:
+        raise MissingDependencyError("modelbake verify", missing, ML_INSTALL)
 
 
 def set_offline_environment(layout: Layout) -> None:

@@ -37,7 +37,9 @@ class FetchResult:
 @contextmanager
 def model_lock(layout: Layout, model_id: str):
     """Serialise work on one model in one layout, so two preloads into one DEST at once are safe."""
-    with FileLock(str(layout.lock_path(model_id))):
+    path = layout.lock_path(model_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path)):
         yield
 
 
@@ -53,9 +55,14 @@ def staging_dir(parent: Path, prefix: str):
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    """Temp file + rename; the temp file is removed when the write fails (a full disk leaves nothing)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

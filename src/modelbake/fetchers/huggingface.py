@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from ..digests import git_blob_sha1, sha256_file
-from ..download import backoff
 from ..errors import FetchError, IntegrityError
 from ..layout import marker_valid, write_marker
 from ..lockfile import LockedFile, LockedModel, spec_fields
 from ..manifest import HuggingFaceSpec
 from .base import FetchContext, FetchResult, model_lock, staging_dir, write_text_atomic
+from .hub_errors import with_retries
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -52,65 +51,35 @@ def _api(ctx: FetchContext):
     return HfApi(endpoint=ctx.mirrors["huggingface"], token=ctx.hf_token or False)
 
 
-def _hub_error(
-    spec: HuggingFaceSpec, ctx: FetchContext, exc: Exception, path: str = "", commit: str = ""
-) -> FetchError:
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
+def api_url(spec: HuggingFaceSpec, ctx: FetchContext, what: str, revision: str) -> str:
+    """The Hub API URL huggingface_hub asks for `model_info` (`revision`) or `list_repo_tree` (`tree`)."""
+    query = "?recursive=true" if what == "tree" else ""
+    return f"{ctx.mirrors['huggingface']}/api/models/{spec.repo}/{what}/{quote(revision, safe='')}{query}"
+
+
+def _with_retries(
+    spec: HuggingFaceSpec,
+    ctx: FetchContext,
+    func,
+    path: str = "",
+    commit: str = "",
+    url: str = "",
+    transport_retried: bool = False,
+):
+    """`hub_errors.with_retries` for this model: a failure names `path` (or the repo) and `url` (or the file's)."""
+    if not url:
+        base = f"{ctx.mirrors['huggingface']}/{spec.repo}"
+        url = resolve_url(spec, ctx, commit or spec.revision, path) if path else base
+    return with_retries(
+        func,
+        model_id=spec.id,
+        path=path or spec.repo,
+        url=url,
+        repo=spec.repo,
+        revision=spec.revision,
+        write_dir=ctx.layout.hf_hub_cache,
+        transport_retried=transport_retried,
     )
-
-    url = resolve_url(spec, ctx, commit or spec.revision, path) if path else f"{ctx.mirrors['huggingface']}/{spec.repo}"
-    if isinstance(exc, GatedRepoError):
-        reason, hint = "gated repo: access not granted", "accept the terms on the Hub and pass --hf-token-file"
-    elif isinstance(exc, RepositoryNotFoundError):
-        reason, hint = (
-            f"repository {spec.repo} not found (or private)",
-            "check `repo`, or pass a token for private repos",
-        )
-    elif isinstance(exc, RevisionNotFoundError):
-        reason, hint = f"revision {spec.revision!r} not found", "check `revision`"
-    elif isinstance(exc, EntryNotFoundError):
-        reason, hint = "file not found in the repo", "re-run `modelbake lock`"
-    else:
-        reason, hint = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", None
-    return FetchError(spec.id, path or spec.repo, url, reason, hint)
-
-
-def _is_transport_error(exc: BaseException) -> bool:
-    """Connection resets, timeouts, DNS failures: huggingface_hub raises its HTTP client's errors (httpx or
-    the httpx2 fork, depending on the release), so match by class name rather than by one module's types."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(names & {"TransportError", "TimeoutException", "NetworkError", "RemoteProtocolError"}) or isinstance(
-        exc, (ConnectionError, TimeoutError)
-    )
-
-
-def _transient(exc: Exception) -> bool:
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    if _is_transport_error(exc) or isinstance(exc, LocalEntryNotFoundError):
-        return True
-    if isinstance(exc, HfHubHTTPError):
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        return status is None or status >= 500 or status == 429
-    return False
-
-
-def _with_retries(spec: HuggingFaceSpec, ctx: FetchContext, func, path: str = "", commit: str = ""):
-    """Call `func`, retrying transient failures with backoff; any failure becomes a FetchError naming the file."""
-    for attempt in range(RETRIES):
-        try:
-            return func()
-        except FetchError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - classified below, re-raised as FetchError with the cause
-            if _transient(exc) and attempt + 1 < RETRIES:
-                time.sleep(backoff(attempt))
-                continue
-            raise _hub_error(spec, ctx, exc, path, commit) from exc
 
 
 def list_expected(spec: HuggingFaceSpec, ctx: FetchContext) -> tuple[str, list[Expected]]:
@@ -121,10 +90,19 @@ def list_expected(spec: HuggingFaceSpec, ctx: FetchContext) -> tuple[str, list[E
     api = _api(ctx)
     commit = spec.revision
     if not COMMIT_RE.match(commit):
-        info = _with_retries(spec, ctx, lambda: api.model_info(spec.repo, revision=spec.revision))
+        info = _with_retries(
+            spec,
+            ctx,
+            lambda: api.model_info(spec.repo, revision=spec.revision),
+            url=api_url(spec, ctx, "revision", spec.revision),
+        )
         commit = info.sha
     entries = _with_retries(
-        spec, ctx, lambda: list(api.list_repo_tree(spec.repo, revision=commit, recursive=True)), commit=commit
+        spec,
+        ctx,
+        lambda: list(api.list_repo_tree(spec.repo, revision=commit, recursive=True)),
+        commit=commit,
+        url=api_url(spec, ctx, "tree", commit),
     )
     files = [e for e in entries if isinstance(e, RepoFile)]
     selected = filter_repo_objects(
@@ -187,7 +165,7 @@ def _download_all(
                 token=ctx.hf_token or False,
             )
 
-        path = Path(_with_retries(spec, ctx, call, e.path, commit))
+        path = Path(_with_retries(spec, ctx, call, e.path, commit, transport_retried=True))
         _check(spec, e, path, url)
         ctx.progress.advance(spec.id, e.size)
         return e.path, path

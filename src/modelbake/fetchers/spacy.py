@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import uuid
 from pathlib import Path
 
-from ..download import download_verified, head_size
-from ..errors import FetchError
+from ..download import download_verified, remote_size
+from ..errors import WRITE_ERRNOS, FetchError, write_error
 from ..layout import marker_valid, write_marker
 from ..lockfile import LockedFile, LockedModel, spec_fields
 from ..manifest import SpacySpec
@@ -28,10 +30,7 @@ def url_for(spec: SpacySpec, ctx: FetchContext) -> str:
 
 
 def inventory(spec: SpacySpec, ctx: FetchContext) -> LockedModel:
-    url = url_for(spec, ctx)
-    size = head_size(ctx.client, url, spec.id, spec.wheel_filename)
-    if size is None:
-        raise FetchError(spec.id, spec.wheel_filename, url, "no Content-Length in the response")
+    size = remote_size(ctx.client, url_for(spec, ctx), spec.id, spec.wheel_filename, spec.sha256)
     return LockedModel(
         id=spec.id,
         family="spacy",
@@ -77,22 +76,36 @@ def fetch(spec: SpacySpec, entry: LockedModel | None, ctx: FetchContext) -> Fetc
                 on_bytes=lambda n: ctx.progress.advance(spec.id, n),
             )
             if layout.spacy_target is None:
-                _pip(spec, ["install", "--no-deps", "--no-index", "--force-reinstall", str(wheel)])
+                _pip(spec, ["install", "--no-deps", "--no-index", "--force-reinstall", str(wheel)], None)
                 return FetchResult(spec.id, "fetched", wheel.stat().st_size, ())
             installed = staging / "target"
-            _pip(spec, ["install", "--no-deps", "--no-index", "--no-compile", "--target", str(installed), str(wheel)])
+            pip_target = ["--target", str(installed)]
+            _pip(
+                spec,
+                ["install", "--no-deps", "--no-index", "--no-compile", *pip_target, str(wheel)],
+                layout.spacy_target,
+            )
             _make_reproducible(installed)
             files = _publish_tree(installed, layout.spacy_target)
             write_marker(layout, spec.id, f"{spec.version}:{spec.sha256}", files)
             return FetchResult(spec.id, "fetched", wheel.stat().st_size, tuple(files))
 
 
-def _pip(spec: SpacySpec, args: list[str]) -> None:
+def _pip(spec: SpacySpec, args: list[str], target: Path | None) -> None:
+    """Run pip; a failure is one FetchError line, or a DestinationError when pip could not write (its output
+    carries the OSError as `[Errno N]`: a full disk, a read-only file system)."""
     cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise FetchError(spec.id, spec.wheel_filename, "pip", f"pip install failed: {last}")
+    if proc.returncode == 0:
+        return
+    for number in map(int, re.findall(r"\[Errno (\d+)\]", proc.stderr)):
+        if number in WRITE_ERRNOS:
+            where = target or Path(sysconfig.get_paths()["purelib"])
+            raise write_error(OSError(number, os.strerror(number), str(where)), where, spec.id)
+    last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+    if len(last) > 300:
+        last = last[:300] + "..."
+    raise FetchError(spec.id, spec.wheel_filename, "pip", f"pip install failed: {last}")
 
 
 def _make_reproducible(target: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..digests import sha256_file
-from ..download import download_verified, head_size
+from ..download import download_verified, remote_size
 from ..layout import marker_valid, write_marker
 from ..lockfile import LockedFile, LockedModel, spec_fields
 from ..manifest import WhisperSpec
@@ -26,10 +26,7 @@ def target_path(spec: WhisperSpec, ctx: FetchContext) -> Path:
 
 
 def inventory(spec: WhisperSpec, ctx: FetchContext) -> LockedModel:
-    url = url_for(spec, ctx)
-    size = head_size(ctx.client, url, spec.id, f"{spec.name}.pt")
-    if size is None:
-        raise ValueError(f"model {spec.id}: {url} did not report a Content-Length")
+    size = remote_size(ctx.client, url_for(spec, ctx), spec.id, f"{spec.name}.pt", spec.sha256)
     return LockedModel(
         id=spec.id,
         family="whisper",

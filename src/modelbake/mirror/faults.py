@@ -1,7 +1,9 @@
 """Fault injection and bandwidth throttling for the mirror.
 
 Tests mutate `MirrorServer.faults` to prove that clients detect corrupt bytes, retry on 503, resume after a
-dropped connection and report missing files; the benchmark uses `bandwidth` to emulate a slow link.
+dropped connection, report missing files, and meet what real servers and proxies do (chunked bodies without a
+Content-Length, an HTML page where JSON is due, a redirect loop, a body cut short); the benchmark uses
+`bandwidth` to emulate a slow link.
 Keys are substrings of the decoded URL path (e.g. `"tiny.en.pt"`, `"/resolve/"`).
 """
 
@@ -20,6 +22,11 @@ class Faults:
     - `fail`: answer 503 this many times before serving normally (counts every matching request).
     - `reset`: close the connection mid-body this many times.
     - `not_found`: answer 404.
+    - `no_content_length`: send files with `Transfer-Encoding: chunked` and no Content-Length (HEAD too).
+    - `html`: answer 200 with an HTML page (a proxy's login page) instead of the JSON or file.
+    - `redirect_loop`: answer 302 pointing at the same URL, every time.
+    - `truncate`: end every body at the file's middle and close the connection, even for a Range asking for
+      more (a file cut short behind a server that still announces its full length); `reset` cuts N times.
     - `bandwidth`: bytes per second shared by all connections; None means unlimited.
     """
 
@@ -27,6 +34,10 @@ class Faults:
     fail: dict[str, int] = field(default_factory=dict)
     reset: dict[str, int] = field(default_factory=dict)
     not_found: set[str] = field(default_factory=set)
+    no_content_length: set[str] = field(default_factory=set)
+    html: set[str] = field(default_factory=set)
+    redirect_loop: set[str] = field(default_factory=set)
+    truncate: set[str] = field(default_factory=set)
     bandwidth: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -37,10 +48,18 @@ class Faults:
             self.fail.clear()
             self.reset.clear()
             self.not_found.clear()
+            self.no_content_length.clear()
+            self.html.clear()
+            self.redirect_loop.clear()
+            self.truncate.clear()
             self.bandwidth = None
 
     def is_not_found(self, path: str) -> bool:
         return any(key in path for key in list(self.not_found))
+
+    def matches(self, keys: set[str], path: str) -> bool:
+        """True when one of `keys` (a set of this object, e.g. `self.html`) is a substring of `path`."""
+        return any(key in path for key in list(keys))
 
     def should_corrupt(self, path: str) -> bool:
         return any(key in path for key in list(self.corrupt))

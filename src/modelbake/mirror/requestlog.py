@@ -14,6 +14,8 @@ from time import time as _now
 from typing import TextIO
 from urllib.parse import unquote
 
+from modelbake.errors import write_error
+
 
 @dataclass
 class RequestRecord:
@@ -40,9 +42,13 @@ class RequestLog:
         self._file: TextIO | None = None
 
     def open(self) -> None:
+        """Open the log file for appending; a path that cannot be written is a DestinationError naming it."""
         if self._log_path is not None and self._file is None:
-            self._log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self._log_path, "a", encoding="utf-8")  # closed in close()
+            try:
+                self._log_path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self._log_path, "a", encoding="utf-8")  # closed in close()
+            except OSError as exc:
+                raise write_error(exc, self._log_path) from exc
 
     def close(self) -> None:
         with self._lock:

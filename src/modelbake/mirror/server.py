@@ -32,6 +32,8 @@ CHUNK = 1024 * 1024
 TREE_PAGE = 1000  # the Hub's page size for /tree ...
 TREE_PAGE_EXPANDED = 50  # ... and with expand=true
 FAMILIES = ("huggingface", "whisper", "spacy")
+# What the `html` fault answers: the kind of page a captive portal or a proxy's login serves with status 200.
+HTML_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Please sign in.</body></html>\n"
 
 
 def _truthy(value: str | None) -> bool:
@@ -95,6 +97,14 @@ class _Handler(TrackedHandler):
             self._record.bytes_sent -= len(data)
             raise
 
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for key, value in {"Content-Length": str(len(body)), **headers}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self._write(body)
+
     def _error(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None) -> None:
         extra = dict(headers or {})
         if code:
@@ -111,6 +121,10 @@ class _Handler(TrackedHandler):
             return self._error(404, f"not found (injected fault): {decoded}", code)
         if faults.take_fail(decoded):
             return self._error(503, f"service unavailable (injected fault): {decoded}")
+        if faults.matches(faults.redirect_loop, decoded):
+            return self._send(302, b"", {"Location": self.path})  # the same URL, forever
+        if faults.matches(faults.html, decoded):
+            return self._send(200, HTML_PAGE, {"Content-Type": "text/html; charset=utf-8"})
         segs = [unquote(s) for s in raw.split("/")[1:]]
         family, rest = segs[0], segs[1:]
         if family == "" and not rest:
@@ -301,13 +315,15 @@ class _Handler(TrackedHandler):
 
     # -- file bodies ----------------------------------------------------------------------------------
     def _file(self, local: Path, headers: dict[str, str], decoded: str) -> None:
-        """Stream `local` in chunks, honouring Range, HEAD, and the corrupt/reset/bandwidth faults."""
+        """Stream `local` in chunks, honouring Range, HEAD, and the file faults (corrupt, reset, truncate,
+        no_content_length, bandwidth)."""
         mirror = self.server.service
         faults = mirror.faults
+        chunked = faults.matches(faults.no_content_length, decoded)
         with open(local, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             try:
-                span = self._file_headers(size, headers)
+                span = self._file_headers(size, headers, chunked=chunked)
             except RangeNotSatisfiable as e:
                 return self._error(
                     416, f"range {e} outside {decoded} ({size} bytes)", headers={"Content-Range": f"bytes */{size}"}
@@ -317,8 +333,11 @@ class _Handler(TrackedHandler):
             start, end = span
             length = end - start + 1
             flip_at = size // 2 if size and faults.should_corrupt(decoded) else -1
-            cut = faults.take_reset(decoded)
-            remaining = length // 2 if cut else length
+            remaining = length
+            if faults.matches(faults.truncate, decoded):  # the body always ends at the file's middle
+                cut, remaining = True, max(0, min(length, size // 2 - start))
+            elif cut := faults.take_reset(decoded):
+                remaining = length // 2
             fh.seek(start)
             pos = start
             while remaining > 0:
@@ -333,9 +352,15 @@ class _Handler(TrackedHandler):
                     data = bytes(flipped)
                 if rate:
                     mirror._throttle.wait(len(data), rate)
+                if chunked:  # http.server has no chunked writer: the framing is RFC 9112's, size in hex
+                    self.wfile.write(b"%x\r\n" % len(data))
                 self._write(data)
+                if chunked:
+                    self.wfile.write(b"\r\n")
                 pos += len(data)
                 remaining -= len(data)
+            if chunked and not cut and remaining <= 0:
+                self.wfile.write(b"0\r\n\r\n")  # the last chunk: the body is complete
         if cut or remaining > 0:
             self.close_connection = True
             try:

@@ -1,0 +1,458 @@
+"""The closed error boundary: every failure a user can cause or meet ends in one `error:` line and an exit code
+(2 bad input, 1 failed work), never a traceback, and leaves nothing partial behind.
+
+One table, each case run through the real CLI in a fresh process (`python -m modelbake ...`) and, where the
+manifest or the lock is at fault, through `python build.py --dry-run` too (those checks come before Docker).
+Server misbehaviour comes from the mirror's fault injection, so huggingface_hub's and httpx's own download code
+meets it. A full disk is a real one, a tmpfs smaller than the model, and a read-only destination a read-only
+bind mount, both mounted in a private user+mount namespace (`unshare`): no privileges needed, and the mounts
+vanish with the process.
+The bench's missing chart library is tested in tests/test_bench.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, mirror_args
+from modelbake.digests import sha256_file
+from modelbake.lockfile import read_lock
+
+pytestmark = [pytest.mark.unit, pytest.mark.loopback]
+
+WHISPER_FILE = "tiny-random.en.pt"
+# What a failed run must never leave behind anywhere under --dest (temp files, staging dirs, probes).
+PARTIAL_MARKERS = (".incomplete", ".tmp", ".modelbake-staging-", ".modelbake-tmp", ".probe-", ".old")
+
+
+@dataclass
+class Ctx:
+    """What a case's callables see: a per-test copy of the locked tiny manifest, a --dest path, the mirror."""
+
+    tmp: Path
+    manifest: Path
+    dest: Path
+    mirror: object
+    before: dict[Path, bytes] = field(default_factory=dict)  # the manifest's and the lock's bytes before the run
+
+    @property
+    def lock(self) -> Path:
+        return self.manifest.with_suffix(".lock")
+
+    def url(self, family: str) -> str:
+        return self.mirror.mirrors[family]  # type: ignore[attr-defined]
+
+    def whisper_url(self) -> str:
+        sha = read_lock(self.lock).models["whisper-tiny"].revision
+        return f"{self.url('whisper')}/{sha}/{WHISPER_FILE}"
+
+    def resolve_url(self, model_id: str, path: str) -> str:
+        entry = read_lock(self.lock).models[model_id]
+        repo = entry.spec["repo"]
+        return f"{self.url('huggingface')}/{repo}/resolve/{entry.revision}/{path}"
+
+    def preload(self, *models: str) -> list[str]:
+        argv = ["preload", "--manifest", str(self.manifest), "--dest", str(self.dest), *mirror_args(self.mirror)]
+        return argv + [arg for m in models for arg in ("--model", m)]
+
+    def lock_cmd(self) -> list[str]:
+        return ["lock", "--manifest", str(self.manifest), *mirror_args(self.mirror)]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: Callable[[Ctx], list[str]]
+    code: int
+    names: Callable[[Ctx], list[str]] = lambda ctx: []  # what the `error:` line must name
+    hint: str = ""  # a substring of the `hint:` line
+    faults: dict[str, tuple[str, ...]] = field(default_factory=dict)  # mirror fault -> path substrings
+    setup: Callable[[Ctx], None] | None = None
+    namespace: Callable[[Ctx], str] | None = None  # shell run in a private user+mount namespace first
+    build: bool = False  # the same failure through `python build.py --dry-run`
+    check: Callable[[Ctx], None] | None = None  # more assertions after the run
+    python: tuple[str, ...] = ("-m", "modelbake")  # how the CLI is started
+
+
+def _write(path_attr: str, data: bytes) -> Callable[[Ctx], None]:
+    def setup(ctx: Ctx) -> None:
+        getattr(ctx, path_attr).write_bytes(data)
+
+    return setup
+
+
+def _lock_version(version: int) -> Callable[[Ctx], None]:
+    def setup(ctx: Ctx) -> None:
+        doc = json.loads(ctx.lock.read_text())
+        doc["lock_version"] = version
+        ctx.lock.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+    return setup
+
+
+def _dest_is_a_file(ctx: Ctx) -> None:
+    ctx.dest.write_text("not a directory\n")
+
+
+def _stale_lock(ctx: Ctx) -> None:
+    ctx.manifest.write_text(ctx.manifest.read_text().replace('revision = "main"', 'revision = "v2"', 1))
+
+
+def _read_only(attr: str) -> Callable[[Ctx], str]:
+    def script(ctx: Ctx) -> str:
+        path = getattr(ctx, attr) if attr != "manifest_dir" else ctx.manifest.parent
+        path.mkdir(parents=True, exist_ok=True)
+        return f'mount --bind "{path}" "{path}" && mount -o remount,bind,ro "{path}"'
+
+    return script
+
+
+def _tmpfs(size: str) -> Callable[[Ctx], str]:
+    def script(ctx: Ctx) -> str:
+        ctx.dest.mkdir(parents=True, exist_ok=True)
+        return f'mount -t tmpfs -o size={size} tmpfs "{ctx.dest}"'
+
+    return script
+
+
+def _fetched(ctx: Ctx) -> None:
+    """Every file in place and matching the lock's sha256, though no response said how long it was."""
+    lock = read_lock(ctx.lock)
+    assert sha256_file(ctx.dest / "whisper" / WHISPER_FILE) == lock.models["whisper-tiny"].files[0].sha256
+    assert (ctx.dest / "spacy/en_tiny_ner/__init__.py").is_file()
+    entry = lock.models["bart-map"]
+    snapshot = ctx.dest / "huggingface/hub/models--modelbake-tiny--bart/snapshots" / entry.revision
+    assert all(sha256_file(snapshot / f.path) == f.sha256 for f in entry.files)
+
+
+def _lock_unchanged(ctx: Ctx) -> None:
+    assert ctx.lock.read_bytes() == ctx.before[ctx.lock], "sizes measured without Content-Length differ"
+
+
+def _dest_file_untouched(ctx: Ctx) -> None:
+    assert ctx.dest.read_text() == "not a directory\n"
+
+
+BLOCK_TORCH = ("-c", "import sys; sys.modules['torch'] = None; from modelbake.cli import main; sys.exit(main())")
+
+CASES = [
+    # -- a server answering without Content-Length (chunked): it works, checked against the lock ----------
+    Case(
+        "no-content-length-preload",
+        lambda c: c.preload("whisper-tiny", "spacy-ner", "bart-map"),
+        0,
+        faults={"no_content_length": ("/whisper/", "/spacy/", "/resolve/")},
+        check=_fetched,
+    ),
+    Case(
+        "no-content-length-lock",
+        lambda c: c.lock_cmd(),
+        0,
+        faults={"no_content_length": ("/whisper/", "/spacy/")},
+        check=_lock_unchanged,
+    ),
+    # -- server misbehaviour ---------------------------------------------------------------------------------
+    Case(
+        "html-instead-of-hub-json",
+        lambda c: c.lock_cmd(),
+        1,
+        lambda c: ["model bart-map", "HTML page, not JSON", f"{c.url('huggingface')}/api/models/modelbake-tiny/bart/"],
+        hint="proxy",
+        faults={"html": ("/api/",)},
+    ),
+    Case(
+        "html-instead-of-a-hub-file",
+        lambda c: c.preload("bart-map"),
+        1,
+        lambda c: ["model bart-map", "config.json", "X-Repo-Commit", c.resolve_url("bart-map", "config.json")],
+        faults={"html": ("/resolve/",)},
+    ),
+    Case(
+        "html-instead-of-a-checkpoint",
+        lambda c: c.preload("whisper-tiny"),
+        1,
+        lambda c: ["model whisper-tiny", WHISPER_FILE, "HTML page", c.whisper_url()],
+        faults={"html": (WHISPER_FILE,)},
+    ),
+    Case(
+        "redirect-loop-checkpoint",
+        lambda c: c.preload("whisper-tiny"),
+        1,
+        lambda c: ["model whisper-tiny", WHISPER_FILE, "redirect loop", c.whisper_url()],
+        faults={"redirect_loop": (WHISPER_FILE,)},
+    ),
+    Case(
+        "redirect-loop-lock",
+        lambda c: c.lock_cmd(),
+        1,
+        lambda c: ["model whisper-tiny", WHISPER_FILE, "redirect loop", c.whisper_url()],
+        faults={"redirect_loop": (WHISPER_FILE,)},
+    ),
+    Case(
+        "redirect-loop-hub",
+        lambda c: c.preload("bart-map"),
+        1,
+        lambda c: ["model bart-map", "config.json", "redirect loop", c.resolve_url("bart-map", "config.json")],
+        faults={"redirect_loop": ("/resolve/",)},
+    ),
+    Case(
+        "truncated-checkpoint",
+        lambda c: c.preload("whisper-tiny"),
+        1,
+        lambda c: ["model whisper-tiny", WHISPER_FILE, "download failed after 5 tries", c.whisper_url()],
+        faults={"truncate": (WHISPER_FILE,)},
+    ),
+    Case(
+        "truncated-chunked-checkpoint",
+        lambda c: c.preload("whisper-tiny"),
+        1,
+        lambda c: ["model whisper-tiny", WHISPER_FILE, "incomplete chunked read", c.whisper_url()],
+        faults={"truncate": (WHISPER_FILE,), "no_content_length": (WHISPER_FILE,)},
+    ),
+    Case(
+        "truncated-hub-file",
+        lambda c: c.preload("bart-map"),
+        1,
+        lambda c: [
+            "model bart-map",
+            "model.safetensors",
+            "download failed",
+            c.resolve_url("bart-map", "model.safetensors"),
+        ],
+        faults={"truncate": ("model.safetensors",)},
+    ),
+    # -- the destination ------------------------------------------------------------------------------------
+    Case(
+        "dest-is-a-file",
+        lambda c: c.preload("whisper-tiny"),
+        2,
+        lambda c: [f"cannot write {c.dest}: not a directory"],
+        setup=_dest_is_a_file,
+        check=_dest_file_untouched,
+    ),
+    Case(
+        "dest-read-only",
+        lambda c: c.preload("whisper-tiny"),
+        2,
+        lambda c: [f"cannot write {c.dest}: read-only file system"],
+        namespace=_read_only("dest"),
+    ),
+    Case(
+        "disk-full-checkpoint",
+        lambda c: c.preload("whisper-tiny"),
+        1,
+        lambda c: ["model whisper-tiny", f"{c.dest}/whisper/{WHISPER_FILE}", "no space left on device"],
+        namespace=_tmpfs("1m"),
+    ),
+    Case(
+        "disk-full-hub",
+        lambda c: c.preload("bart-map"),
+        1,
+        lambda c: ["model bart-map", f"{c.dest}/huggingface/hub", "no space left on device"],
+        namespace=_tmpfs("200k"),
+    ),
+    Case(
+        "disk-full-spacy",
+        lambda c: c.preload("spacy-ner"),
+        1,
+        lambda c: ["model spacy-ner", "no space left on device"],
+        namespace=_tmpfs("300k"),
+    ),
+    Case(
+        "lock-dir-read-only",
+        lambda c: c.lock_cmd(),
+        2,
+        lambda c: [f"cannot write {c.lock}: read-only file system"],
+        namespace=_read_only("manifest_dir"),
+    ),
+    Case(
+        "clean-dest-is-a-file",
+        lambda c: ["clean-cache", "--manifest", str(c.manifest), "--dest", str(c.dest)],
+        2,
+        lambda c: [f"cannot clean {c.dest}: not a directory"],
+        setup=_dest_is_a_file,
+    ),
+    # -- the manifest and the lock --------------------------------------------------------------------------
+    Case(
+        "manifest-not-toml",
+        lambda c: c.preload(),
+        2,
+        lambda c: [str(c.manifest), "malformed TOML"],
+        setup=_write("manifest", b"[models.whisper-tiny\nfamily = 'whisper'\n"),
+        build=True,
+    ),
+    Case(
+        "manifest-not-utf8",
+        lambda c: c.preload(),
+        2,
+        lambda c: [str(c.manifest), "not UTF-8", "0xff"],
+        setup=_write("manifest", b"# caf\xff\n[models.x]\nfamily = 'whisper'\n"),
+        build=True,
+    ),
+    Case(
+        "lock-from-the-future",
+        lambda c: c.preload(),
+        2,
+        lambda c: [str(c.lock), "lock_version 99: written by a newer modelbake", "reads lock_version 1"],
+        hint="upgrade modelbake",
+        setup=_lock_version(99),
+        build=True,
+    ),
+    Case(
+        "lock-not-utf8",
+        lambda c: ["verify", "--manifest", str(c.manifest)],
+        2,
+        lambda c: [str(c.lock), "not UTF-8"],
+        setup=_write("lock", b"\xff\xfe{}"),
+        build=True,
+    ),
+    Case(
+        "lock-stale",
+        lambda c: c.preload(),
+        2,
+        lambda c: [str(c.lock), "out of date", "models.bart-map"],
+        setup=_stale_lock,
+        build=True,
+    ),
+    Case(
+        "lock-check-stale",
+        lambda c: ["lock", "--check", "--manifest", str(c.manifest)],
+        1,
+        lambda c: [str(c.lock), "models.bart-map"],
+        setup=_stale_lock,
+    ),
+    Case(
+        "entry-file-missing",
+        lambda c: ["preload", "--entry", str(c.tmp / "nope.json"), "--dest", str(c.dest)],
+        2,
+        lambda c: [str(c.tmp / "nope.json"), "not found"],
+    ),
+    # -- command-line values ---------------------------------------------------------------------------------
+    Case("jobs-not-a-number", lambda c: [*c.preload(), "--jobs", "x"], 2, lambda c: ["--jobs", "'x'"]),
+    Case(
+        "hf-token-file-missing",
+        lambda c: [*c.preload("bart-map"), "--hf-token-file", str(c.tmp / "token")],
+        2,
+        lambda c: [f"--hf-token-file {c.tmp / 'token'}"],
+    ),
+    Case(
+        "mirror-port-out-of-range",
+        lambda c: ["mirror", "serve", str(c.tmp), "--port", "99999"],
+        2,
+        lambda c: ["--port", "99999"],
+    ),
+    Case(
+        "mirror-dir-missing",
+        lambda c: ["mirror", "serve", str(c.tmp / "nope"), "--port", "0"],
+        2,
+        lambda c: [str(c.tmp / "nope")],
+    ),
+    Case(
+        "dockerfile-root-without-dockerfile",
+        lambda c: ["dockerfile", "--manifest", str(c.manifest), "--root", str(c.tmp)],
+        2,
+        lambda c: [f"{c.tmp}/Dockerfile"],
+    ),
+    # -- a missing optional dependency: checked before any model loads -------------------------------------
+    Case(
+        "verify-without-torch",
+        lambda c: ["verify", "--manifest", str(c.manifest), "--model", "bart-map"],
+        2,
+        lambda c: ["modelbake verify needs torch"],
+        hint="modelbake[ml]",
+        python=BLOCK_TORCH,
+    ),
+]
+
+
+def _namespace_works(tmp: Path) -> str | None:
+    """None when an unprivileged user+mount namespace with a tmpfs can be made here, else why not."""
+    if shutil.which("unshare") is None:
+        return "no unshare(1)"
+    probe = tmp / "ns-probe"
+    probe.mkdir()
+    cmd = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", f'mount -t tmpfs -o size=64k tmpfs "{probe}"']
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    return None if proc.returncode == 0 else f"cannot mount in a user namespace: {proc.stderr.strip()}"
+
+
+def _run(case: Case, ctx: Ctx, argv: list[str]) -> tuple[subprocess.CompletedProcess[str], list[tuple[str, str]]]:
+    """Run the CLI (inside a namespace when the case wants one); returns the process and what is under --dest
+    as (type, path) pairs, `f` for files, listed before the namespace and its mounts are gone."""
+    command = [sys.executable, *case.python, *argv]
+    listing = ctx.tmp / "dest-listing.txt"
+    if case.namespace is not None:
+        reason = _namespace_works(ctx.tmp)
+        if reason:
+            pytest.skip(reason)
+        script = (
+            f'{case.namespace(ctx)} || exit 97; "$@"; rc=$?; '
+            f'if [ -d "{ctx.dest}" ]; then find "{ctx.dest}" -mindepth 1 -printf "%y %P\\n" > "{listing}"; fi; exit $rc'
+        )
+        command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", *command]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 97, f"namespace set-up failed: {proc.stderr}"
+    if listing.exists():
+        entries = [tuple(line.split(" ", 1)) for line in listing.read_text().splitlines()]
+    elif ctx.dest.is_dir():
+        entries = [("d" if p.is_dir() else "f", str(p.relative_to(ctx.dest))) for p in ctx.dest.rglob("*")]
+    else:
+        entries = []
+    return proc, entries  # type: ignore[return-value]
+
+
+def _assert_one_line(case: Case, ctx: Ctx, proc: subprocess.CompletedProcess[str], what: str) -> None:
+    out = f"{what}: exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    assert proc.returncode == case.code, out
+    assert "Traceback" not in proc.stdout + proc.stderr, out
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    if case.code == 0:
+        assert errors == [], out
+        return
+    assert len(errors) == 1, out
+    for name in case.names(ctx):
+        assert name in errors[0], f"{name!r} not named in {errors[0]!r}"
+    if case.hint:
+        hints = [line for line in proc.stderr.splitlines() if line.startswith("hint:")]
+        assert hints and case.hint in hints[0], out
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_failure_is_one_error_line_and_leaves_nothing_partial(case: Case, manifest_copy, mirror, tmp_path):
+    ctx = Ctx(tmp=tmp_path, manifest=manifest_copy, dest=tmp_path / "dest", mirror=mirror)
+    if case.setup:
+        case.setup(ctx)
+    for fault, keys in case.faults.items():
+        getattr(mirror.faults, fault).update(keys)
+    ctx.before = {p: p.read_bytes() for p in (ctx.manifest, ctx.lock)}
+
+    proc, entries = _run(case, ctx, case.argv(ctx))
+
+    _assert_one_line(case, ctx, proc, "modelbake")
+    partial = [path for _, path in entries if any(marker in Path(path).name for marker in PARTIAL_MARKERS)]
+    assert partial == [], f"left behind under --dest: {partial}"
+    if case.code != 0:
+        # Nothing of the failed model: no file outside modelbake's own state (.modelbake: locks, markers).
+        files = [path for kind, path in entries if kind == "f" and not path.startswith(".modelbake/")]
+        assert files == [], f"a failed run left files under --dest: {files}"
+        assert {p: p.read_bytes() for p in ctx.before} == ctx.before, "a failed run changed the manifest or lock"
+    if case.check:
+        case.check(ctx)
+    if case.build:
+        build = subprocess.run(
+            [sys.executable, str(REPO / "build.py"), "--manifest", str(ctx.manifest), "--dry-run"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        )
+        _assert_one_line(case, ctx, build, "build.py --dry-run")
