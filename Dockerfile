@@ -26,29 +26,29 @@ FROM scratch AS manifest
 COPY models.toml models.lock* /
 
 FROM base AS deps
-ARG TORCH_SPEC=torch==2.13.0
-ARG WHISPER_SPEC=openai-whisper==20250625
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-# modelbake's own dependencies and its [ml] extra, read from pyproject.toml; modelbake's source is NOT
-# installed here, so an app code change never rebuilds this (1.6 GB) layer.
-# openai-whisper without its deps (they include triton, ~1 GB, useless on CPU); its real deps come from [ml].
+# The image's Python dependencies from their lock, requirements/app.txt (`make lock-deps`): every package pinned
+# with its hashes, installed in ONE pip pass that resolves nothing (--require-hashes --no-deps), torch included
+# (2.13.0+cpu: from the wheelhouse when it holds the wheel, else the PyTorch CPU index). openai-whisper is in
+# the lock without triton (~1 GB, useless on CPU), which --no-deps keeps out. It is the one sdist: pip builds
+# it with the lock's setuptools (PIP_CONSTRAINT reaches pip's isolated build environment; a version only, as
+# hashes there would demand `==` of whisper's own `setuptools>=61.2`). modelbake's source is NOT installed
+# here, so an app code change never rebuilds this (1.6 GB) layer; only a change of the lock does.
 RUN --mount=type=secret,id=ca,target=/etc/ssl/certs/ca-certificates.crt,required=false \
     --mount=type=cache,id=modelbake-pip,target=/root/.cache/pip,sharing=locked \
     --mount=type=bind,from=wheels,target=/wheels \
-    --mount=type=bind,source=pyproject.toml,target=/tmp/pyproject.toml \
+    --mount=type=bind,source=requirements/app.txt,target=/tmp/requirements/app.txt \
     set -eu; \
     python -m venv /opt/venv; \
     if ls /wheels/torch-*.whl >/dev/null 2>&1; then \
-      torch_from="--find-links /wheels"; \
+      set -- --find-links /wheels; \
     else \
-      torch_from="--index-url $TORCH_INDEX_URL --extra-index-url https://pypi.org/simple"; \
+      set -- --extra-index-url "$TORCH_INDEX_URL"; \
     fi; \
-    /opt/venv/bin/pip install $torch_from "$TORCH_SPEC"; \
-    /opt/venv/bin/pip install --no-deps "$WHISPER_SPEC"; \
-    /opt/venv/bin/python -c "import tomllib; p = tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['ml']))" > /tmp/requirements.txt; \
-    /opt/venv/bin/pip install --find-links /wheels "$TORCH_SPEC" -r /tmp/requirements.txt; \
-    rm /tmp/requirements.txt
+    sed -n 's/^\(setuptools==[^ ]*\).*/\1/p' /tmp/requirements/app.txt > /tmp/build-constraints.txt; \
+    PIP_CONSTRAINT=/tmp/build-constraints.txt \
+      /opt/venv/bin/pip install --require-hashes --no-deps "$@" -r /tmp/requirements/app.txt; \
+    rm /tmp/build-constraints.txt
 
 FROM ${MODELS_IMAGE} AS models
 

@@ -2,26 +2,65 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-TORCH_SPEC ?= torch==2.13.0
-WHISPER_SPEC ?= openai-whisper==20250625
+# Where torch 2.13.0+cpu comes from: a wheelhouse holding its wheel (this machine's /opt/wheels), else the
+# PyTorch CPU index (PyPI's Linux wheel of torch pulls gigabytes of CUDA libraries).
+WHEELHOUSE ?= /opt/wheels
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+TORCH_FROM ?= $(if $(wildcard $(WHEELHOUSE)/torch-*.whl),--find-links $(WHEELHOUSE),--extra-index-url $(TORCH_INDEX_URL))
 PROFILE ?= test
 PYTEST_ARGS ?=
 
-.PHONY: setup engine base-image preload-ml-models clean-cache verify test test-unit test-integration test-docker \
+.PHONY: setup lock-deps engine base-image preload-ml-models clean-cache verify test test-unit test-integration test-docker \
 	demo demo-local lint dockerfile dockerfile-check bench bench-quick
 BASE_IMAGE ?= modelbake/python-base:3.11-bookworm
 
-$(BIN)/modelbake: pyproject.toml
+$(BIN)/modelbake: pyproject.toml requirements/app.txt requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch first and pinned: any other spec pulls the CUDA build (gigabytes).
-	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	# openai-whisper without its deps (they include triton, ~1 GB, useless on CPU); its real deps come from [ml].
-	$(BIN)/pip install -q --no-deps "$(WHISPER_SPEC)"
-	$(BIN)/pip install -q -e ".[ml,dev]"
+	# The image's lock plus the dev tools' (pinned to the same versions where they overlap), hash-checked and
+	# installed as they are (--no-deps: nothing resolved, so torch CPU once and openai-whisper without triton).
+	$(BIN)/pip install -q --require-hashes --no-deps $(TORCH_FROM) -r requirements/app.txt -r requirements/dev.txt
+	# modelbake itself, editable; every dependency it declares is in the locks.
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
 setup: $(BIN)/modelbake
+
+# The locks, resolved by uv for the image's platform (CPython 3.11, x86_64 manylinux_2_28) with every file's
+# hash: requirements/app.txt (pyproject.toml's dependencies + [ml] + requirements/app.in: what the image and
+# `make setup` install) and requirements/dev.txt (the [dev] extra, constrained to app.txt's pins). Pins already
+# in a lock are kept, so running it again changes nothing, and after an edit of pyproject.toml or
+# requirements/*.in it adds or drops only what changed; move pins with UV_FLAGS=--upgrade or
+# UV_FLAGS="--upgrade-package NAME". torch comes from the wheelhouse when it holds the wheel, else the PyTorch
+# CPU index (`--torch-backend cpu`); for another platform, see requirements/app.in. uv writes each lock without
+# its own header (which leaves out --find-links and the index), then the header with the full command goes on.
+UV ?= $(BIN)/uv
+UV_FLAGS ?=
+LOCK_PYTHON ?= 3.11
+LOCK_PLATFORM ?= x86_64-manylinux_2_28
+TORCH_SOURCE ?= $(if $(wildcard $(WHEELHOUSE)/torch-*.whl),--find-links $(WHEELHOUSE),--torch-backend cpu)
+UV_COMPILE = pip compile --quiet --no-config --system-certs --generate-hashes --no-header --python-version $(LOCK_PYTHON) \
+	--python-platform $(LOCK_PLATFORM) --index-url https://pypi.org/simple $(TORCH_SOURCE) \
+	--excludes requirements/exclude.txt
+APP_LOCK = $(UV_COMPILE) pyproject.toml --extra ml requirements/app.in -o requirements/app.txt
+DEV_LOCK = $(UV_COMPILE) pyproject.toml --extra dev -c requirements/app.txt -o requirements/dev.txt
+
+# With UV=uv (a uv on PATH) it needs no venv.
+lock-deps: $(if $(filter $(BIN)/uv,$(UV)),setup)
+	$(UV) $(APP_LOCK) $(UV_FLAGS)
+	{ printf '%s\n' \
+	  '# The Python dependencies of the image (the Dockerfile deps stage) and of `make setup`, every one pinned' \
+	  '# with the sha256 of each of its files, installed with `pip install --require-hashes --no-deps`.' \
+	  '# torch 2.13.0+cpu has the hash of the cp311 x86_64 wheel of the PyTorch CPU index; other platforms and' \
+	  '# the inputs: requirements/app.in. Do not edit: regenerate with `make lock-deps`, which runs' \
+	  '#    uv $(APP_LOCK)'; cat requirements/app.txt; } > requirements/app.txt.tmp
+	mv requirements/app.txt.tmp requirements/app.txt
+	$(UV) $(DEV_LOCK) $(UV_FLAGS)
+	{ printf '%s\n' \
+	  '# The dev tools of `make setup` (pyproject.toml [dev]) at the versions of requirements/app.txt wherever the' \
+	  '# two overlap, every one pinned with its hashes. Do not edit: regenerate with `make lock-deps`, which runs' \
+	  '#    uv $(DEV_LOCK)'; cat requirements/dev.txt; } > requirements/dev.txt.tmp
+	mv requirements/dev.txt.tmp requirements/dev.txt
 
 # A Docker engine with buildx and the containerd image store (Debian 13's packages on Debian 12; idempotent).
 engine:

@@ -44,6 +44,7 @@ from bench.enginecache import (
 REPO = Path(__file__).resolve().parents[1]
 REPO_FILES = (
     "pyproject.toml",
+    "requirements",
     "src",
     "docker",
     "Dockerfile",
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                 if any(not s.cached and s.seconds > 1 for s in deps):
                     notes.append(
                         f"the first '{v.name}' build rebuilt the deps layer ({max(s.seconds for s in deps):.0f} s): "
-                        "the engine had none for this pyproject.toml"
+                        "the engine had none for this requirements/app.txt"
                     )
             app_blobs = image_layer_blobs(runs[0].report["image"]["tag"])
             for i in range(args.repeat):  # interleaved, so machine load drifts hit both variants alike

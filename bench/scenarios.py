@@ -201,7 +201,7 @@ class Bench:
 
     def warm_up(self) -> dict[str, float]:
         """The deps stage (naive and app image) and the fetch stage (models image), before the clock starts:
-        both approaches reuse them, and a pyproject.toml change would otherwise rebuild them inside a timing."""
+        both approaches reuse them, and a change of the lock would otherwise rebuild them inside a timing."""
         from modelbake.dockerfile import render_models_dockerfile
         from modelbake.lockfile import read_lock
         from modelbake.manifest import load_manifest

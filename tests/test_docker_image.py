@@ -27,7 +27,10 @@ REPO = Path(__file__).resolve().parents[1]
 CANARY = "hf_CANARY" + uuid.uuid4().hex  # an HF-token-shaped secret that must appear nowhere in the image
 RUN_ID = uuid.uuid4().hex[:8]
 # Files the app build needs; the app-code-change test builds from a copy of them.
-REPO_FILES = ("pyproject.toml", "src", "docker", "Dockerfile", "Dockerfile.models", ".dockerignore", "build.py", "models.toml")
+REPO_FILES = (
+    "pyproject.toml", "requirements", "src", "docker", "Dockerfile", "Dockerfile.models", ".dockerignore", "build.py",
+    "models.toml",
+)  # fmt: skip
 
 
 @dataclass

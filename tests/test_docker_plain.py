@@ -21,7 +21,7 @@ from modelbake.cli import main as modelbake
 pytestmark = pytest.mark.docker
 
 REPO_FILES = (
-    "pyproject.toml", "src", "docker", "Dockerfile", "Dockerfile.models", ".dockerignore",
+    "pyproject.toml", "requirements", "src", "docker", "Dockerfile", "Dockerfile.models", ".dockerignore",
 )  # fmt: skip
 
 

@@ -157,17 +157,19 @@ def test_model_cache_is_keyed_on_the_lock_and_filled_by_preload_on_a_miss(workfl
         assert saves[0]["with"]["key"] == f"${{{{ steps.{restore['id']}.outputs.cache-primary-key }}}}"
 
 
-def test_ci_installs_like_the_makefile(workflows):
-    """torch pinned from the CPU index, whisper without deps, then modelbake[ml,dev]: the Makefile's specs."""
+def test_ci_installs_the_locks_like_make_setup(workflows):
+    """requirements/app.txt + dev.txt, hash-checked and --no-deps, torch CPU from the index the Makefile names."""
     makefile = (REPO / "Makefile").read_text()
     env = workflows["ci.yml"]["env"]
-    for var in ("TORCH_SPEC", "WHISPER_SPEC"):
-        assert re.search(rf"^{var} \?= {re.escape(env[var])}$", makefile, re.M), var
     assert env["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    assert re.search(rf"^TORCH_INDEX_URL \?= {re.escape(env['TORCH_INDEX_URL'])}$", makefile, re.M)
+    assert env["PYTHON_VERSION"] == "3.11"  # the locks' Python
     scripts = "\n".join(s.get("run", "") for _, _, _, s in steps(workflows["ci.yml"]))
-    assert '--index-url "$TORCH_INDEX_URL" "$TORCH_SPEC"' in scripts
-    assert '--no-deps "$WHISPER_SPEC"' in scripts
-    assert '-e ".[ml,dev]"' in scripts
+    assert (
+        '--require-hashes --no-deps --extra-index-url "$TORCH_INDEX_URL" -r requirements/app.txt -r requirements/dev.txt'
+        in scripts
+    )
+    assert "pip install --no-deps -e ." in scripts
     assert 'pytest -m "unit or ml_models"' in scripts
 
 
