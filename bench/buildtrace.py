@@ -36,6 +36,8 @@ class Timed:
     cached: bool = False
     parent: str | None = None
     bytes: int = 0
+    started: datetime | None = None  # the vertex's own span (vertices only), for spans across parallel steps
+    completed: datetime | None = None
 
 
 def _time(value: str | None) -> datetime | None:
@@ -66,7 +68,7 @@ def profile(text: str) -> list[Timed]:
     for digest, v in vertices.items():
         start, end = _time(v.get("started")), _time(v.get("completed"))
         seconds = (end - start).total_seconds() if start and end else 0.0
-        out.append(Timed(v["name"], round(max(seconds, 0.0), 2), bool(v.get("cached"))))
+        out.append(Timed(v["name"], round(max(seconds, 0.0), 2), bool(v.get("cached")), started=start, completed=end))
         for (vertex, sid), s in statuses.items():
             if vertex != digest:
                 continue

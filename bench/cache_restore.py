@@ -7,7 +7,8 @@ the cache blobs is mostly CPU spent for little. Per compression: a cold `build.p
 first cache, then one build per other cache that finds every step cached and only exports (one cache per build:
 BuildKit 0.13 runs several exporters concurrently, and a local cache written beside a registry one came out
 broken); `compression=X,force-compression=true` set on build.py's `--cache-to` specs by bench/buildtrace.py.
-The caches: gha through the local v1 emulator, a local directory, Debian's docker-registry, fresh per round.
+The caches: gha through the local v2 emulator (which takes no compression: its exporter uploads each layer's
+own blob), a local directory, Debian's docker-registry, fresh per round.
 Then, per cache: wipe (the image and every build record created since the round started, on a base image of its
 own) and `build.py --models-only --cache <that one> --cache-read-only`, which must find every model step cached.
 
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                 round_stack.callback(gha.stop)
                 registry = round_stack.enter_context(Registry(work / f"registry-{compression}"))
                 round_stack.callback(shutil.rmtree, registry.data, True)
-                env = {"ACTIONS_CACHE_URL": gha.url, "ACTIONS_RUNTIME_TOKEN": gha.token}
+                env = gha.runner_env()  # a hosted runner's variables, pointed at the v2 emulator
                 round_started = datetime.now(UTC)
                 prefix = f"bench{run_id}{compression}"
                 local_dir = work / f"cache-{compression}"

@@ -180,6 +180,7 @@ def render(o: Outcome) -> str:
     lines += _layer_section(o)
     lines += _restore_section(o)
     lines += _restore_floor_section(o)
+    lines += _cold_section(o)
     lines += _profile_section(o)
     lines += [f"- Note: {n}" for n in o.notes]
     return "\n".join(lines).rstrip() + "\n"
@@ -292,6 +293,37 @@ def _restore_floor_section(o: Outcome) -> list[str]:
         "",
     ]
     return lines
+
+
+def _cold_section(o: Outcome) -> list[str]:
+    """The cold build against the network limit: the model bytes at the mirror's bandwidth, and the rest."""
+    limit = o.models.total_bytes / o.bandwidth
+    cold = o.cold
+    if not cold.ok or limit <= 0:
+        return []
+    model_steps = [s for s in cold.steps if s.parent is None and "] RUN " in s.name and "[fetch-" in s.name]
+    fetching = _span(model_steps)
+    rest = top_steps([s for s in cold.steps if s not in model_steps], n=6, floor=0.5)
+    return [
+        "## The cold build against the network limit",
+        "",
+        f"- The network limit: {_mb(o.models.total_bytes)} of model files at {o.bandwidth / 1e6:.0f} MB/s = "
+        f"**{limit:.1f} s**. modelbake's cold build took {cold.wall:.1f} s = **{cold.wall / limit:.2f}x** the limit.",
+        f"- The model steps (one `RUN` per model, run in parallel, sharing the mirror's bandwidth) span "
+        f"{fetching:.1f} s from the first start to the last end: download, sha256 of every file against the lock, "
+        "the move into the layer root and the `SOURCE_DATE_EPOCH` stamp.",
+        "- The rest, longest first: "
+        + ("; ".join(f"{'↳ ' if s.parent else ''}{_short(s.name, 60)} {s.seconds:.1f} s" for s in rest) or "nothing over 0.5 s")
+        + ". Exporting writes every model layer into the content store and unpacks it into the image store (both"
+        " images: the models image and the app's copies), so a cold build writes the model bytes several times.",
+        "",
+    ]
+
+
+def _span(steps: list[Timed]) -> float:
+    starts = [s.started for s in steps if s.started is not None]
+    ends = [s.completed for s in steps if s.completed is not None]
+    return (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
 
 
 def top_steps(steps: list[Timed], n: int = 8, floor: float = 0.5) -> list[Timed]:

@@ -335,7 +335,7 @@ class Bench:
                     "local": f"local:{store}",
                     "registry": f"registry:{getattr(registry, 'host', '')}/bench/cache",
                 }[backend]
-                env = {"ACTIONS_CACHE_URL": gha.url, "ACTIONS_RUNTIME_TOKEN": gha.token} if gha else {}
+                env = gha.runner_env() if gha else {}  # a hosted runner's variables, pointed at the v2 emulator
                 attrs = "" if compression == "default" else f"compression={compression},force-compression=true"
                 tag = self.tag(f"models-{backend}-{compression}")
                 args = self.build_py_args(self.manifest, app=False) + ["--models-tag", tag]
