@@ -15,7 +15,7 @@ from modelbake.buildx import BuildSpec, BuildxError, build_argv, parse_rawjson
 from modelbake.dockerfile import FETCH_PACKAGES, FETCH_SOURCES, render_app_dockerfile, render_models_dockerfile
 from modelbake.lockfile import Lock, LockedFile, LockedModel, entry_json, spec_fields
 from modelbake.manifest import load_manifest
-from modelbake.tinymodels import manifest_text
+from testkit.tinymodels import manifest_text
 
 pytestmark = pytest.mark.unit
 

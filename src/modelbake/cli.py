@@ -75,17 +75,6 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "hubs' own URLs and API, for air-gapped builds and tests.",
         "  modelbake mirror serve ./models --port 8765",
     ),
-    "gha-cache": (
-        "a local GitHub Actions cache service (v2) for BuildKit's type=gha",
-        "A GitHub Actions cache service on your machine, for trying `--cache gha` builds without GitHub.",
-        "  modelbake gha-cache serve --root /tmp/gha-cache --port 8766",
-    ),
-    "tinymodels": (
-        "generate tiny real models and a manifest, laid out as a mirror",
-        "Write tiny real models (random weights, real layouts) and a models.toml for them, laid out for "
-        "`modelbake mirror serve`: the whole pipeline without a hub.",
-        "  modelbake tinymodels /tmp/tiny && modelbake mirror serve /tmp/tiny",
-    ),
     "dockerfile": (
         "regenerate Dockerfile.models and the model block of Dockerfile",
         "Regenerate Dockerfile.models (one fetch step and one layer per model) and the model-layer block of the "
@@ -183,23 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=_port, default=8765, help="default 8765; 0: a free port chosen by the OS")
     s.add_argument("--log", type=Path, help="append one JSON line per request")
 
-    p = _command(sub, "gha-cache")
-    gsub = p.add_subparsers(dest="gha_command", required=True, metavar="COMMAND")
-    s = gsub.add_parser(
-        "serve",
-        help="serve a cache stored in --root DIR; prints the runner's ACTIONS_* variables pointing at it",
-        description="Serve a GitHub Actions cache stored in --root DIR until Ctrl-C; prints the ACTIONS_* "
-        "variables a runner would set, pointing at it.",
-        epilog=f"examples:\n{COMMANDS['gha-cache'][2]}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    s.add_argument("--root", type=Path, required=True, help="where entries are stored (created if missing)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=_port, default=0, help="default 0: a free port chosen by the OS")
-
-    p = _command(sub, "tinymodels")
-    p.add_argument("out", type=Path)
-
     p = _command(sub, "dockerfile")
     _manifest_arg(p)
     p.add_argument("--root", type=Path, default=Path("."), help="where Dockerfile and Dockerfile.models live")
@@ -218,8 +190,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         "verify": cmd_verify,
         "clean-cache": cmd_clean_cache,
         "mirror": cmd_mirror,
-        "gha-cache": cmd_gha_cache,
-        "tinymodels": cmd_tinymodels,
         "dockerfile": cmd_dockerfile,
     }
     return handlers[args.command](args)
@@ -363,23 +333,6 @@ def cmd_mirror(args: argparse.Namespace) -> int:
     if not args.dir.is_dir():
         raise UsageError(f"{args.dir}: not a directory")
     serve_forever(args.dir, args.host, args.port, log_path=args.log)
-    return 0
-
-
-def cmd_gha_cache(args: argparse.Namespace) -> int:
-    from .ghacache.server import serve_forever
-
-    if args.root.exists() and not args.root.is_dir():
-        raise UsageError(f"{args.root}: not a directory")
-    serve_forever(args.root, args.host, args.port)
-    return 0
-
-
-def cmd_tinymodels(args: argparse.Namespace) -> int:
-    from .tinymodels import build_mirror_tree
-
-    tiny = build_mirror_tree(args.out)
-    print(f"tinymodels: wrote {args.out} (manifest {tiny.manifest})")
     return 0
 
 
