@@ -63,7 +63,8 @@ def test_one_stage_and_one_layer_per_model(tiny):
     ]
     # Only the model's own paths move there (never /models/.modelbake, the fetch state), then get stamped.
     assert "&& mv /models/whisper/tiny-random.en.pt /out/whisper-tiny/models/whisper/tiny-random.en.pt " in text
-    assert "&& mv /models/spacy /out/spacy-ner/models/spacy " in text
+    # each spaCy pipeline is a pip --target directory of its own (several pipelines: several layers)
+    assert "&& mv /models/spacy/en_tiny_ner /out/spacy-ner/models/spacy/en_tiny_ner " in text
     assert "mv /models/huggingface/hub/models--modelbake-tiny--bart /out/bart-map/models/huggingface/hub/" in text
     assert text.count('&& find /out/led-reduce -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +') == 1
     assert text.count("ARG SOURCE_DATE_EPOCH=0") == 4
@@ -196,7 +197,7 @@ def test_fetch_sources_are_enough_to_run_preload(tmp_path):
     for package in FETCH_PACKAGES:
         shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     code = (
-        "import modelbake, modelbake.cli, modelbake.preload, modelbake.fetchers as f, modelbake.layout;"
+        "import modelbake, modelbake.cli, modelbake.preload, modelbake.fetchers as f, modelbake.paths, modelbake.state;"
         "from modelbake.fetchers import huggingface, spacy, whisper;"
         "print(modelbake.__file__)"
     )

@@ -204,9 +204,9 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
-    from .constants import default_state_dir
     from .lockfile import check_drift, dumps, write_lock
     from .mirrors import parse_mirror_args, resolve_mirrors
+    from .paths import default_state_dir
     from .preload import lock_models, read_hf_token
 
     manifest, existing = _load(args)
@@ -238,9 +238,9 @@ def _progress():
 
 
 def cmd_preload(args: argparse.Namespace) -> int:
-    from .layout import Layout
     from .lockfile import read_entry
     from .mirrors import parse_mirror_args, resolve_mirrors
+    from .paths import Layout
     from .preload import plan_from_entries, plan_from_manifest, preload, read_hf_token
 
     if args.jobs < 1:
@@ -273,7 +273,7 @@ def cmd_preload(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .layout import Layout
+    from .paths import Layout
     from .preload import plan_from_manifest
     from .verify import require_loaders, verify_models
 
@@ -316,7 +316,7 @@ def _print_verify_table(results) -> None:
 
 def cmd_clean_cache(args: argparse.Namespace) -> int:
     from .clean import clean_models
-    from .layout import Layout
+    from .paths import Layout
 
     manifest, _ = _load(args)
     layout = Layout.dest(args.dest) if args.dest else Layout.default()

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 from .errors import DockerfileError, StaleError, UsageError, exit_code_of, write_error
 from .lockfile import Lock, LockedModel, entry_json, spec_fields
-from .manifest import HuggingFaceSpec, Manifest, ModelSpec, SpacySpec, WhisperSpec
+from .manifest import Manifest, ModelSpec
+from .paths import MODELS_ROOT as _MODELS_ROOT
+from .paths import image_paths, image_spacy_path, layer_paths, layer_root, slug
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
-MODELS_ROOT = "/models"
+MODELS_ROOT = _MODELS_ROOT.as_posix()
 
 # The modules `modelbake preload` imports (cli imports the rest lazily). Only these enter the fetch stage, so
 # editing verify.py, the mirror, tinymodels or the app never invalidates a model step.
@@ -33,12 +34,13 @@ FETCH_SOURCES = (
     "src/modelbake/digests.py",
     "src/modelbake/download.py",
     "src/modelbake/errors.py",
-    "src/modelbake/layout.py",
     "src/modelbake/lockfile.py",
     "src/modelbake/manifest.py",
     "src/modelbake/mirrors.py",
+    "src/modelbake/paths.py",
     "src/modelbake/preload.py",
     "src/modelbake/progress.py",
+    "src/modelbake/state.py",
 )
 FETCH_PACKAGES = ("src/modelbake/fetchers",)
 
@@ -54,37 +56,16 @@ APP_BLOCK_END = "# --- end of model layers ---"
 
 def stage_name(model_id: str) -> str:
     """`fetch-<id>`; stage names are lower case in BuildKit."""
-    return "fetch-" + re.sub(r"[^a-z0-9_.-]", "-", model_id.lower())
-
-
-def model_paths(spec: ModelSpec) -> list[str]:
-    """The paths under /models that hold exactly this model (what its layer copies)."""
-    if isinstance(spec, WhisperSpec):
-        return [f"{MODELS_ROOT}/whisper/{spec.name}.pt"]
-    if isinstance(spec, HuggingFaceSpec):
-        return [f"{MODELS_ROOT}/huggingface/hub/models--{spec.repo.replace('/', '--')}"]
-    if isinstance(spec, SpacySpec):
-        # A pip --target dir; in its own fetch stage it holds this one pipeline (package + dist-info) only.
-        return [f"{MODELS_ROOT}/spacy"]
-    raise TypeError(f"unknown spec type {type(spec).__name__}")
+    return "fetch-" + slug(model_id)
 
 
 def copy_line(spec: ModelSpec, source_stage: str) -> list[str]:
-    return [f"COPY --link --from={source_stage} {p} {p}" for p in model_paths(spec)]
-
-
-def layer_root(spec: ModelSpec) -> str:
-    """Where a fetch stage leaves its model: `<root>/models/...`, every entry stamped with SOURCE_DATE_EPOCH.
-
-    The models stage copies this directory's contents to `/` so that every directory of the layer (`models/`,
-    `models/huggingface/hub/`, ...) comes from the fetch stage with a fixed time. Copying `/models/x` to
-    `/models/x` instead makes BuildKit create the parents with the build's clock, and two cold builds of one
-    lock then differ in every layer (checked on BuildKit 0.13, which cannot fix that time itself).
-    """
-    return "/out/" + stage_name(spec.id).removeprefix("fetch-")
+    """The app image's COPY of one model from the models image: its /models paths, each to itself."""
+    return [f"COPY --link --from={source_stage} {p} {p}" for p in image_paths(spec)]
 
 
 def layer_copy_line(spec: ModelSpec) -> str:
+    """The models image's layer of one model: its fetch step's layer root, copied to `/`."""
     return f"COPY --link --from={stage_name(spec.id)} {layer_root(spec)}/ /"
 
 
@@ -133,7 +114,8 @@ def _model_stage(spec: ModelSpec, entry: LockedModel | None) -> list[str]:
     ]
     # Only the model's own paths move into the layer root (never fetch state or a library's lock files).
     moves = " ".join(
-        f"&& mkdir -p {root}{path.rsplit('/', 1)[0]} && mv {path} {root}{path}" for path in model_paths(spec)
+        f"&& mkdir -p {dest.rsplit('/', 1)[0]} && mv {path} {dest}"
+        for path, dest in zip(image_paths(spec), layer_paths(spec), strict=True)
     )
     tail = f'&& chmod -R a+rX,go-w {MODELS_ROOT} {moves} && find {root} -exec touch -h -d "@$SOURCE_DATE_EPOCH" {{}} +'
     if entry is not None:
@@ -242,14 +224,18 @@ def render_models_dockerfile(manifest: Manifest, lock: Lock | None, profile: str
 
 
 def render_app_model_block(manifest: Manifest, lock: Lock | None, profile: str | None = None) -> str:
-    """The app Dockerfile's model layers: one COPY per model from the models image, in `layer_order`.
+    """The app Dockerfile's model layers: one COPY per model from the models image, in `layer_order`, and the
+    pipelines' directories for PYTHONPATH (`MODELBAKE_SPACY_PATH`).
 
     A single `COPY --from=models /models /models` would merge every model into ONE layer (checked on
     BuildKit 0.13), so one pin change would re-pull all models; one COPY per model keeps the layers apart.
     """
+    specs = manifest.select(profile)
     lines = [APP_BLOCK_BEGIN]
-    for spec in layer_order(manifest.select(profile), lock):
+    for spec in layer_order(specs, lock):
         lines += copy_line(spec, "models")
+    # Each spaCy pipeline is a directory of its own; the template puts them on PYTHONPATH after /app/src.
+    lines.append(f"ENV MODELBAKE_SPACY_PATH={image_spacy_path(specs)}")
     lines.append(APP_BLOCK_END)
     return "\n".join(lines)
 

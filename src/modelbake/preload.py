@@ -13,10 +13,11 @@ from .constants import HF_TOKEN_FILE_ENV, env
 from .download import make_client
 from .errors import LockError, ModelbakeError, UsageError, write_error
 from .fetchers import FetchContext, FetchResult, fetcher_for
-from .layout import Layout
 from .lockfile import Lock, LockedModel, check_drift
 from .manifest import Manifest, ModelSpec
+from .paths import Layout
 from .progress import NullProgress, Progress
+from .state import prepare
 
 T = TypeVar("T")
 
@@ -70,7 +71,7 @@ def preload(
 ) -> list[FetchResult]:
     """Fetch every planned model; models run in parallel. Raises the first error after all finish."""
     _quiet_hub()
-    layout.prepare()
+    prepare(layout)
     progress = progress or NullProgress()
     with make_client() as client:
         ctx = FetchContext(
@@ -125,15 +126,9 @@ def _quiet_hub() -> None:
 
 def lock_models(manifest: Manifest, mirrors: dict[str, str], hf_token: str | None, state_dir: Path) -> Lock:
     """Resolve every model of the manifest to a lock entry (network)."""
-    layout = Layout(
-        whisper_root=state_dir / "unused",
-        hf_hub_cache=state_dir / "unused",
-        spacy_target=None,
-        state_dir=state_dir,
-        is_dest=False,
-    )
+    layout = Layout.state_only(state_dir)
     _quiet_hub()
-    layout.prepare()
+    prepare(layout)
     with make_client() as client:
         ctx = FetchContext(layout=layout, mirrors=mirrors, client=client, hf_token=hf_token)
         entries = {

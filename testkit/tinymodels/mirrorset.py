@@ -140,6 +140,31 @@ def add_whisper_variant(root: Path, seed: int) -> str:
     return digest
 
 
+def add_spacy_pipeline(root: Path, name: str, seed: int = 1) -> str:
+    """Write another tiny pipeline, ``ROOT/spacy/<name>-<version>-py3-none-any.whl``; return its sha256.
+
+    For tests of several pipelines in one tree or image; :func:`with_spacy_pipeline` adds it to a manifest.
+    The same name and seed give the same bytes.
+    """
+    wheel = make_spacy_wheel(Path(root) / "spacy", name, SPACY_VERSION, seed=seed)
+    os.chmod(wheel, 0o644)
+    return sha256_file(wheel)
+
+
+def with_spacy_pipeline(manifest: str, model_id: str, name: str, sha256: str) -> str:
+    """``manifest`` (a :func:`manifest_text`) with one more spaCy pipeline, in the ``test`` profile after
+    ``spacy-ner``."""
+    entry = (
+        f'[models.{model_id}]\nfamily = "spacy"\nname = "{name}"\nversion = "{SPACY_VERSION}"\n'
+        f'sha256 = "{sha256}"\n\n'
+    )
+    profile = '"spacy-ner", '
+    if "[profiles]" not in manifest or profile not in manifest:
+        raise ValueError("not a tiny manifest: no [profiles] naming spacy-ner")
+    manifest = manifest.replace("[profiles]", entry + "[profiles]", 1)
+    return manifest.replace(profile, f'{profile}"{model_id}", ', 1)
+
+
 def build_mirror_tree(root: Path, *, force: bool = False) -> TinySet:
     """Generate (or reuse, when ``ROOT/.complete`` matches) the tiny-model mirror tree under ``root``."""
     from filelock import FileLock

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from filelock import FileLock
 
-from ..layout import Layout
+from ..paths import Layout
 from ..progress import NullProgress, Progress
 
 
