@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--entry",
         metavar="FILE",
-        help="fetch the single lock entry in FILE ('-' for stdin) without a manifest (used by Dockerfile.models)",
+        help="fetch the single lock entry in FILE ('-' for stdin) without a manifest",
     )
 
     p = _command(sub, "verify")
@@ -238,22 +238,14 @@ def _progress():
 
 
 def cmd_preload(args: argparse.Namespace) -> int:
-    from .lockfile import read_entry
     from .mirrors import parse_mirror_args, resolve_mirrors
     from .paths import Layout
-    from .preload import plan_from_entries, plan_from_manifest, preload, read_hf_token
+    from .preload import plan_for, preload, read_hf_token, summary_line
 
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1")
     started = time.perf_counter()
-    if args.entry:
-        data = sys.stdin.buffer.read() if args.entry == "-" else None
-        plan = plan_from_entries([read_entry(args.entry if args.entry != "-" else "<stdin>", data)])
-        manifest_mirrors: dict[str, str] = {}
-    else:
-        manifest, lock = _load(args)
-        plan = plan_from_manifest(manifest, lock, manifest.select(args.profile, args.model))
-        manifest_mirrors = manifest.mirrors
+    plan, manifest_mirrors = plan_for(args.entry, args.manifest, args.profile, args.model)
     mirrors = resolve_mirrors(parse_mirror_args(args.mirror), manifest_mirrors)
     layout = Layout.dest(args.dest) if args.dest else Layout.default()
     progress, context = _progress()
@@ -261,14 +253,7 @@ def cmd_preload(args: argparse.Namespace) -> int:
         results = preload(
             plan, layout, mirrors, jobs=args.jobs, progress=progress, hf_token=read_hf_token(args.hf_token_file)
         )
-    fetched = [r for r in results if r.status == "fetched"]
-    moved = sum(r.bytes_fetched for r in results)
-    took = time.perf_counter() - started
-    where = args.dest or "the default caches"
-    print(
-        f"preload: {len(results)} models in {where}: {len(fetched)} fetched ({moved / 1e6:.1f} MB), "
-        f"{len(results) - len(fetched)} already present, {took:.1f}s"
-    )
+    print(summary_line(results, str(args.dest or "the default caches"), time.perf_counter() - started))
     return 0
 
 

@@ -24,25 +24,32 @@ from .paths import image_paths, image_spacy_path, layer_paths, layer_root, slug
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
 MODELS_ROOT = _MODELS_ROOT.as_posix()
 
-# The modules `modelbake preload` imports (cli imports the rest lazily). Only these enter the fetch stage, so
-# editing verify.py, the mirror, tinymodels or the app never invalidates a model step.
-# tests/test_dockerfile.py proves this list is enough to run `preload`.
+# What a model step runs: the fetch path's own entry point, never the CLI (see fetch_entry.py).
+FETCH_COMMAND = "python -m modelbake.fetch_entry"
+# The modules `python -m modelbake.fetch_entry` imports, and nothing else: only these enter the fetch stage, so
+# a model step's cache key is (base image, this code, that model's lock entry). Editing the CLI, its progress
+# bars, verify, the mirror or the app never re-runs a model step. tests/test_dockerfile.py proves the list is
+# closed (the entry point fetches with only these files present).
 FETCH_SOURCES = (
     "src/modelbake/__init__.py",
-    "src/modelbake/cli.py",
     "src/modelbake/constants.py",
     "src/modelbake/digests.py",
     "src/modelbake/download.py",
     "src/modelbake/errors.py",
+    "src/modelbake/fetch_entry.py",
+    "src/modelbake/lineprogress.py",
     "src/modelbake/lockfile.py",
     "src/modelbake/manifest.py",
     "src/modelbake/mirrors.py",
     "src/modelbake/paths.py",
     "src/modelbake/preload.py",
-    "src/modelbake/progress.py",
     "src/modelbake/state.py",
 )
 FETCH_PACKAGES = ("src/modelbake/fetchers",)
+# What the fetch code needs installed: pyproject.toml's dependencies but rich (the CLI's progress bars). Written
+# into Dockerfile.models rather than read from pyproject.toml at build time, so an edit of pyproject.toml (its
+# version, the dev tools, a tool's settings) is no input of a model step; a test keeps the two in step.
+FETCH_REQUIREMENTS = ("huggingface_hub>=1.0", "httpx>=0.27", "filelock>=3.12")
 
 # Secrets: never in a layer, the history, the config or a cache key.
 CA_MOUNT = "--mount=type=secret,id=ca,target=/etc/ssl/certs/ca-certificates.crt,required=false"
@@ -119,12 +126,12 @@ def _model_stage(spec: ModelSpec, entry: LockedModel | None) -> list[str]:
     )
     tail = f'&& chmod -R a+rX,go-w {MODELS_ROOT} {moves} && find {root} -exec touch -h -d "@$SOURCE_DATE_EPOCH" {{}} +'
     if entry is not None:
-        lines.append(f"    modelbake preload --entry - --dest {MODELS_ROOT} <<'ENTRY' {tail}")
+        lines.append(f"    {FETCH_COMMAND} --entry - --dest {MODELS_ROOT} <<'ENTRY' {tail}")
         lines.append(entry_json(entry))
         lines.append("ENTRY")
     else:
         lines.append(
-            f"    modelbake preload --manifest /dev/stdin --model {spec.id} --dest {MODELS_ROOT} <<'MANIFEST' {tail}"
+            f"    {FETCH_COMMAND} --manifest /dev/stdin --model {spec.id} --dest {MODELS_ROOT} <<'MANIFEST' {tail}"
         )
         lines.append(manifest_entry_toml(spec))
         lines.append("MANIFEST")
@@ -166,17 +173,12 @@ def _fetch_stage() -> list[str]:
         "    PATH=/opt/fetch/bin:$PATH \\",
         "    MODELBAKE_MIRRORS_FILE=/run/secrets/mirrors \\",
         "    MODELBAKE_HF_TOKEN_FILE=/run/secrets/hf_token",
-        "# Only modelbake's light dependencies (huggingface_hub, httpx, filelock, rich): no torch here.",
+        "# Only what the fetch code needs (huggingface_hub, httpx, filelock): no torch, no rich.",
         f"RUN {CA_MOUNT} \\",
         f"    {PIP_CACHE_MOUNT} \\",
-        "    --mount=type=bind,source=pyproject.toml,target=/tmp/pyproject.toml \\",
         "    python -m venv /opt/fetch \\",
-        "    && python -c \"import tomllib; print('\\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))"
-        "['project']['dependencies']))\" > /tmp/fetch-requirements.txt \\",
-        "    && pip install -r /tmp/fetch-requirements.txt && rm /tmp/fetch-requirements.txt \\",
-        "    && printf '#!/bin/sh\\nexec python -m modelbake.cli \"$@\"\\n' > /opt/fetch/bin/modelbake \\",
-        "    && chmod 0755 /opt/fetch/bin/modelbake",
-        "# The fetch code only (see FETCH_SOURCES in src/modelbake/dockerfile.py).",
+        "    && pip install " + " ".join(f"'{r}'" for r in FETCH_REQUIREMENTS),
+        "# The fetch code only (see FETCH_SOURCES in src/modelbake/dockerfile.py): the CLI is not in this stage.",
         f"COPY --link {' '.join(FETCH_SOURCES)} /opt/modelbake/src/modelbake/",
     ]
     for package in FETCH_PACKAGES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,10 +14,10 @@ from .constants import HF_TOKEN_FILE_ENV, env
 from .download import make_client
 from .errors import LockError, ModelbakeError, UsageError, write_error
 from .fetchers import FetchContext, FetchResult, fetcher_for
-from .lockfile import Lock, LockedModel, check_drift
-from .manifest import Manifest, ModelSpec
+from .lineprogress import NullProgress, Progress
+from .lockfile import Lock, LockedModel, check_drift, read_entry, read_lock
+from .manifest import Manifest, ModelSpec, load_manifest
 from .paths import Layout
-from .progress import NullProgress, Progress
 from .state import prepare
 
 T = TypeVar("T")
@@ -40,6 +41,29 @@ def plan_from_manifest(manifest: Manifest, lock: Lock | None, specs: list[ModelS
 
 def plan_from_entries(entries: list[LockedModel]) -> Plan:
     return Plan(items=[(e.to_spec(), e) for e in entries])
+
+
+def plan_for(
+    entry: str | None, manifest_path: Path, profile: str | None, model_ids: list[str] | None
+) -> tuple[Plan, dict[str, str]]:
+    """What `preload` fetches, and the manifest's `[mirrors]`: the single lock entry in the file `entry` ('-' for
+    stdin; what a Dockerfile.models step gives), else the manifest's models of `profile` or `model_ids`."""
+    if entry:
+        data = sys.stdin.buffer.read() if entry == "-" else None
+        return plan_from_entries([read_entry(entry if entry != "-" else "<stdin>", data)]), {}
+    manifest = load_manifest(manifest_path)
+    lock = read_lock(manifest.lock_path)
+    return plan_from_manifest(manifest, lock, manifest.select(profile, model_ids)), manifest.mirrors
+
+
+def summary_line(results: list[FetchResult], where: str, seconds: float) -> str:
+    """The line `preload` ends with: how many models were fetched, and how many were already there."""
+    fetched = [r for r in results if r.status == "fetched"]
+    moved = sum(r.bytes_fetched for r in results)
+    return (
+        f"preload: {len(results)} models in {where}: {len(fetched)} fetched ({moved / 1e6:.1f} MB), "
+        f"{len(results) - len(fetched)} already present, {seconds:.1f}s"
+    )
 
 
 def read_hf_token(token_file: Path | None = None) -> str | None:
