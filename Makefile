@@ -105,7 +105,7 @@ test-docker: setup engine base-image
 # espeak-ng (installed with apt when missing) processed by the reference app in that offline image.
 demo: setup engine base-image
 	command -v espeak-ng >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng)
-	$(BIN)/python -m modelbake.demo
+	$(BIN)/python -m testkit.demo
 
 # Dockerfile.models and the model block of Dockerfile are generated from models.toml + models.lock.
 dockerfile: setup
@@ -117,7 +117,7 @@ dockerfile-check: setup
 # The same without Docker: the sample episode goes through the local `podcast-pipeline`.
 demo-local: setup
 	command -v espeak-ng >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng)
-	$(BIN)/python -m modelbake.demo --no-docker
+	$(BIN)/python -m testkit.demo --no-docker
 
 # Naive Dockerfile vs modelbake at real model sizes, through the local mirror at 100 MB/s: writes
 # bench/results.md and bench/results.png (about 25 min on 2 cores); bench-quick: the key scenarios at full

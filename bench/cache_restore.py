@@ -279,10 +279,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.realsize import DEFAULT_ROOT, build_realsize_tree
     from modelbake.dockerfile import render_models_dockerfile
-    from modelbake.ghacache import GhaCacheServer
     from modelbake.lockfile import lock_hash, read_lock
     from modelbake.manifest import load_manifest
     from modelbake.mirror.server import MirrorServer
+    from testkit.ghacache import GhaCacheServer
 
     exit_on_sigterm()
     started = datetime.now(UTC)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from modelbake.cli import main as modelbake
 from modelbake.mirror.server import MirrorServer
-from modelbake.tinymodels import build_mirror_tree
+from testkit.tinymodels import build_mirror_tree
 
 # Real sizes of the prod profile's files (bytes).
 PROD_FILES = {

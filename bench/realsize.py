@@ -2,7 +2,7 @@
 
 Why: benchmarks (preload, image layers, cold starts) must move and load the real bytes, and the hubs are
 unreachable here. Every file is a real, loadable model: ``modelbake verify`` loads each with Whisper's loader,
-``spacy.load`` and ``AutoModelForSeq2SeqLM`` and runs it. Layout as :func:`modelbake.tinymodels.build_mirror_tree`
+``spacy.load`` and ``AutoModelForSeq2SeqLM`` and runs it. Layout as :func:`testkit.tinymodels.build_mirror_tree`
 (``MirrorServer(root)`` serves it)::
 
     ROOT/whisper/{tiny.en,base.en}.pt                              fp16, the real ModelDimensions
@@ -39,9 +39,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelbake.tinymodels.files import library_versions, make_world_readable, write_atomic
-from modelbake.tinymodels.files import sha256_file as _sha256
-from modelbake.tinymodels.whisper_ckpt import english_dims
+from testkit.tinymodels.files import library_versions, make_world_readable, write_atomic
+from testkit.tinymodels.files import sha256_file as _sha256
+from testkit.tinymodels.whisper_ckpt import english_dims
 
 GENERATOR_VERSION = 1
 COMPLETE_MARKER = ".complete"
@@ -502,7 +502,7 @@ class RealSizeSet:
 
     def snapshot(self, repo: str) -> Path:
         """``ROOT/huggingface/models--org--name/snapshots/<commit>`` of a Hugging Face repo."""
-        from modelbake.tinymodels.mirrorset import hub_repo_dir
+        from testkit.tinymodels.mirrorset import hub_repo_dir
 
         return hub_repo_dir(self.root, repo) / "snapshots" / self.hf_commits[repo]
 
@@ -615,7 +615,7 @@ def _hf_fill(model: HFModel, name: str, shape: Shape, norms: frozenset[str], see
 
 def _whisper_bytes(model: WhisperModel, seed: int) -> bytes:
     """The fp16 checkpoint ``whisper.load_model`` reads, the tiny model's writer with :func:`_fill`'s values."""
-    from modelbake.tinymodels.whisper_ckpt import whisper_checkpoint_bytes
+    from testkit.tinymodels.whisper_ckpt import whisper_checkpoint_bytes
 
     return whisper_checkpoint_bytes(
         seed, dims=model.dims, fill=lambda name, shape, norms: _fill(model.name, name, shape, norms, seed)
@@ -697,7 +697,7 @@ def write_safetensors(path: Path, tensors: list[tuple[str, Shape]], make: Callab
 
 
 def _make_hf(root: Path, model: HFModel, seed: int, tokenizers: dict[str, object]) -> dict:
-    from modelbake.tinymodels.mirrorset import hub_repo_dir, publish_snapshot
+    from testkit.tinymodels.mirrorset import hub_repo_dir, publish_snapshot
 
     from .realsize_tokenizer import build_tokenizer_files, with_tokenizer_config
 

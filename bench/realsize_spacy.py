@@ -9,7 +9,7 @@ the parser's sentence boundaries do not hide every entity). The
 real wheel also carries large lemmatizer tables and vocabulary strings that cannot be reproduced offline, so the
 remaining bytes are made up with a static vectors table (random, seeded; no component reads it), sized so the
 wheel lands within 1% of the real one. Packaging is spaCy's own (``spacy package``) plus ``python -m build``
-under a fixed ``SOURCE_DATE_EPOCH`` (the tiny pipeline's :func:`modelbake.tinymodels.spacy_pipeline.package_wheel`):
+under a fixed ``SOURCE_DATE_EPOCH`` (the tiny pipeline's :func:`testkit.tinymodels.spacy_pipeline.package_wheel`):
 byte-identical.
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from modelbake.tinymodels.files import copy_atomic
-from modelbake.tinymodels.spacy_pipeline import package_wheel
+from testkit.tinymodels.files import copy_atomic
+from testkit.tinymodels.spacy_pipeline import package_wheel
 
 NAME = "en_core_web_sm"
 VERSION = "3.8.0"
@@ -133,7 +133,7 @@ def build_pipeline(seed: int = 0, iterations: int = 30):
     from spacy.lookups import Lookups
     from spacy.training import Example
 
-    from modelbake.tinymodels.spacy_pipeline import preserved_global_rngs, training_data, update_in_batches
+    from testkit.tinymodels.spacy_pipeline import preserved_global_rngs, training_data, update_in_batches
 
     with preserved_global_rngs():
         spacy.util.fix_random_seed(seed)
@@ -206,7 +206,7 @@ def add_padding_vectors(nlp, rows: int, seed: int = 0) -> None:
     """A static vectors table of ``rows`` x 96 float32 (random, seeded); no component reads it (size only)."""
     import numpy
 
-    from modelbake.tinymodels.hf_seq2seq import corpus_lines
+    from testkit.tinymodels.hf_seq2seq import corpus_lines
 
     nlp.vocab.reset_vectors(width=VECTOR_WIDTH)  # replaces the table of an earlier call
     if rows <= 0:

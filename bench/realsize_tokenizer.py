@@ -53,7 +53,7 @@ def _pseudo_words(rng: random.Random, n: int) -> list[str]:
 
 def corpus(seed: int = 0) -> Iterator[str]:
     """The training corpus, lazily: real English lines (weighted up), pseudo-words, numbers."""
-    from modelbake.tinymodels.hf_seq2seq import corpus_lines
+    from testkit.tinymodels.hf_seq2seq import corpus_lines
 
     rng = random.Random(seed)
     for line in corpus_lines():

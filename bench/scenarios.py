@@ -82,8 +82,8 @@ def realsize_models(root: Path) -> ModelSet:
 
 def tiny_models(root: Path) -> ModelSet:
     """modelbake's tiny models (a few MB): for developing the benchmark, not for results."""
-    from modelbake.tinymodels import build_mirror_tree
-    from modelbake.tinymodels.mirrorset import MODEL_KEYS, add_whisper_variant
+    from testkit.tinymodels import build_mirror_tree
+    from testkit.tinymodels.mirrorset import MODEL_KEYS, add_whisper_variant
 
     tiny = build_mirror_tree(root)
     files = []
@@ -323,7 +323,7 @@ class Bench:
 
     def restore(self, backend: str, compression: str = "default") -> Restore:
         """Cold models-only build exporting to one cache, wipe, then a timed restore from that cache alone."""
-        from modelbake.ghacache import GhaCacheServer
+        from testkit.ghacache import GhaCacheServer
 
         since = datetime.now(UTC)
         store = self.work / f"cache-{backend}-{compression}"

@@ -56,7 +56,7 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def tiny_tree(tmp_path_factory):
     """Tiny real models (random weights, real layouts) laid out as a mirror tree, generated once a session."""
-    from modelbake.tinymodels import build_mirror_tree
+    from testkit.tinymodels import build_mirror_tree
 
     cache = os.environ.get("MODELBAKE_TEST_MODELS_DIR")
     root = Path(cache) if cache else tmp_path_factory.mktemp("tiny-mirror")

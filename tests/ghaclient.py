@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from modelbake.ghacache import GO_ACTIONS_CACHE_VERSION, GhaCacheServer
+from testkit.ghacache import GO_ACTIONS_CACHE_VERSION, GhaCacheServer
 
 SERVICE = "twirp/github.actions.results.api.v1.CacheService"
 V = GO_ACTIONS_CACHE_VERSION

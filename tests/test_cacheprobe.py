@@ -15,9 +15,9 @@ from ghaclient import save
 
 from modelbake.cacheprobe import probe_gha, probe_registry, proxy_for, usable_backends
 from modelbake.cachespec import parse_cache
-from modelbake.ghacache import GhaCacheServer, make_token
-from modelbake.ghacache.server import refusing_url
 from modelbake.ghaenv import CLIENT_VERSION, resolve
+from testkit.ghacache import GhaCacheServer, make_token
+from testkit.ghacache.server import refusing_url
 
 pytestmark = [pytest.mark.unit, pytest.mark.loopback]
 

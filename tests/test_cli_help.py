@@ -19,9 +19,6 @@ COMMANDS = [
     ["clean-cache"],
     ["mirror"],
     ["mirror", "serve"],
-    ["gha-cache"],
-    ["gha-cache", "serve"],
-    ["tinymodels"],
     ["dockerfile"],
 ]
 
@@ -51,6 +48,14 @@ def test_each_command_says_what_it_does_with_an_example(command, capsys):
     assert len(description.split()) >= 8, description  # a sentence for the user, not a fragment
     examples = _examples(text)
     assert examples and any(command[0] in line for line in examples), text
+
+
+@pytest.mark.parametrize("command", ["gha-cache", "tinymodels"])
+def test_test_tooling_is_no_command_of_the_product(command, capsys):
+    """The gha cache emulator and the tiny models are test support (`python -m testkit.ghacache`,
+    `python -m testkit.tinymodels`): the shipped CLI does not offer them."""
+    assert main([command, "--help"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
 
 
 def test_a_bad_argument_is_one_error_line(capsys):

@@ -25,7 +25,7 @@ from localregistry import Registry
 
 from buildcache import fresh_base_image, prune_records_created_since
 from conftest import BASE_IMAGE, CA_BUNDLE, REPO, mirror_args
-from modelbake.ghacache import GhaCacheServer
+from testkit.ghacache import GhaCacheServer
 
 pytestmark = pytest.mark.docker
 
@@ -55,7 +55,7 @@ def unique_manifest(tiny_tree, tiny_locked, mirror, tmp_path, request) -> Path:
     """The tiny manifest with a Whisper checkpoint no build has seen, locked: its layer can only come from
     the mirror or the cache under test (the other models' layers may exist in the engine already)."""
     from modelbake.cli import main as modelbake
-    from modelbake.tinymodels import add_whisper_variant
+    from testkit.tinymodels import add_whisper_variant
 
     sha = add_whisper_variant(tiny_tree.root, seed=uuid.uuid4().int % 2**31)
     request.addfinalizer(lambda: shutil.rmtree(tiny_tree.root / "whisper" / sha, ignore_errors=True))

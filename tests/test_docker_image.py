@@ -132,7 +132,7 @@ def app_build(docker_client, tags, base_manifest, mirror_server, work) -> Built:
 
 def fresh_whisper_pin(tiny_tree, request) -> str:
     """A Whisper checkpoint no earlier session has built (BuildKit's cache outlives a session), removed after."""
-    from modelbake.tinymodels import add_whisper_variant
+    from testkit.tinymodels import add_whisper_variant
 
     sha = add_whisper_variant(tiny_tree.root, seed=uuid.uuid4().int % 2**31)
     request.addfinalizer(lambda: shutil.rmtree(tiny_tree.root / "whisper" / sha, ignore_errors=True))

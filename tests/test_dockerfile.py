@@ -12,10 +12,10 @@ import pytest
 
 from modelbake import dockerfile
 from modelbake.buildx import BuildSpec, BuildxError, build_argv, parse_rawjson
-from modelbake.dockerfile import FETCH_PACKAGES, FETCH_SOURCES, render_app_dockerfile, render_models_dockerfile
+from modelbake.dockerfile import render_app_dockerfile, render_models_dockerfile
 from modelbake.lockfile import Lock, LockedFile, LockedModel, entry_json, spec_fields
 from modelbake.manifest import load_manifest
-from modelbake.tinymodels import manifest_text
+from testkit.tinymodels import manifest_text
 
 pytestmark = pytest.mark.unit
 
@@ -63,7 +63,8 @@ def test_one_stage_and_one_layer_per_model(tiny):
     ]
     # Only the model's own paths move there (never /models/.modelbake, the fetch state), then get stamped.
     assert "&& mv /models/whisper/tiny-random.en.pt /out/whisper-tiny/models/whisper/tiny-random.en.pt " in text
-    assert "&& mv /models/spacy /out/spacy-ner/models/spacy " in text
+    # each spaCy pipeline is a pip --target directory of its own (several pipelines: several layers)
+    assert "&& mv /models/spacy/en_tiny_ner /out/spacy-ner/models/spacy/en_tiny_ner " in text
     assert "mv /models/huggingface/hub/models--modelbake-tiny--bart /out/bart-map/models/huggingface/hub/" in text
     assert text.count('&& find /out/led-reduce -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +') == 1
     assert text.count("ARG SOURCE_DATE_EPOCH=0") == 4
@@ -95,7 +96,8 @@ def test_unlocked_models_fetch_from_the_manifest_entry(tiny):
     manifest, _ = tiny
     text = render_models_dockerfile(manifest, None, "test")
     assert "NOT LOCKED" in text
-    assert "modelbake preload --manifest /dev/stdin --model bart-map --dest /models <<'MANIFEST'" in text
+    cmd = "python -m modelbake.fetch_entry --manifest /dev/stdin --model bart-map --dest /models <<'MANIFEST'"
+    assert cmd in text
     entry = '[models.bart-map]\nfamily = "huggingface"\nrepo = "modelbake-tiny/bart"\nrevision = "main"\n'
     assert entry + 'task = "summarization"\nrole = "map"\nMANIFEST' in text
 
@@ -186,26 +188,6 @@ def test_drift_is_detected(tmp_path):
     )
     assert "fetch-extra" in (tmp_path / "Dockerfile.models").read_text()
     assert "/models/whisper/small.en.pt" in (tmp_path / "Dockerfile").read_text()
-
-
-def test_fetch_sources_are_enough_to_run_preload(tmp_path):
-    """Only FETCH_SOURCES enter the fetch stage: importing everything `preload` needs must work with them."""
-    for rel in FETCH_SOURCES:
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / rel, tmp_path / rel)
-    for package in FETCH_PACKAGES:
-        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    code = (
-        "import modelbake, modelbake.cli, modelbake.preload, modelbake.fetchers as f, modelbake.layout;"
-        "from modelbake.fetchers import huggingface, spacy, whisper;"
-        "print(modelbake.__file__)"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tmp_path / 'src')!r}); {code}"],
-        capture_output=True, text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().startswith(str(tmp_path))
 
 
 # --- build.py: argv assembly (dry run) ---------------------------------------------------------------

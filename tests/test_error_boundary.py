@@ -128,7 +128,7 @@ def _fetched(ctx: Ctx) -> None:
     """Every file in place and matching the lock's sha256, though no response said how long it was."""
     lock = read_lock(ctx.lock)
     assert sha256_file(ctx.dest / "whisper" / WHISPER_FILE) == lock.models["whisper-tiny"].files[0].sha256
-    assert (ctx.dest / "spacy/en_tiny_ner/__init__.py").is_file()
+    assert (ctx.dest / "spacy/en_tiny_ner/en_tiny_ner/__init__.py").is_file()
     entry = lock.models["bart-map"]
     snapshot = ctx.dest / "huggingface/hub/models--modelbake-tiny--bart/snapshots" / entry.revision
     assert all(sha256_file(snapshot / f.path) == f.sha256 for f in entry.files)

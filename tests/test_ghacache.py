@@ -22,7 +22,8 @@ import httpx
 import pytest
 from ghaclient import MIB, SERVICE, V, blob, download, lookup, save, twirp, upload, with_query
 
-from modelbake.ghacache import GhaCacheServer, make_token, parse_token
+from conftest import REPO
+from testkit.ghacache import GhaCacheServer, make_token, parse_token
 
 pytestmark = [pytest.mark.unit, pytest.mark.loopback]
 
@@ -293,7 +294,8 @@ def test_a_full_stall_cleared_answers_again(gha):
 def test_cli_serve_prints_the_runner_variables_and_stops_on_sigterm(tmp_path):
     root = tmp_path / "cli-root"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "modelbake", "gha-cache", "serve", "--root", str(root)],
+        [sys.executable, "-m", "testkit.ghacache", "serve", "--root", str(root)],
+        cwd=REPO,  # testkit is test support beside src/, importable from the repository root
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -319,7 +321,11 @@ def test_cli_serve_prints_the_runner_variables_and_stops_on_sigterm(tmp_path):
 
 def test_python_dash_m_entry_point_shows_help():
     proc = subprocess.run(
-        [sys.executable, "-m", "modelbake.ghacache", "serve", "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "testkit.ghacache", "serve", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert "--root" in proc.stdout

@@ -126,7 +126,7 @@ def summarizers(baked, tiny_locked):
 
 
 def long_transcript(lines: int = 120) -> str:
-    from modelbake.tinymodels.hf_seq2seq import corpus_lines
+    from testkit.tinymodels.hf_seq2seq import corpus_lines
 
     corpus = corpus_lines()
     return " ".join(corpus[(i * 11) % len(corpus)] for i in range(lines))

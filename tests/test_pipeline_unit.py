@@ -113,7 +113,7 @@ def tokenizers(tiny_tree):
 
 
 def long_text(repeat: int = 12) -> str:
-    from modelbake.tinymodels.hf_seq2seq import corpus_lines
+    from testkit.tinymodels.hf_seq2seq import corpus_lines
 
     lines = corpus_lines()
     return " ".join(lines[(i * 7) % len(lines)] for i in range(len(lines) * repeat))
@@ -217,7 +217,7 @@ def test_long_texts_are_split_for_spacy():
 @pytest.fixture
 def setup(tmp_path):
     """A valid WAV and a manifest (not needed to be baked: these cases fail before models are loaded)."""
-    from modelbake.tinymodels import manifest_text
+    from testkit.tinymodels import manifest_text
 
     manifest = tmp_path / "models.toml"
     manifest.write_text(manifest_text("a" * 64, "b" * 64))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from modelbake.tinymodels import (
+from testkit.tinymodels import (
     BART_REPO,
     LED_REPO,
     MODEL_KEYS,
@@ -46,11 +46,11 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinySet:
 
 def test_import_is_light() -> None:
     code = (
-        "import sys, modelbake.tinymodels\n"
+        "import sys, testkit.tinymodels\n"
         "heavy = [m for m in ('torch', 'transformers', 'spacy', 'whisper', 'numpy') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
 def test_tree_layout_and_manifest(tiny: TinySet) -> None:

@@ -49,7 +49,7 @@ def test_dest_hub_cache_loads_by_repo_id_alone_and_by_revision(baked):
     env = {
         "HF_HUB_CACHE": str(dest / "huggingface/hub"),
         "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": str(dest / "spacy"),
+        "PYTHONPATH": str(dest / "spacy/en_tiny_ner"),  # the pipeline's own directory
         "PATH": "/usr/bin:/bin",
     }
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from .errors import DestinationError, write_error
-from .fetchers.huggingface import repo_folder
-from .layout import Layout, drop_marker
-from .manifest import ModelSpec
+from .manifest import ModelSpec, SpacySpec
+from .paths import Layout
+from .state import drop_marker
 
 
 def clean_models(specs: list[ModelSpec], layout: Layout) -> list[Path]:
@@ -19,8 +19,8 @@ def clean_models(specs: list[ModelSpec], layout: Layout) -> list[Path]:
     A `--dest` that does not exist has nothing to remove; one that is a file, or a file system that refuses
     the removal (read-only, no permission), is a DestinationError naming the path.
     """
-    root = layout.state_dir.parent
-    if layout.is_dest and (root.exists() or root.is_symlink()) and not root.is_dir():
+    root = layout.dest_root
+    if root is not None and (root.exists() or root.is_symlink()) and not root.is_dir():
         raise DestinationError(
             f"cannot clean {root}: not a directory", hint="--dest names a tree written by `modelbake preload --dest`"
         )
@@ -35,21 +35,16 @@ def clean_models(specs: list[ModelSpec], layout: Layout) -> list[Path]:
 
 def _clean_one(spec: ModelSpec, layout: Layout, removed: list[Path]) -> None:
     drop_marker(layout, spec.id)
-    if spec.family == "whisper":
-        paths = [layout.whisper_root / f"{spec.name}.pt"]
-    elif spec.family == "huggingface":
-        paths = [layout.hf_hub_cache / repo_folder(spec)]
-    elif layout.spacy_target is not None:
-        paths = sorted(layout.spacy_target.glob(f"{spec.name}")) + sorted(
-            layout.spacy_target.glob(f"{spec.name}-*.dist-info")
-        )
-    else:
+    if isinstance(spec, SpacySpec) and layout.spacy_target(spec) is None:  # in the environment: pip's to remove
         proc = subprocess.run(
             [sys.executable, "-m", "pip", "uninstall", "-y", spec.name], capture_output=True, text=True
         )
         if proc.returncode == 0 and "Successfully uninstalled" in proc.stdout:
             removed.append(Path(spec.name))
         return
+    paths = layout.model_paths(spec)
+    if isinstance(spec, SpacySpec):
+        paths += layout.legacy_spacy_paths(spec)  # a tree from before one directory per pipeline
     for path in paths:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)

@@ -75,17 +75,6 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "hubs' own URLs and API, for air-gapped builds and tests.",
         "  modelbake mirror serve ./models --port 8765",
     ),
-    "gha-cache": (
-        "a local GitHub Actions cache service (v2) for BuildKit's type=gha",
-        "A GitHub Actions cache service on your machine, for trying `--cache gha` builds without GitHub.",
-        "  modelbake gha-cache serve --root /tmp/gha-cache --port 8766",
-    ),
-    "tinymodels": (
-        "generate tiny real models and a manifest, laid out as a mirror",
-        "Write tiny real models (random weights, real layouts) and a models.toml for them, laid out for "
-        "`modelbake mirror serve`: the whole pipeline without a hub.",
-        "  modelbake tinymodels /tmp/tiny && modelbake mirror serve /tmp/tiny",
-    ),
     "dockerfile": (
         "regenerate Dockerfile.models and the model block of Dockerfile",
         "Regenerate Dockerfile.models (one fetch step and one layer per model) and the model-layer block of the "
@@ -154,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--entry",
         metavar="FILE",
-        help="fetch the single lock entry in FILE ('-' for stdin) without a manifest (used by Dockerfile.models)",
+        help="fetch the single lock entry in FILE ('-' for stdin) without a manifest",
     )
 
     p = _command(sub, "verify")
@@ -183,23 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=_port, default=8765, help="default 8765; 0: a free port chosen by the OS")
     s.add_argument("--log", type=Path, help="append one JSON line per request")
 
-    p = _command(sub, "gha-cache")
-    gsub = p.add_subparsers(dest="gha_command", required=True, metavar="COMMAND")
-    s = gsub.add_parser(
-        "serve",
-        help="serve a cache stored in --root DIR; prints the runner's ACTIONS_* variables pointing at it",
-        description="Serve a GitHub Actions cache stored in --root DIR until Ctrl-C; prints the ACTIONS_* "
-        "variables a runner would set, pointing at it.",
-        epilog=f"examples:\n{COMMANDS['gha-cache'][2]}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    s.add_argument("--root", type=Path, required=True, help="where entries are stored (created if missing)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=_port, default=0, help="default 0: a free port chosen by the OS")
-
-    p = _command(sub, "tinymodels")
-    p.add_argument("out", type=Path)
-
     p = _command(sub, "dockerfile")
     _manifest_arg(p)
     p.add_argument("--root", type=Path, default=Path("."), help="where Dockerfile and Dockerfile.models live")
@@ -218,8 +190,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         "verify": cmd_verify,
         "clean-cache": cmd_clean_cache,
         "mirror": cmd_mirror,
-        "gha-cache": cmd_gha_cache,
-        "tinymodels": cmd_tinymodels,
         "dockerfile": cmd_dockerfile,
     }
     return handlers[args.command](args)
@@ -234,9 +204,9 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
-    from .constants import default_state_dir
     from .lockfile import check_drift, dumps, write_lock
     from .mirrors import parse_mirror_args, resolve_mirrors
+    from .paths import default_state_dir
     from .preload import lock_models, read_hf_token
 
     manifest, existing = _load(args)
@@ -268,22 +238,14 @@ def _progress():
 
 
 def cmd_preload(args: argparse.Namespace) -> int:
-    from .layout import Layout
-    from .lockfile import read_entry
     from .mirrors import parse_mirror_args, resolve_mirrors
-    from .preload import plan_from_entries, plan_from_manifest, preload, read_hf_token
+    from .paths import Layout
+    from .preload import plan_for, preload, read_hf_token, summary_line
 
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1")
     started = time.perf_counter()
-    if args.entry:
-        data = sys.stdin.buffer.read() if args.entry == "-" else None
-        plan = plan_from_entries([read_entry(args.entry if args.entry != "-" else "<stdin>", data)])
-        manifest_mirrors: dict[str, str] = {}
-    else:
-        manifest, lock = _load(args)
-        plan = plan_from_manifest(manifest, lock, manifest.select(args.profile, args.model))
-        manifest_mirrors = manifest.mirrors
+    plan, manifest_mirrors = plan_for(args.entry, args.manifest, args.profile, args.model)
     mirrors = resolve_mirrors(parse_mirror_args(args.mirror), manifest_mirrors)
     layout = Layout.dest(args.dest) if args.dest else Layout.default()
     progress, context = _progress()
@@ -291,19 +253,12 @@ def cmd_preload(args: argparse.Namespace) -> int:
         results = preload(
             plan, layout, mirrors, jobs=args.jobs, progress=progress, hf_token=read_hf_token(args.hf_token_file)
         )
-    fetched = [r for r in results if r.status == "fetched"]
-    moved = sum(r.bytes_fetched for r in results)
-    took = time.perf_counter() - started
-    where = args.dest or "the default caches"
-    print(
-        f"preload: {len(results)} models in {where}: {len(fetched)} fetched ({moved / 1e6:.1f} MB), "
-        f"{len(results) - len(fetched)} already present, {took:.1f}s"
-    )
+    print(summary_line(results, str(args.dest or "the default caches"), time.perf_counter() - started))
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .layout import Layout
+    from .paths import Layout
     from .preload import plan_from_manifest
     from .verify import require_loaders, verify_models
 
@@ -346,7 +301,7 @@ def _print_verify_table(results) -> None:
 
 def cmd_clean_cache(args: argparse.Namespace) -> int:
     from .clean import clean_models
-    from .layout import Layout
+    from .paths import Layout
 
     manifest, _ = _load(args)
     layout = Layout.dest(args.dest) if args.dest else Layout.default()
@@ -363,23 +318,6 @@ def cmd_mirror(args: argparse.Namespace) -> int:
     if not args.dir.is_dir():
         raise UsageError(f"{args.dir}: not a directory")
     serve_forever(args.dir, args.host, args.port, log_path=args.log)
-    return 0
-
-
-def cmd_gha_cache(args: argparse.Namespace) -> int:
-    from .ghacache.server import serve_forever
-
-    if args.root.exists() and not args.root.is_dir():
-        raise UsageError(f"{args.root}: not a directory")
-    serve_forever(args.root, args.host, args.port)
-    return 0
-
-
-def cmd_tinymodels(args: argparse.Namespace) -> int:
-    from .tinymodels import build_mirror_tree
-
-    tiny = build_mirror_tree(args.out)
-    print(f"tinymodels: wrote {args.out} (manifest {tiny.manifest})")
     return 0
 
 

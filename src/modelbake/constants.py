@@ -1,9 +1,9 @@
-"""Every environment variable and official URL modelbake reads, in one place."""
+"""Every environment variable and official URL modelbake reads, in one place (the libraries' cache roots they
+name are `paths.py`'s)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 FAMILIES = ("whisper", "spacy", "huggingface")
 
@@ -17,6 +17,8 @@ OFFICIAL_BASES = {
 MIRROR_ENV_PREFIX = "MODELBAKE_MIRROR_"  # MODELBAKE_MIRROR_WHISPER, ..._SPACY, ..._HUGGINGFACE
 MIRRORS_FILE_ENV = "MODELBAKE_MIRRORS_FILE"  # a TOML [mirrors] table; how Docker builds pass mirrors as a secret
 HF_TOKEN_FILE_ENV = "MODELBAKE_HF_TOKEN_FILE"
+WHISPER_ROOT_ENV = "MODELBAKE_WHISPER_ROOT"  # where Whisper checkpoints go without --dest (images set it)
+STATE_DIR_ENV = "MODELBAKE_STATE_DIR"  # modelbake's own state without --dest
 
 LOCK_VERSION = 1
 STATE_DIRNAME = ".modelbake"
@@ -30,28 +32,3 @@ def env(name: str) -> str | None:
 
 def hf_endpoint_env() -> str | None:
     return env("HF_ENDPOINT")
-
-
-def default_whisper_root() -> Path:
-    """MODELBAKE_WHISPER_ROOT (set in images), else where whisper.load_model(name) looks by default
-    (whisper/__init__.py: XDG_CACHE_HOME/whisper)."""
-    if env("MODELBAKE_WHISPER_ROOT"):
-        return Path(os.environ["MODELBAKE_WHISPER_ROOT"])
-    base = env("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "whisper"
-
-
-def default_hf_hub_cache() -> Path:
-    """huggingface_hub's cache: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub."""
-    if env("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    hf_home = env("HF_HOME") or os.path.join(env("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface")
-    return Path(hf_home) / "hub"
-
-
-def default_state_dir() -> Path:
-    """modelbake's own state for the default caches (stat markers of verified files)."""
-    base = env("MODELBAKE_STATE_DIR")
-    if base:
-        return Path(base)
-    return Path(env("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "modelbake"

@@ -12,35 +12,44 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 from .errors import DockerfileError, StaleError, UsageError, exit_code_of, write_error
 from .lockfile import Lock, LockedModel, entry_json, spec_fields
-from .manifest import HuggingFaceSpec, Manifest, ModelSpec, SpacySpec, WhisperSpec
+from .manifest import Manifest, ModelSpec
+from .paths import MODELS_ROOT as _MODELS_ROOT
+from .paths import image_paths, image_spacy_path, layer_paths, layer_root, slug
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
-MODELS_ROOT = "/models"
+MODELS_ROOT = _MODELS_ROOT.as_posix()
 
-# The modules `modelbake preload` imports (cli imports the rest lazily). Only these enter the fetch stage, so
-# editing verify.py, the mirror, tinymodels or the app never invalidates a model step.
-# tests/test_dockerfile.py proves this list is enough to run `preload`.
+# What a model step runs: the fetch path's own entry point, never the CLI (see fetch_entry.py).
+FETCH_COMMAND = "python -m modelbake.fetch_entry"
+# The modules `python -m modelbake.fetch_entry` imports, and nothing else: only these enter the fetch stage, so
+# a model step's cache key is (base image, this code, that model's lock entry). Editing the CLI, its progress
+# bars, verify, the mirror or the app never re-runs a model step. tests/test_dockerfile.py proves the list is
+# closed (the entry point fetches with only these files present).
 FETCH_SOURCES = (
     "src/modelbake/__init__.py",
-    "src/modelbake/cli.py",
     "src/modelbake/constants.py",
     "src/modelbake/digests.py",
     "src/modelbake/download.py",
     "src/modelbake/errors.py",
-    "src/modelbake/layout.py",
+    "src/modelbake/fetch_entry.py",
+    "src/modelbake/lineprogress.py",
     "src/modelbake/lockfile.py",
     "src/modelbake/manifest.py",
     "src/modelbake/mirrors.py",
+    "src/modelbake/paths.py",
     "src/modelbake/preload.py",
-    "src/modelbake/progress.py",
+    "src/modelbake/state.py",
 )
 FETCH_PACKAGES = ("src/modelbake/fetchers",)
+# What the fetch code needs installed: pyproject.toml's dependencies but rich (the CLI's progress bars). Written
+# into Dockerfile.models rather than read from pyproject.toml at build time, so an edit of pyproject.toml (its
+# version, the dev tools, a tool's settings) is no input of a model step; a test keeps the two in step.
+FETCH_REQUIREMENTS = ("huggingface_hub>=1.0", "httpx>=0.27", "filelock>=3.12")
 
 # Secrets: never in a layer, the history, the config or a cache key.
 CA_MOUNT = "--mount=type=secret,id=ca,target=/etc/ssl/certs/ca-certificates.crt,required=false"
@@ -54,37 +63,16 @@ APP_BLOCK_END = "# --- end of model layers ---"
 
 def stage_name(model_id: str) -> str:
     """`fetch-<id>`; stage names are lower case in BuildKit."""
-    return "fetch-" + re.sub(r"[^a-z0-9_.-]", "-", model_id.lower())
-
-
-def model_paths(spec: ModelSpec) -> list[str]:
-    """The paths under /models that hold exactly this model (what its layer copies)."""
-    if isinstance(spec, WhisperSpec):
-        return [f"{MODELS_ROOT}/whisper/{spec.name}.pt"]
-    if isinstance(spec, HuggingFaceSpec):
-        return [f"{MODELS_ROOT}/huggingface/hub/models--{spec.repo.replace('/', '--')}"]
-    if isinstance(spec, SpacySpec):
-        # A pip --target dir; in its own fetch stage it holds this one pipeline (package + dist-info) only.
-        return [f"{MODELS_ROOT}/spacy"]
-    raise TypeError(f"unknown spec type {type(spec).__name__}")
+    return "fetch-" + slug(model_id)
 
 
 def copy_line(spec: ModelSpec, source_stage: str) -> list[str]:
-    return [f"COPY --link --from={source_stage} {p} {p}" for p in model_paths(spec)]
-
-
-def layer_root(spec: ModelSpec) -> str:
-    """Where a fetch stage leaves its model: `<root>/models/...`, every entry stamped with SOURCE_DATE_EPOCH.
-
-    The models stage copies this directory's contents to `/` so that every directory of the layer (`models/`,
-    `models/huggingface/hub/`, ...) comes from the fetch stage with a fixed time. Copying `/models/x` to
-    `/models/x` instead makes BuildKit create the parents with the build's clock, and two cold builds of one
-    lock then differ in every layer (checked on BuildKit 0.13, which cannot fix that time itself).
-    """
-    return "/out/" + stage_name(spec.id).removeprefix("fetch-")
+    """The app image's COPY of one model from the models image: its /models paths, each to itself."""
+    return [f"COPY --link --from={source_stage} {p} {p}" for p in image_paths(spec)]
 
 
 def layer_copy_line(spec: ModelSpec) -> str:
+    """The models image's layer of one model: its fetch step's layer root, copied to `/`."""
     return f"COPY --link --from={stage_name(spec.id)} {layer_root(spec)}/ /"
 
 
@@ -133,16 +121,17 @@ def _model_stage(spec: ModelSpec, entry: LockedModel | None) -> list[str]:
     ]
     # Only the model's own paths move into the layer root (never fetch state or a library's lock files).
     moves = " ".join(
-        f"&& mkdir -p {root}{path.rsplit('/', 1)[0]} && mv {path} {root}{path}" for path in model_paths(spec)
+        f"&& mkdir -p {dest.rsplit('/', 1)[0]} && mv {path} {dest}"
+        for path, dest in zip(image_paths(spec), layer_paths(spec), strict=True)
     )
     tail = f'&& chmod -R a+rX,go-w {MODELS_ROOT} {moves} && find {root} -exec touch -h -d "@$SOURCE_DATE_EPOCH" {{}} +'
     if entry is not None:
-        lines.append(f"    modelbake preload --entry - --dest {MODELS_ROOT} <<'ENTRY' {tail}")
+        lines.append(f"    {FETCH_COMMAND} --entry - --dest {MODELS_ROOT} <<'ENTRY' {tail}")
         lines.append(entry_json(entry))
         lines.append("ENTRY")
     else:
         lines.append(
-            f"    modelbake preload --manifest /dev/stdin --model {spec.id} --dest {MODELS_ROOT} <<'MANIFEST' {tail}"
+            f"    {FETCH_COMMAND} --manifest /dev/stdin --model {spec.id} --dest {MODELS_ROOT} <<'MANIFEST' {tail}"
         )
         lines.append(manifest_entry_toml(spec))
         lines.append("MANIFEST")
@@ -184,17 +173,12 @@ def _fetch_stage() -> list[str]:
         "    PATH=/opt/fetch/bin:$PATH \\",
         "    MODELBAKE_MIRRORS_FILE=/run/secrets/mirrors \\",
         "    MODELBAKE_HF_TOKEN_FILE=/run/secrets/hf_token",
-        "# Only modelbake's light dependencies (huggingface_hub, httpx, filelock, rich): no torch here.",
+        "# Only what the fetch code needs (huggingface_hub, httpx, filelock): no torch, no rich.",
         f"RUN {CA_MOUNT} \\",
         f"    {PIP_CACHE_MOUNT} \\",
-        "    --mount=type=bind,source=pyproject.toml,target=/tmp/pyproject.toml \\",
         "    python -m venv /opt/fetch \\",
-        "    && python -c \"import tomllib; print('\\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))"
-        "['project']['dependencies']))\" > /tmp/fetch-requirements.txt \\",
-        "    && pip install -r /tmp/fetch-requirements.txt && rm /tmp/fetch-requirements.txt \\",
-        "    && printf '#!/bin/sh\\nexec python -m modelbake.cli \"$@\"\\n' > /opt/fetch/bin/modelbake \\",
-        "    && chmod 0755 /opt/fetch/bin/modelbake",
-        "# The fetch code only (see FETCH_SOURCES in src/modelbake/dockerfile.py).",
+        "    && pip install " + " ".join(f"'{r}'" for r in FETCH_REQUIREMENTS),
+        "# The fetch code only (see FETCH_SOURCES in src/modelbake/dockerfile.py): the CLI is not in this stage.",
         f"COPY --link {' '.join(FETCH_SOURCES)} /opt/modelbake/src/modelbake/",
     ]
     for package in FETCH_PACKAGES:
@@ -242,14 +226,18 @@ def render_models_dockerfile(manifest: Manifest, lock: Lock | None, profile: str
 
 
 def render_app_model_block(manifest: Manifest, lock: Lock | None, profile: str | None = None) -> str:
-    """The app Dockerfile's model layers: one COPY per model from the models image, in `layer_order`.
+    """The app Dockerfile's model layers: one COPY per model from the models image, in `layer_order`, and the
+    pipelines' directories for PYTHONPATH (`MODELBAKE_SPACY_PATH`).
 
     A single `COPY --from=models /models /models` would merge every model into ONE layer (checked on
     BuildKit 0.13), so one pin change would re-pull all models; one COPY per model keeps the layers apart.
     """
+    specs = manifest.select(profile)
     lines = [APP_BLOCK_BEGIN]
-    for spec in layer_order(manifest.select(profile), lock):
+    for spec in layer_order(specs, lock):
         lines += copy_line(spec, "models")
+    # Each spaCy pipeline is a directory of its own; the template puts them on PYTHONPATH after /app/src.
+    lines.append(f"ENV MODELBAKE_SPACY_PATH={image_spacy_path(specs)}")
     lines.append(APP_BLOCK_END)
     return "\n".join(lines)
 

@@ -1,5 +1,6 @@
 """The HTTP server scaffolding of the local mirror (`modelbake.mirror`) and the GitHub Actions cache emulator
-(`modelbake.ghacache`): a server on a background thread that stops cleanly, and Range handling.
+(`testkit.ghacache`, test support outside the package): a server on a background thread that stops cleanly,
+and Range handling.
 
 Hand-written on the standard library's `ThreadingHTTPServer`, with no dependency: both serve tests, benchmarks
 and air-gapped builds, and one thread per connection is plenty for their handful of parallel clients. What the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,10 +14,11 @@ from .constants import HF_TOKEN_FILE_ENV, env
 from .download import make_client
 from .errors import LockError, ModelbakeError, UsageError, write_error
 from .fetchers import FetchContext, FetchResult, fetcher_for
-from .layout import Layout
-from .lockfile import Lock, LockedModel, check_drift
-from .manifest import Manifest, ModelSpec
-from .progress import NullProgress, Progress
+from .lineprogress import NullProgress, Progress
+from .lockfile import Lock, LockedModel, check_drift, read_entry, read_lock
+from .manifest import Manifest, ModelSpec, load_manifest
+from .paths import Layout
+from .state import prepare
 
 T = TypeVar("T")
 
@@ -39,6 +41,29 @@ def plan_from_manifest(manifest: Manifest, lock: Lock | None, specs: list[ModelS
 
 def plan_from_entries(entries: list[LockedModel]) -> Plan:
     return Plan(items=[(e.to_spec(), e) for e in entries])
+
+
+def plan_for(
+    entry: str | None, manifest_path: Path, profile: str | None, model_ids: list[str] | None
+) -> tuple[Plan, dict[str, str]]:
+    """What `preload` fetches, and the manifest's `[mirrors]`: the single lock entry in the file `entry` ('-' for
+    stdin; what a Dockerfile.models step gives), else the manifest's models of `profile` or `model_ids`."""
+    if entry:
+        data = sys.stdin.buffer.read() if entry == "-" else None
+        return plan_from_entries([read_entry(entry if entry != "-" else "<stdin>", data)]), {}
+    manifest = load_manifest(manifest_path)
+    lock = read_lock(manifest.lock_path)
+    return plan_from_manifest(manifest, lock, manifest.select(profile, model_ids)), manifest.mirrors
+
+
+def summary_line(results: list[FetchResult], where: str, seconds: float) -> str:
+    """The line `preload` ends with: how many models were fetched, and how many were already there."""
+    fetched = [r for r in results if r.status == "fetched"]
+    moved = sum(r.bytes_fetched for r in results)
+    return (
+        f"preload: {len(results)} models in {where}: {len(fetched)} fetched ({moved / 1e6:.1f} MB), "
+        f"{len(results) - len(fetched)} already present, {seconds:.1f}s"
+    )
 
 
 def read_hf_token(token_file: Path | None = None) -> str | None:
@@ -70,7 +95,7 @@ def preload(
 ) -> list[FetchResult]:
     """Fetch every planned model; models run in parallel. Raises the first error after all finish."""
     _quiet_hub()
-    layout.prepare()
+    prepare(layout)
     progress = progress or NullProgress()
     with make_client() as client:
         ctx = FetchContext(
@@ -125,15 +150,9 @@ def _quiet_hub() -> None:
 
 def lock_models(manifest: Manifest, mirrors: dict[str, str], hf_token: str | None, state_dir: Path) -> Lock:
     """Resolve every model of the manifest to a lock entry (network)."""
-    layout = Layout(
-        whisper_root=state_dir / "unused",
-        hf_hub_cache=state_dir / "unused",
-        spacy_target=None,
-        state_dir=state_dir,
-        is_dest=False,
-    )
+    layout = Layout.state_only(state_dir)
     _quiet_hub()
-    layout.prepare()
+    prepare(layout)
     with make_client() as client:
         ctx = FetchContext(layout=layout, mirrors=mirrors, client=client, hf_token=hf_token)
         entries = {

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .buildx import BuildResult, Step
-from .dockerfile import layer_root, model_paths
 from .manifest import ModelSpec
+from .paths import image_paths, layer_root
 
 
 @dataclass
@@ -112,7 +112,7 @@ def find_model_layers(image, specs: list[ModelSpec], files_bytes: dict[str, int]
     history = layer_history(image)
     found = []
     for spec in specs:
-        path = model_paths(spec)[0]
+        path = image_paths(spec)[0]
         # The app copies `<path> <path>` from the models image; the models image `<layer root>/ /`.
         names = {path, layer_root(spec) + "/"}
         match = next(

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from .digests import sha256_file
 from .errors import MissingDependencyError
-from .layout import Layout
 from .lockfile import LockedModel
 from .manifest import HuggingFaceSpec, ModelSpec, SpacySpec, WhisperSpec
 from .netguard import NetworkGuard
+from .paths import Layout
 
 SMOKE_SENTENCE = "Alice Smith talked with Bob Jones about the weather in Paris."
 SMOKE_TEXT = (
@@ -71,8 +71,19 @@ def set_offline_environment(layout: Layout) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     if "huggingface_hub" in sys.modules:  # imported earlier in this process: flip its constant too
         sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
-    if layout.spacy_target is not None and str(layout.spacy_target) not in sys.path:
-        sys.path.insert(0, str(layout.spacy_target))
+
+
+def use_spacy_pipelines(layout: Layout, specs: list[ModelSpec]) -> list[Path]:
+    """Put each pipeline's directory on `sys.path` (first), so `spacy.load(<package>)` finds it; returns them.
+
+    A `--dest` tree holds one pip `--target` directory per pipeline; `spacy.load` needs the package and its
+    dist-info on `sys.path`. No `.pth` files: a `--target` directory is not a site directory.
+    """
+    dirs = layout.spacy_import_dirs(specs)
+    for path in reversed(dirs):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+    return dirs
 
 
 def verify_models(
@@ -80,6 +91,7 @@ def verify_models(
 ) -> list[VerifyResult]:
     """Verify each model in turn with the network blocked; never raises for a model's failure."""
     set_offline_environment(layout)
+    use_spacy_pipelines(layout, [spec for spec, _ in items])
     guard = guard or NetworkGuard()
     results = []
     with guard.active():
@@ -118,7 +130,7 @@ def _verify_whisper(spec: WhisperSpec, entry: LockedModel | None, layout: Layout
     import numpy as np
     import whisper
 
-    path = layout.whisper_root / f"{spec.name}.pt"
+    path = layout.whisper_file(spec)
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing")
     result.bytes = path.stat().st_size

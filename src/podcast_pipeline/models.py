@@ -1,10 +1,12 @@
 """Find the profile's models in the manifest + lock and in the baked models directory (`modelbake preload --dest`).
 
 - Whisper by path: `<models>/whisper/<name>.pt`
-- spaCy by package name, with `<models>/spacy` (a pip --target dir) on sys.path
+- spaCy by package name, with the pipeline's own directory (`<models>/spacy/<name>`, a pip --target dir) on
+  sys.path
 - Hugging Face by repo id at the LOCKED commit, from `<models>/huggingface/hub`; map/reduce chosen by `role`
 
-Only checks files here (cheap); loading happens in the stage modules.
+Where each of these lives is modelbake's to say (`modelbake.paths`); only files are checked here (cheap);
+loading happens in the stage modules.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from modelbake.errors import ModelbakeError, UsageError
 from modelbake.lockfile import check_drift, read_lock
 from modelbake.manifest import HuggingFaceSpec, SpacySpec, WhisperSpec, load_manifest
+from modelbake.paths import Layout
 
 from .errors import InputError, ModelSetupError
 
@@ -30,7 +33,7 @@ class ModelRef:
     family: str
     source: str  # whisper/spacy: name; huggingface: repo
     revision: str  # whisper: sha256; spacy: version; huggingface: commit
-    path: Path  # whisper: the .pt; spacy: the --target dir; huggingface: the hub cache dir
+    path: Path  # whisper: the .pt; spacy: its directory for sys.path; huggingface: the hub cache dir
     role: str | None = None
 
     def describe(self, calls: int | None = None) -> dict:
@@ -60,7 +63,7 @@ class ProfileModels:
         return refs
 
     def activate_spacy(self) -> None:
-        """Put the baked spaCy packages first on sys.path so `spacy.load(name)` finds them."""
+        """Put the baked spaCy pipeline's directory first on sys.path so `spacy.load(name)` finds it."""
         target = str(self.spacy.path)
         if target not in sys.path:
             sys.path.insert(0, target)
@@ -98,17 +101,18 @@ def resolve(manifest_file: Path, profile: str | None, models_dir: Path) -> Profi
     map_spec = _by_role(hf, "map", where, required=True)
     reduce_spec = _by_role(hf, "reduce", where, required=False) or map_spec
 
-    whisper_path = models_dir / "whisper" / f"{whisper_spec.name}.pt"
+    layout = Layout.dest(models_dir)
+    whisper_path = layout.whisper_file(whisper_spec)
     if not whisper_path.is_file():
         raise ModelSetupError(f"model {whisper_spec.id}: {whisper_path} not found (bake it with modelbake preload)")
-    spacy_dir = models_dir / "spacy"
-    if not (spacy_dir / spacy_spec.name).is_dir():
-        raise ModelSetupError(f"model {spacy_spec.id}: {spacy_dir / spacy_spec.name} not found")
-    hub = models_dir / "huggingface" / "hub"
+    spacy_dir = layout.spacy_import_dir(spacy_spec)
+    if spacy_dir is None or not (spacy_dir / spacy_spec.name).is_dir():
+        raise ModelSetupError(f"model {spacy_spec.id}: {layout.spacy_target(spacy_spec)} not found")
+    hub = layout.hf_hub_cache
 
     def hf_ref(spec: HuggingFaceSpec) -> ModelRef:
         commit = lock.models[spec.id].revision
-        snapshot = hub / ("models--" + spec.repo.replace("/", "--")) / "snapshots" / commit
+        snapshot = layout.hf_snapshot_dir(spec, commit)
         if not snapshot.is_dir():
             raise ModelSetupError(f"model {spec.id}: {spec.repo}@{commit[:12]} not in {hub}")
         if spec.task is not None and spec.task not in SEQ2SEQ_TASKS:

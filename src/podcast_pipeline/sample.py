@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import InputError, PipelineError
 
-# Title and description use names the tiny test spaCy pipeline was trained on (modelbake.tinymodels), so
+# Title and description use names the tiny test spaCy pipeline was trained on (testkit.tinymodels), so
 # the demo finds speakers even with random-weight models; real models find them in the transcript too.
 TITLE = "Alice Smith talked with Bob Jones about the budget"
 DESCRIPTION = "Carol White joins Alice Smith in the studio."

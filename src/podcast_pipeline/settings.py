@@ -6,10 +6,12 @@ import os
 import sys
 from pathlib import Path
 
+from modelbake.paths import MODELS_ROOT
+
 MODELS_DIR_ENV = "MODELBAKE_MODELS_DIR"  # the baked `--dest` tree: whisper/, spacy/, huggingface/hub/
 MANIFEST_ENV = "MODELBAKE_MANIFEST"  # models.toml (its models.lock lives beside it)
 PROFILE_ENV = "MODELBAKE_PROFILE"  # default profile when --profile is not given
-DEFAULT_MODELS_DIR = Path("/models")
+DEFAULT_MODELS_DIR = Path(MODELS_ROOT)  # where an image holds the baked tree (modelbake.paths)
 DEFAULT_MANIFEST = Path("/app/models.toml")
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 from filelock import FileLock
 
-from ..layout import Layout
-from ..progress import NullProgress, Progress
+from ..lineprogress import NullProgress, Progress
+from ..paths import Layout
 
 
 @dataclass

@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
 from ..digests import git_blob_sha1, sha256_file
 from ..errors import FetchError, IntegrityError
-from ..layout import marker_valid, write_marker
 from ..lockfile import LockedFile, LockedModel, spec_fields
 from ..manifest import HuggingFaceSpec
+from ..state import marker_valid, write_marker
 from .base import FetchContext, FetchResult, model_lock, staging_dir, write_text_atomic
 from .hub_errors import with_retries
 
@@ -31,14 +31,6 @@ class Expected:
     size: int
     sha256: str | None  # LFS files (and every file once locked)
     git_sha1: str | None  # non-LFS files before a lock exists
-
-
-def repo_folder(spec: HuggingFaceSpec) -> str:
-    return "models--" + spec.repo.replace("/", "--")
-
-
-def snapshot_dir(spec: HuggingFaceSpec, ctx: FetchContext, commit: str) -> Path:
-    return ctx.layout.hf_hub_cache / repo_folder(spec) / "snapshots" / commit
 
 
 def resolve_url(spec: HuggingFaceSpec, ctx: FetchContext, commit: str, path: str) -> str:
@@ -192,7 +184,7 @@ def _check(spec: HuggingFaceSpec, e: Expected, path: Path, url: str) -> None:
 
 def _read_ref(spec: HuggingFaceSpec, ctx: FetchContext, ref: str) -> str | None:
     try:
-        value = (ctx.layout.hf_hub_cache / repo_folder(spec) / "refs" / ref).read_text().strip()
+        value = ctx.layout.hf_ref_file(spec, ref).read_text().strip()
     except OSError:
         return None
     return value if COMMIT_RE.match(value) else None
@@ -209,7 +201,7 @@ def fetch(spec: HuggingFaceSpec, entry: LockedModel | None, ctx: FetchContext) -
             if commit and marker_valid(ctx.layout, spec.id, commit):
                 return FetchResult(spec.id, "present", 0, ())
             commit, expected = list_expected(spec, ctx)
-        snap = snapshot_dir(spec, ctx, commit)
+        snap = ctx.layout.hf_snapshot_dir(spec, commit)
         targets = [snap / e.path for e in expected]
         if marker_valid(ctx.layout, spec.id, commit, targets):
             _write_refs(spec, ctx, commit)
@@ -222,7 +214,8 @@ def fetch(spec: HuggingFaceSpec, entry: LockedModel | None, ctx: FetchContext) -
         ctx.layout.hf_hub_cache.mkdir(parents=True, exist_ok=True)
         with staging_dir(ctx.layout.hf_hub_cache, ".modelbake-staging-") as staging:
             _download_all(spec, ctx, commit, expected, staging)
-            _merge_repo(staging / repo_folder(spec), ctx.layout.hf_hub_cache / repo_folder(spec), commit)
+            staged = replace(ctx.layout, hf_hub_cache=staging)  # huggingface_hub made it a hub cache
+            _merge_repo(staged.hf_repo_dir(spec), ctx.layout.hf_repo_dir(spec), commit)
         _write_refs(spec, ctx, commit)
         write_marker(ctx.layout, spec.id, commit, targets)
         return FetchResult(spec.id, "fetched", sum(e.size for e in expected), tuple(targets))
@@ -275,12 +268,11 @@ def _merge_repo(staged: Path, final: Path, commit: str) -> None:
 def _write_refs(spec: HuggingFaceSpec, ctx: FetchContext, commit: str) -> None:
     """Refs let `from_pretrained(repo)` resolve offline: the manifest's branch, and in a --dest tree `main`
     (there, `main` means what was baked, so the app can load by repo id alone)."""
-    refs = ctx.layout.hf_hub_cache / repo_folder(spec) / "refs"
     names = [] if COMMIT_RE.match(spec.revision) else [spec.revision]
     if ctx.layout.is_dest and "main" not in names:
         names.append("main")
     for name in names:
-        path = refs / name
+        path = ctx.layout.hf_ref_file(spec, name)
         try:
             if path.read_text().strip() == commit:
                 continue

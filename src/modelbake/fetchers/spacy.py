@@ -6,7 +6,6 @@ modelbake downloads the pinned wheel itself and hands pip only a verified local 
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import re
 import shutil
@@ -18,10 +17,11 @@ from pathlib import Path
 
 from ..download import download_verified, remote_size
 from ..errors import WRITE_ERRNOS, FetchError, write_error
-from ..layout import marker_valid, write_marker
 from ..lockfile import LockedFile, LockedModel, spec_fields
 from ..manifest import SpacySpec
 from ..mirrors import spacy_url
+from ..paths import installed_version
+from ..state import marker_valid, write_marker
 from .base import FetchContext, FetchResult, model_lock, staging_dir
 
 
@@ -40,31 +40,24 @@ def inventory(spec: SpacySpec, ctx: FetchContext) -> LockedModel:
     )
 
 
-def installed_version(name: str, target: Path | None) -> str | None:
-    """The version of an installed distribution, in `target` or in the active environment."""
-    try:
-        if target is None:
-            return importlib.metadata.version(name)
-        dists = importlib.metadata.distributions(path=[str(target)])
-        for dist in dists:
-            if (dist.metadata["Name"] or "").replace("-", "_").lower() == name.lower():
-                return dist.version
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    return None
-
-
 def fetch(spec: SpacySpec, entry: LockedModel | None, ctx: FetchContext) -> FetchResult:
+    """Download and check the wheel, then pip-install it into the pipeline's own directory (`--dest`) or the
+    active environment. In a `--dest` tree each pipeline is a pip `--target` directory of its own, so two
+    pipelines are two image layers, and a pin change replaces one directory."""
     layout = ctx.layout
+    target = layout.spacy_target(spec)
     expected_size = entry.files[0].size if entry else None
+    revision = f"{spec.version}:{spec.sha256}"
     with model_lock(layout, spec.id):
-        if layout.spacy_target is not None:
-            if marker_valid(layout, spec.id, f"{spec.version}:{spec.sha256}"):
+        if target is not None:
+            # The marker and the pipeline's metadata in its own directory: a tree written before one directory
+            # per pipeline has the marker but not the metadata there, and is installed again (and tidied).
+            if marker_valid(layout, spec.id, revision) and installed_version(spec.name, target) == spec.version:
                 return FetchResult(spec.id, "present", 0, ())
         elif installed_version(spec.name, None) == spec.version:
             return FetchResult(spec.id, "present", 0, ())
         ctx.progress.start(spec.id, expected_size)
-        with staging_dir(layout.state_dir / "tmp", f"{spec.id}.") as staging:
+        with staging_dir(layout.tmp_dir, f"{spec.id}.") as staging:
             wheel = staging / spec.wheel_filename
             download_verified(
                 ctx.client,
@@ -75,19 +68,19 @@ def fetch(spec: SpacySpec, entry: LockedModel | None, ctx: FetchContext) -> Fetc
                 expected_size=expected_size,
                 on_bytes=lambda n: ctx.progress.advance(spec.id, n),
             )
-            if layout.spacy_target is None:
+            if target is None:
                 _pip(spec, ["install", "--no-deps", "--no-index", "--force-reinstall", str(wheel)], None)
                 return FetchResult(spec.id, "fetched", wheel.stat().st_size, ())
             installed = staging / "target"
             pip_target = ["--target", str(installed)]
-            _pip(
-                spec,
-                ["install", "--no-deps", "--no-index", "--no-compile", *pip_target, str(wheel)],
-                layout.spacy_target,
-            )
+            _pip(spec, ["install", "--no-deps", "--no-index", "--no-compile", *pip_target, str(wheel)], target)
             _make_reproducible(installed)
-            files = _publish_tree(installed, layout.spacy_target)
-            write_marker(layout, spec.id, f"{spec.version}:{spec.sha256}", files)
+            shutil.rmtree(installed / "bin", ignore_errors=True)  # console scripts: no use in a model tree
+            _publish_dir(installed, target)
+            for leftover in layout.legacy_spacy_paths(spec):
+                shutil.rmtree(leftover, ignore_errors=True)
+            files = sorted(p for p in target.rglob("*") if p.is_file())
+            write_marker(layout, spec.id, revision, files)
             return FetchResult(spec.id, "fetched", wheel.stat().st_size, tuple(files))
 
 
@@ -119,20 +112,13 @@ def _make_reproducible(target: Path) -> None:
             record.write_text("\n".join(lines) + "\n")
 
 
-def _publish_tree(source: Path, target: Path) -> list[Path]:
-    """Move each top-level entry of a staged --target install into `target`, replacing older copies."""
-    target.mkdir(parents=True, exist_ok=True)
-    published: list[Path] = []
-    for entry in sorted(source.iterdir()):
-        if entry.name == "bin":
-            continue
-        final = target / entry.name
-        if final.exists() or final.is_symlink():
-            trash = target / f".{entry.name}.{uuid.uuid4().hex[:8]}.old"
-            os.replace(final, trash)
-            os.replace(entry, final)
-            shutil.rmtree(trash, ignore_errors=True) if trash.is_dir() else trash.unlink(missing_ok=True)
-        else:
-            os.replace(entry, final)
-        published.extend(p for p in ([final] if final.is_file() else sorted(final.rglob("*"))) if p.is_file())
-    return published
+def _publish_dir(source: Path, target: Path) -> None:
+    """Put the staged directory at `target` by renames (same file system), replacing an older one whole."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not (target.exists() or target.is_symlink()):
+        os.replace(source, target)
+        return
+    trash = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+    os.replace(target, trash)
+    os.replace(source, target)
+    shutil.rmtree(trash, ignore_errors=True) if trash.is_dir() else trash.unlink(missing_ok=True)

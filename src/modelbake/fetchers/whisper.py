@@ -6,23 +6,17 @@ Unlike whisper's own `_download`, a file that fails the check is never left at t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..digests import sha256_file
 from ..download import download_verified, remote_size
-from ..layout import marker_valid, write_marker
 from ..lockfile import LockedFile, LockedModel, spec_fields
 from ..manifest import WhisperSpec
 from ..mirrors import whisper_url
+from ..state import marker_valid, write_marker
 from .base import FetchContext, FetchResult, model_lock
 
 
 def url_for(spec: WhisperSpec, ctx: FetchContext) -> str:
     return whisper_url(ctx.mirrors["whisper"], spec.name, spec.sha256, spec.url)
-
-
-def target_path(spec: WhisperSpec, ctx: FetchContext) -> Path:
-    return ctx.layout.whisper_root / f"{spec.name}.pt"
 
 
 def inventory(spec: WhisperSpec, ctx: FetchContext) -> LockedModel:
@@ -37,7 +31,7 @@ def inventory(spec: WhisperSpec, ctx: FetchContext) -> LockedModel:
 
 
 def fetch(spec: WhisperSpec, entry: LockedModel | None, ctx: FetchContext) -> FetchResult:
-    target = target_path(spec, ctx)
+    target = ctx.layout.whisper_file(spec)
     expected_size = entry.files[0].size if entry else None
     with model_lock(ctx.layout, spec.id):
         if marker_valid(ctx.layout, spec.id, spec.sha256, [target]):

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from modelbake.ghacache.store import CacheStore, StoreError
-from modelbake.ghacache.token import Claims
+from testkit.ghacache.store import CacheStore, StoreError
+from testkit.ghacache.token import Claims
 
 T = TypeVar("T")
 

@@ -7,6 +7,7 @@ generating functions only.
 - :func:`make_seq2seq_model` -- tiny BART / LED summariser + byte-level BPE tokenizer (``save_pretrained``)
 - :func:`make_spacy_wheel` -- ``en_tiny_ner`` PERSON NER pipeline as a pip wheel (``spacy package``)
 - :func:`build_mirror_tree` -- all of them as a mirror directory with ``models.toml``
+- :func:`add_spacy_pipeline`, :func:`with_spacy_pipeline` -- a second pipeline, and a manifest naming it
 """
 
 from .hf_seq2seq import SEQ2SEQ_ARCHS, make_seq2seq_model
@@ -16,12 +17,14 @@ from .mirrorset import (
     MODEL_KEYS,
     PROFILE,
     TinySet,
+    add_spacy_pipeline,
     add_whisper_variant,
     build_mirror_tree,
     hub_repo_dir,
     main,
     manifest_text,
     snapshot_commit,
+    with_spacy_pipeline,
 )
 from .spacy_pipeline import SPACY_NAME, SPACY_VERSION, make_spacy_wheel
 from .whisper_ckpt import (
@@ -46,6 +49,7 @@ __all__ = [
     "WHISPER_FILENAME",
     "WHISPER_NAME",
     "TinySet",
+    "add_spacy_pipeline",
     "add_whisper_variant",
     "build_mirror_tree",
     "hub_repo_dir",
@@ -56,4 +60,5 @@ __all__ = [
     "manifest_text",
     "snapshot_commit",
     "whisper_checkpoint_bytes",
+    "with_spacy_pipeline",
 ]

@@ -5,10 +5,10 @@ ships a server for it. BuildKit >= 0.20 (dockerd >= 28) speaks it through buildx
 runner's variables (`ACTIONS_CACHE_SERVICE_V2`, `ACTIONS_RESULTS_URL`, `ACTIONS_RUNTIME_TOKEN`):
 `runner_env()` gives exactly those, pointed here. Two halves, as on GitHub:
 
-- the twirp CacheService (`modelbake.ghacache.twirp`), authenticated by the runtime token, whose claims
-  decide the scope an entry is written to and the scopes a lookup reads (`modelbake.ghacache.token`);
+- the twirp CacheService (`testkit.ghacache.twirp`), authenticated by the runtime token, whose claims
+  decide the scope an entry is written to and the scopes a lookup reads (`testkit.ghacache.token`);
 - blob storage behind signed URLs, speaking the Azure Block Blob operations the Azure SDK's client uses
-  (`modelbake.ghacache.blobs`); like a SAS URL, it needs no Authorization header.
+  (`testkit.ghacache.blobs`); like a SAS URL, it needs no Authorization header.
 
 The retired v1 protocol (`_apis/artifactcache`) is not served: GitHub shut it down on 2025-04-15, and a
 request for it is answered 404 and logged, so a test can show that none was made. Built on the standard
@@ -26,12 +26,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from modelbake.ghacache import blobs
-from modelbake.ghacache.faults import Faults
-from modelbake.ghacache.requestlog import CacheRequest, RequestLog
-from modelbake.ghacache.store import CacheStore, Entry, StoreError
-from modelbake.ghacache.token import DEFAULT_SCOPE, Scope, TokenError, bearer, make_token, parse_token
-from modelbake.ghacache.twirp import METHODS, SERVICE_PREFIX, TwirpError, UrlMaker
 from modelbake.httpserve import (
     BackgroundServer,
     RangeNotSatisfiable,
@@ -40,6 +34,12 @@ from modelbake.httpserve import (
     parse_range,
     serve_until_interrupted,
 )
+from testkit.ghacache import blobs
+from testkit.ghacache.faults import Faults
+from testkit.ghacache.requestlog import CacheRequest, RequestLog
+from testkit.ghacache.store import CacheStore, Entry, StoreError
+from testkit.ghacache.token import DEFAULT_SCOPE, Scope, TokenError, bearer, make_token, parse_token
+from testkit.ghacache.twirp import METHODS, SERVICE_PREFIX, TwirpError, UrlMaker
 
 CHUNK = 1024 * 1024
 MAX_JSON_BODY = 64 * 1024
@@ -458,7 +458,7 @@ def refusing_url() -> str:
 
 
 def serve_forever(root: Path, host: str = "127.0.0.1", port: int = 0) -> None:
-    """`modelbake gha-cache serve`: the runner's variables on stdout (`export`-able), then serve until Ctrl-C."""
+    """`python -m testkit.ghacache serve`: the runner's variables on stdout (`export`-able), then serve until Ctrl-C."""
     server = GhaCacheServer(root, host, port).start()
     env = server.runner_env()
     env.pop("ACTIONS_CACHE_URL")

@@ -1,4 +1,4 @@
-"""`modelbake gha-cache serve`: a local GitHub Actions cache service (the v2 protocol) for BuildKit's `type=gha`.
+"""`python -m testkit.ghacache serve`: a local GitHub Actions cache service (the v2 protocol) for BuildKit's `type=gha`.
 
 Used by tests and benchmarks of the `--cache gha` path off GitHub, driven with the runner's own variables:
 
@@ -8,11 +8,11 @@ Used by tests and benchmarks of the `--cache gha` path off GitHub, driven with t
         assert gha.bytes_uploaded > 0
 """
 
-from modelbake.ghacache.faults import Faults
-from modelbake.ghacache.requestlog import CacheRequest
-from modelbake.ghacache.server import GhaCacheServer, serve_forever
-from modelbake.ghacache.store import GO_ACTIONS_CACHE_VERSION, Entry
-from modelbake.ghacache.token import Scope, make_token, parse_token
+from testkit.ghacache.faults import Faults
+from testkit.ghacache.requestlog import CacheRequest
+from testkit.ghacache.server import GhaCacheServer, serve_forever
+from testkit.ghacache.store import GO_ACTIONS_CACHE_VERSION, Entry
+from testkit.ghacache.token import Scope, make_token, parse_token
 
 __all__ = [
     "GO_ACTIONS_CACHE_VERSION",

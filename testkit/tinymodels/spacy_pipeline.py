@@ -191,6 +191,9 @@ def package_wheel(nlp, work: Path, name: str, version: str) -> Path:
     main_path = pkg_root / f"{name}-{version}"
     make_world_readable(main_path)  # the wheel records the modes
     env = dict(os.environ, SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH, PYTHONHASHSEED="0")
+    # The packaging needs nothing of this repository, whose root (testkit's home, so often on PYTHONPATH) holds
+    # build.py: that would shadow the `build` package that `python -m build` means.
+    env.pop("PYTHONPATH", None)
     # What `spacy package --build wheel` runs, minus build isolation (which would create a venv and
     # download setuptools from PyPI on every call).
     result = subprocess.run(

@@ -1,4 +1,4 @@
-"""The offline demo (`make demo`): the whole main job where no model hub is reachable.
+"""The offline demo (`make demo`, `python -m testkit.demo`): the whole main job where no model hub is reachable.
 
 Generates tiny real models, serves them with `modelbake mirror`, locks, preloads into a --dest tree,
 verifies offline, and (with a Docker engine) builds the image from the mirror, runs its `verify` with
@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .cli import main as modelbake
+from modelbake.cli import main as modelbake
 
 
 def _step(title: str) -> None:
@@ -25,11 +25,10 @@ def _step(title: str) -> None:
 
 
 def run(workdir: Path, docker: bool) -> int:
+    from modelbake.mirror.server import MirrorServer
     from podcast_pipeline.errors import PipelineError
     from podcast_pipeline.sample import espeak_path
-
-    from .mirror.server import MirrorServer
-    from .tinymodels import build_mirror_tree
+    from testkit.tinymodels import build_mirror_tree
 
     try:  # the last step speaks the sample episode: say now, not after the build, that it cannot
         espeak_path()
@@ -71,7 +70,7 @@ def run(workdir: Path, docker: bool) -> int:
 
 def _docker(manifest: Path, mirrors: list[str], workdir: Path) -> str | None:
     """Build the app image from the mirror and run its offline verify; its tag, or None on failure."""
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[1]
     build_py = repo / "build.py"
     if not build_py.is_file():
         print(f"error: {build_py} not found (the demo runs from a checkout of the repository)", file=sys.stderr)
@@ -189,7 +188,7 @@ def _clip(text: str, limit: int = 100) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m modelbake.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m testkit.demo", description=__doc__)
     parser.add_argument("--workdir", type=Path, default=Path(".demo"))
     parser.add_argument("--no-docker", action="store_true", help="stop after the offline verify on this machine")
     args = parser.parse_args(argv)

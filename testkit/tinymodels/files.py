@@ -1,6 +1,6 @@
 """File helpers of the model generators: the tiny models here and the real-size ones (``bench/realsize*.py``).
 
-Standard library only, so importing :mod:`modelbake.tinymodels` stays cheap.
+Standard library only, so importing :mod:`testkit.tinymodels` stays cheap.
 """
 
 from __future__ import annotations

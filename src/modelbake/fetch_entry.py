@@ -1,0 +1,68 @@
+"""The Docker fetch step's entry point: `python -m modelbake.fetch_entry --entry - --dest /models`.
+
+Why not `modelbake preload`: a model step's cache key holds every file the fetch stage copies. The CLI (every
+command's help, rich progress bars, verify, the mirror) changes far more often than fetching does, and with it
+in the stage a help-string edit re-ran every model step and invalidated every model layer in every cache. This
+module imports only the fetch path (listed in `FETCH_SOURCES` of dockerfile.py; a test proves the list is
+closed) and reports one plain line per model, which is what a build log wants anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .errors import UsageError, exit_code_of
+from .lineprogress import LineProgress
+from .mirrors import parse_mirror_args, resolve_mirrors
+from .paths import Layout
+from .preload import plan_for, preload, read_hf_token, summary_line
+
+
+class _Parser(argparse.ArgumentParser):
+    """A bad argument is one `error:` line and exit 2, like every other failure."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m modelbake.fetch_entry", description=__doc__.splitlines()[0])
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--entry", metavar="FILE", help="the single lock entry in FILE ('-' for stdin)")
+    what.add_argument("--manifest", type=Path, help="a manifest (an unlocked model: with --model)")
+    parser.add_argument("--model", action="append", metavar="ID", help="only this model id of --manifest")
+    parser.add_argument("--dest", type=Path, required=True, help="the --dest tree to fetch into")
+    parser.add_argument("--mirror", action="append", metavar="FAMILY=URL", help="base URL per family (repeatable)")
+    parser.add_argument("--jobs", type=int, default=4, help="parallel downloads (default 4)")
+    parser.add_argument("--hf-token-file", type=Path, help="file holding a Hugging Face token")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fetch into `--dest` (what `modelbake preload --dest` does), one line per model on stderr."""
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: must be at least 1")
+    started = time.perf_counter()
+    plan, manifest_mirrors = plan_for(args.entry, args.manifest, None, args.model)
+    mirrors = resolve_mirrors(parse_mirror_args(args.mirror), manifest_mirrors)
+    results = preload(
+        plan,
+        Layout.dest(args.dest),
+        mirrors,
+        jobs=args.jobs,
+        progress=LineProgress(),
+        hf_token=read_hf_token(args.hf_token_file),
+    )
+    print(summary_line(results, str(args.dest), time.perf_counter() - started))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return exit_code_of(lambda: run(build_parser().parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

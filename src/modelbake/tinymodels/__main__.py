@@ -1,5 +1,0 @@
-"""``python -m modelbake.tinymodels OUT``."""
-
-from .mirrorset import main
-
-raise SystemExit(main())
