@@ -338,7 +338,8 @@ def test_rawjson_steps_and_failed_model_message():
 
 def test_an_existing_models_image_is_reused_only_as_shipped(tmp_path):
     """The lock-hash tag says which models, not how their layers were packed: another compression rebuilds."""
-    from modelbake.imagebuild import build_parser, make_plan
+    from modelbake.buildoptions import parse_options
+    from modelbake.buildplan import make_plan
     from modelbake.lockfile import write_lock
 
     manifest = tmp_path / "models.toml"
@@ -346,9 +347,7 @@ def test_an_existing_models_image_is_reused_only_as_shipped(tmp_path):
     write_lock(_lock_for(load_manifest(manifest)), manifest.with_name("models.lock"))
 
     def plan(*extra: str):
-        work = tmp_path / f"w{len(list(tmp_path.iterdir()))}"
-        work.mkdir()
-        return make_plan(build_parser().parse_args(["--manifest", str(manifest), *extra]), REPO, work)
+        return make_plan(parse_options(["--manifest", str(manifest), *extra]), REPO, tmp_path / "work", {})
 
     assert plan().models_reusable
     assert not plan("--layer-compression", "zstd").models_reusable
