@@ -115,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # build.py's own rule: the modelbake of the repository it belongs to (here a snapshot copy), first on sys.path.
     sys.path.insert(0, str(args.root.resolve() / "src"))
-    from modelbake import imagebuild
+    from modelbake import buildplan, imagebuild
 
-    original_run, original_specs = imagebuild.run_build, imagebuild.specs_for
+    original_run, original_specs = imagebuild.run_build, buildplan.specs_for
 
     def traced_run(spec, *, echo=None):
         lines: list[str] = []
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
         original_client = engine.docker_client
         engine.docker_client = lambda timeout=10: original_client(max(timeout, args.engine_timeout))
-    imagebuild.specs_for = specs_with_attrs
+    buildplan.specs_for = specs_with_attrs
     return imagebuild.main(build_args, root=args.root)
 
 

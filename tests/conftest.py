@@ -6,8 +6,10 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
+from instantclock import sitecustomize as instant_clock
 
 # huggingface_hub and transformers read these once, at import: clear them before any test imports them.
 for _name in list(os.environ):
@@ -53,6 +55,64 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "loopback: a unit test that may talk to 127.0.0.1 (servers it starts)")
 
 
+@pytest.fixture(autouse=True)
+def _unit_waits_on_no_clock_and_imports_no_torch(request, monkeypatch):
+    """`unit` tests: code under test backs off without waiting, in this process and in the Python processes the
+    test starts (tests/instantclock); a test that calls time.sleep itself fails, and so does one that imports
+    torch (the unit run needs no ML library: tests that load models are `ml_models`)."""
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    slept: list[str] = []
+    restore = instant_clock.install(slept.append, test_files=(str(request.path),))
+    monkeypatch.setenv(instant_clock.ENV, "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [instant_clock.HERE, os.environ.get("PYTHONPATH")])))
+    had_torch = request.node.stash.get(_TORCH_BEFORE, True)
+    try:
+        yield
+    finally:
+        restore()
+    problems = []
+    if slept:
+        problems.append(f"it waited on the wall clock: {', '.join(slept)} (wait on an event, an answer or a timeout)")
+    if not had_torch and "torch" in sys.modules:
+        problems.append("it imported torch (a test that loads models is `ml_models`, not `unit`)")
+    if problems:
+        pytest.fail(f"unit test {request.node.nodeid}: {'; '.join(problems)}", pytrace=False)
+
+
+_TORCH_BEFORE = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Whether torch was loaded before this test's setup, module and session fixtures included."""
+    item.stash[_TORCH_BEFORE] = "torch" in sys.modules
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A run of `unit` tests alone must not have imported torch at all, collection and session fixtures included."""
+    items = getattr(session, "items", [])
+    if items and all(item.get_closest_marker("unit") for item in items) and "torch" in sys.modules:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("ERROR: the unit run imported torch (at collection or in a session fixture)", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def in_ci() -> bool:
+    """`CI=true`, as GitHub Actions (and most CI services) set it, or as .ci/run exports it."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip a test whose requirement is missing, saying why; under CI=true fail it instead, since a skipped
+    Docker test passes unnoticed and CI installs every requirement (.ci/run, `make test`)."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: a missing requirement fails the test instead of skipping it)", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def tiny_tree(tmp_path_factory):
     """Tiny real models (random weights, real layouts) laid out as a mirror tree, generated once a session."""
@@ -96,6 +156,34 @@ def tiny_locked(tiny_tree, mirror, tmp_path_factory):
     return manifest
 
 
+@pytest.fixture(scope="session")
+def byte_tree(tmp_path_factory):
+    """Stand-ins for the tiny models, in their layout (tests/bytemodels.py): for tests that only move bytes."""
+    from bytemodels import build_byte_tree
+
+    return build_byte_tree(tmp_path_factory.mktemp("byte-mirror") / "tree")
+
+
+@pytest.fixture(scope="session")
+def byte_mirror(byte_tree):
+    from modelbake.mirror.server import MirrorServer
+
+    with MirrorServer(byte_tree.root) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def byte_locked(byte_tree, byte_mirror, tmp_path_factory):
+    """The stand-ins' manifest with its lock, written by `modelbake lock` against their mirror."""
+    from modelbake.cli import main
+
+    work = tmp_path_factory.mktemp("byte-manifest")
+    manifest = work / "models.toml"
+    shutil.copy(byte_tree.manifest, manifest)
+    assert main(["lock", "--manifest", str(manifest), *mirror_args(byte_mirror)]) == 0
+    return manifest
+
+
 @pytest.fixture
 def manifest_copy(tiny_locked, tmp_path):
     """A per-test copy of the locked tiny manifest, safe to edit."""
@@ -118,18 +206,24 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None):
 
 @pytest.fixture(scope="session")
 def docker_client():
-    """A Docker SDK client for a usable engine with the base image; the Docker tests skip, saying why, without."""
+    """A Docker SDK client for a usable engine with the base image; without, the Docker tests skip saying why,
+    or fail under CI=true."""
+    return usable_engine()
+
+
+def usable_engine(connect=None):
+    """The checks behind `docker_client`; `connect` stands in for modelbake.engine.docker_client in tests."""
     from modelbake.engine import EngineError, check_engine, docker_client
 
     try:
-        client = docker_client()
+        client = (connect or docker_client)()
         check_engine(client)
     except EngineError as exc:
-        pytest.skip(f"no usable Docker engine: {exc.message}")
+        unavailable(f"no usable Docker engine: {exc.message}")
     try:
         client.images.get(BASE_IMAGE)
     except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound, or the engine went away
-        pytest.skip(f"base image {BASE_IMAGE} missing: run docker/make-base-image.sh")
+        unavailable(f"base image {BASE_IMAGE} missing: run docker/make-base-image.sh")
     return client
 
 

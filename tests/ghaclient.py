@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import random
+import threading
 import uuid
 from urllib.parse import urlencode
 
@@ -85,3 +86,16 @@ def blob(n: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(n)
 
 
+def held(server: GhaCacheServer) -> threading.Event:
+    """Set the moment the server starts holding a request without answering (a stall logs the request with
+    status 0 right then): what a test waits on, instead of sleeping and hoping the request got there."""
+    event = threading.Event()
+    append = server._log.append
+
+    def note(record) -> None:
+        append(record)
+        if record.status == 0:
+            event.set()
+
+    server._log.append = note  # type: ignore[method-assign]
+    return event

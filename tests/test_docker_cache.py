@@ -24,7 +24,7 @@ import pytest
 from localregistry import Registry
 
 from buildcache import fresh_base_image, prune_records_created_since
-from conftest import BASE_IMAGE, CA_BUNDLE, REPO, mirror_args
+from conftest import BASE_IMAGE, CA_BUNDLE, REPO, mirror_args, unavailable
 from testkit.ghacache import GhaCacheServer
 
 pytestmark = pytest.mark.docker
@@ -45,7 +45,7 @@ def fresh_base(images) -> str:
 def registry(tmp_path_factory):
     """Debian's docker-registry (distribution 2.8) on 127.0.0.1; the engine accepts plain HTTP to loopback."""
     if shutil.which("docker-registry") is None:
-        pytest.skip("docker-registry missing: apt-get install docker-registry (.ci/run installs it)")
+        unavailable("docker-registry missing: apt-get install docker-registry (.ci/run installs it)")
     with Registry(tmp_path_factory.mktemp("registry")) as running:
         yield running.host
 

@@ -342,6 +342,33 @@ def test_mirror_down_fails_naming_the_model(request, tiny_tree, mirror_server, d
     _assert_not_tagged(docker_client, models_tag)
 
 
+def test_a_loopback_mirror_without_network_host_is_reached_on_the_host_network(
+    request, tiny_tree, mirror_server, tags, work
+):
+    """Issue 12 item 5: no `--network` and a mirror on 127.0.0.1: build.py runs the models build on the host
+    network itself, says so in one line, and the fetch step reaches the mirror (a fresh pin, so it must)."""
+    sha = fresh_whisper_pin(tiny_tree, request)
+    manifest = manifest_copy(tiny_tree, work / "loopback", whisper_sha=sha)
+    lock_manifest(manifest, mirror_server)
+    mirror_server.clear_requests()
+    models_tag = f"modelbake-test/models:{RUN_ID}-loopback"
+    tags.append(models_tag)
+    args = common_args(manifest, mirror_server, network=False) + ["--models-only", "--models-tag", models_tag]
+    assert "--network" not in args
+    proc = run_build_py(args, work / "loopback.json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    notes = [line for line in proc.stderr.splitlines() if "--network host" in line]
+    assert notes == [
+        f"build.py: the models build runs with --network host: the huggingface mirror {mirror_server.url}/huggingface "
+        "is on this machine's loopback, which build steps reach only on the host network"
+    ]
+    report = json.loads((work / "loopback.json").read_text())
+    assert {s["stage"]: s["status"] for s in report["stages"]}["fetch-whisper-tiny"] == "built"
+    assert [r.status for r in mirror_server.requests_for(sha)] and all(
+        r.status == 200 for r in mirror_server.requests_for(sha)
+    )
+
+
 def _assert_not_tagged(client, tag: str) -> None:
     from docker.errors import ImageNotFound
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -280,10 +281,35 @@ def test_bad_option_values_are_one_line_errors(tmp_path, capsys):
     assert main(["--manifest", str(manifest), "--profile", "nope", "--dry-run"], root=REPO) == 2
 
 
-def test_build_argv_is_a_list_without_shell():
-    spec = BuildSpec(context=Path("/ctx"), dockerfile=Path("/ctx/Dockerfile"), tags=["a b"], label="x")
-    argv = build_argv(spec)
-    assert argv[:3] == ["docker", "buildx", "build"] and "a b" in argv and argv[-1] == "/ctx"
+def test_buildx_gets_each_value_as_one_argument_never_through_a_shell(tmp_path, monkeypatch):
+    """What `docker` receives from run_build: a stand-in `docker` on PATH records its argv. A tag, build arg and
+    secret path full of shell syntax arrive whole, and nothing of them ran."""
+    from modelbake.buildx import run_build
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "argv.json"
+    stub = bin_dir / "docker"
+    stub.write_text(f"#!{sys.executable}\nimport json, sys\nopen({str(record)!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    canary = tmp_path / "ran"
+    evil = f"a b; touch {canary} $(touch {canary})"
+    spec = BuildSpec(
+        context=tmp_path / "ctx dir",
+        dockerfile=Path("/ctx/Docker file"),
+        tags=[evil],
+        build_args={"X": evil},
+        secrets={"ca": tmp_path / "my ca;.pem"},
+        label="x",
+    )
+    run_build(spec)
+    received = json.loads(record.read_text())
+    at = received.index("--metadata-file")  # a temp file of run_build's own
+    assert received[:at] + received[at + 2 :] == [str(a) for a in build_argv(spec)][1:]
+    assert received[received.index("--tag") + 1] == evil and f"X={evil}" in received
+    assert f"id=ca,src={tmp_path / 'my ca;.pem'}" in received and received[-1] == str(tmp_path / "ctx dir")
+    assert not canary.exists()
 
 
 # --- rawjson parsing and error mapping -----------------------------------------------------------------
@@ -313,14 +339,15 @@ def test_rawjson_steps_and_failed_model_message():
     assert by["d2"].cached
     assert rest == ["ERROR: failed to solve: process did not complete"]
     err = _error(BuildSpec(context=Path("."), dockerfile=Path("D"), label="models"), ["docker"], 1, steps, rest)
-    assert isinstance(err, BuildxError)
+    assert type(err) is BuildxError  # a failed step, not mistaken for a network or secret problem (subclasses)
     assert err.message.startswith("models build: step fetch-whisper-tiny failed: model whisper-tiny: x.pt: sha256")
     assert "\n" not in err.message
 
 
 def test_an_existing_models_image_is_reused_only_as_shipped(tmp_path):
     """The lock-hash tag says which models, not how their layers were packed: another compression rebuilds."""
-    from modelbake.imagebuild import build_parser, make_plan
+    from modelbake.buildoptions import parse_options
+    from modelbake.buildplan import make_plan
     from modelbake.lockfile import write_lock
 
     manifest = tmp_path / "models.toml"
@@ -328,9 +355,7 @@ def test_an_existing_models_image_is_reused_only_as_shipped(tmp_path):
     write_lock(_lock_for(load_manifest(manifest)), manifest.with_name("models.lock"))
 
     def plan(*extra: str):
-        work = tmp_path / f"w{len(list(tmp_path.iterdir()))}"
-        work.mkdir()
-        return make_plan(build_parser().parse_args(["--manifest", str(manifest), *extra]), REPO, work)
+        return make_plan(parse_options(["--manifest", str(manifest), *extra]), REPO, tmp_path / "work", {})
 
     assert plan().models_reusable
     assert not plan("--layer-compression", "zstd").models_reusable

@@ -29,6 +29,24 @@ from modelbake.lockfile import read_lock
 
 pytestmark = [pytest.mark.unit, pytest.mark.loopback]
 
+
+# These tests move bytes and check digests; none loads a model. So they fetch stand-ins in the tiny models'
+# layout (tests/bytemodels.py), made without torch, transformers or spaCy; the real tiny models are for the
+# tests that load them (`ml_models`, `docker`).
+@pytest.fixture(scope="session")
+def tiny_tree(byte_tree):
+    return byte_tree
+
+
+@pytest.fixture(scope="session")
+def mirror(byte_mirror):
+    return byte_mirror
+
+
+@pytest.fixture(scope="session")
+def tiny_locked(byte_locked):
+    return byte_locked
+
 WHISPER_FILE = "tiny-random.en.pt"
 # What a failed run must never leave behind anywhere under --dest (temp files, staging dirs, probes).
 PARTIAL_MARKERS = (".incomplete", ".tmp", ".modelbake-staging-", ".modelbake-tmp", ".probe-", ".old")

@@ -20,7 +20,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 import pytest
-from ghaclient import MIB, SERVICE, V, blob, download, lookup, save, twirp, upload, with_query
+from ghaclient import MIB, SERVICE, V, blob, download, held, lookup, save, twirp, upload, with_query
 
 from conftest import REPO
 from testkit.ghacache import GhaCacheServer, make_token, parse_token
@@ -176,21 +176,33 @@ def test_expired_urls_answer_403_and_a_fresh_lookup_works(gha):
     """What BuildKit meets when a long build outlives its signed URL: it asks the service again, once."""
     save(gha, "k", b"payload")
     stale = lookup(gha, "k").json()["signed_download_url"]
-    gha.faults.expire_signed_urls()
-    time.sleep(0.01)
+    gha.faults.expire_signed_urls()  # issued before now (an HTTP round trip ago): expired
     r = download(stale)
     assert r.status_code == 403 and r.headers["x-ms-error-code"] == "AuthenticationFailed"
     fresh = lookup(gha, "k").json()["signed_download_url"]
     assert download(fresh).content == b"payload"
 
 
-def test_short_lived_urls_expire_by_themselves(tmp_path):
+def test_short_lived_urls_expire_by_themselves(tmp_path, monkeypatch):
+    """A URL signed for 0.5 s answers 403 one second later: on a clock the test moves (the signer's `time`)."""
+    from testkit.ghacache import blobs
+
+    class Clock:
+        now = time.time()
+
+        def time(self) -> float:
+            return self.now
+
+    clock = Clock()
+    monkeypatch.setattr(blobs, "time", clock)
     with GhaCacheServer(tmp_path / "gha", url_ttl=0.5) as gha:
         save(gha, "k", b"x")
         url = lookup(gha, "k").json()["signed_download_url"]
+        clock.now += 0.4
         assert download(url).status_code == 200
-        time.sleep(1.0)
-        assert download(url).status_code == 403
+        clock.now += 0.6
+        r = download(url)
+        assert r.status_code == 403 and r.headers["x-ms-error-code"] == "AuthenticationFailed"
 
 
 def test_scopes_follow_the_token(gha):
@@ -266,11 +278,12 @@ def test_stalled_downloads_hold_only_the_blob_and_stop_still_returns(tmp_path):
         url = lookup(server, "k").json()["signed_download_url"]
         server.faults.stall_downloads = ""
         assert lookup(server, "k").json()["ok"] is True  # the service still answers
-        with httpx.Client(timeout=1) as c, pytest.raises(httpx.TimeoutException):
+        with httpx.Client(timeout=0.25) as c, pytest.raises(httpx.TimeoutException):
             c.get(url)
+        stalled = held(server)
         with ThreadPoolExecutor(1) as pool:
             pending = pool.submit(download, url)  # a handler stalled right now, as in a stalled build
-            time.sleep(0.3)
+            assert stalled.wait(5)
             started = time.monotonic()
             server.stop()
             assert time.monotonic() - started < 2
@@ -282,9 +295,10 @@ def test_stalled_downloads_hold_only_the_blob_and_stop_still_returns(tmp_path):
 
 def test_a_full_stall_cleared_answers_again(gha):
     gha.faults.stall = True
+    stalled = held(gha)
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(lookup, gha, "k")
-        time.sleep(0.3)
+        assert stalled.wait(5)
         assert not pending.done()
         assert [(r.method, r.status) for r in gha.requests] == [("POST", 0)]  # reached, never answered
         gha.faults.clear()
@@ -302,7 +316,6 @@ def test_cli_serve_prints_the_runner_variables_and_stops_on_sigterm(tmp_path):
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        assert proc.stdout is not None
         env = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(3))
         assert env["ACTIONS_CACHE_SERVICE_V2"] == "True"
         assert env["ACTIONS_RESULTS_URL"].startswith("http://127.0.0.1:") and env["ACTIONS_RESULTS_URL"].endswith("/")

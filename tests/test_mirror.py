@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -430,13 +429,26 @@ def test_html_redirect_loop_and_truncate(server: MirrorServer, client: httpx.Cli
     assert [r.bytes_sent for r in server.requests_for("tiny.en.pt")][-3:] == [half, 10, 0]
 
 
-def test_bandwidth_throttle(server: MirrorServer, client: httpx.Client, fx: Fixture) -> None:
-    server.faults.bandwidth = 20_000  # bytes/s; the wheel is 4000 bytes -> ~0.2 s
-    started = time.monotonic()
+def test_bandwidth_throttle(server: MirrorServer, client: httpx.Client, fx: Fixture, monkeypatch) -> None:
+    """The send schedule, on a clock of the test's own: 4000 bytes at 20,000 bytes/s is 0.2 s of waits."""
+    from modelbake.mirror.faults import Throttle
+
+    now = [100.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(server, "_throttle", Throttle(clock=lambda: now[0], sleep=sleep))
+    server.faults.bandwidth = 20_000
     assert client.get("/spacy/en_tiny-3.8.0/en_tiny-3.8.0-py3-none-any.whl").content == fx.wheel
-    assert time.monotonic() - started >= 0.15
+    assert len(fx.wheel) == 4000 and waits and sum(waits) == pytest.approx(0.2)
     server.faults.clear()
     assert server.faults.bandwidth is None
+    waits.clear()
+    assert client.get("/spacy/en_tiny-3.8.0/en_tiny-3.8.0-py3-none-any.whl").content == fx.wheel
+    assert waits == []  # unthrottled again
 
 
 # -- request log, API, CLI entry ----------------------------------------------------------------------------
@@ -478,7 +490,6 @@ def test_serve_forever_prints_urls_and_stops_on_sigterm(fx: Fixture) -> None:
     code = f"from modelbake.mirror import serve_forever; serve_forever({str(fx.root)!r}, '127.0.0.1', 0)"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout is not None
         line = proc.stdout.readline().strip()
         assert line.startswith(f"modelbake mirror: serving {fx.root} on http://127.0.0.1:")
         url = line.split(" on ", 1)[1].split(" ", 1)[0]

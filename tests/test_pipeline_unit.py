@@ -102,14 +102,12 @@ def test_downsampling_removes_tones_above_the_new_nyquist(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tokenizers(tiny_tree):
-    """The map/reduce tokenizers straight from the tiny tree's snapshot dirs (a local path: no hub lookup)."""
-    from transformers import AutoTokenizer
+def tokenizers():
+    """The tiny map/reduce models' tokenizers (the RobertaTokenizer the tiny tree's models are saved with, from the
+    same training), made without the models: `transformers.AutoTokenizer` and the weights import torch."""
+    from testkit.tinymodels.hf_seq2seq import MAX_INPUT_TOKENS, _train_tokenizer
 
-    return {
-        "bart": AutoTokenizer.from_pretrained(str(tiny_tree.bart_snapshot)),
-        "led": AutoTokenizer.from_pretrained(str(tiny_tree.led_snapshot)),
-    }
+    return {arch: _train_tokenizer(model_max_length=MAX_INPUT_TOKENS[arch]) for arch in ("bart", "led")}
 
 
 def long_text(repeat: int = 12) -> str:

@@ -18,6 +18,24 @@ from modelbake.lockfile import read_lock
 pytestmark = pytest.mark.unit
 
 
+# These tests move bytes and check digests; none loads a model. So they fetch stand-ins in the tiny models'
+# layout (tests/bytemodels.py), made without torch, transformers or spaCy; the real tiny models are for the
+# tests that load them (`ml_models`, `docker`).
+@pytest.fixture(scope="session")
+def tiny_tree(byte_tree):
+    return byte_tree
+
+
+@pytest.fixture(scope="session")
+def mirror(byte_mirror):
+    return byte_mirror
+
+
+@pytest.fixture(scope="session")
+def tiny_locked(byte_locked):
+    return byte_locked
+
+
 def preload(manifest: Path, dest: Path | None, server, *extra: str) -> int:
     args = ["preload", "--manifest", str(manifest), "--profile", "test", *mirror_args(server), *extra]
     if dest is not None:
@@ -210,10 +228,13 @@ def test_spacy_into_the_active_environment(manifest_copy, mirror, tmp_path):
     proc = subprocess.run([*cmd, *mirror_args(mirror)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert (pth / "en_tiny_ner").is_dir()
+    # Installed where that interpreter finds it, as pip's own distribution (spaCy loading it: tests/test_verify.py).
     check = subprocess.run(
-        [python, "-c", "import spacy; print(spacy.load('en_tiny_ner').meta['version'])"], capture_output=True, text=True
+        [python, "-c", "import en_tiny_ner, importlib.metadata as m; print(en_tiny_ner.__file__, m.version('en_tiny_ner'))"],
+        capture_output=True,
+        text=True,
     )
-    assert check.stdout.strip() == "0.1.0", check.stderr
+    assert check.stdout.split() == [str(pth / "en_tiny_ner/__init__.py"), "0.1.0"], check.stderr
     mirror.clear_requests()
     proc = subprocess.run([*cmd, *mirror_args(mirror)], capture_output=True, text=True)
     assert proc.returncode == 0 and mirror.requests == []

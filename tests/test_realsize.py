@@ -1,8 +1,9 @@
 """bench/realsize.py without generating gigabytes: shapes, sizes, manifest, writer and cache, on small inputs.
 
 The expected file sizes are computed from the configs' shapes (nothing allocated) and compared with the real
-files' sizes; the shape tables are checked against the libraries' own models (transformers on the meta device,
-openai-whisper's Whisper). The full generation runs with ``python -m bench.realsize``, not here.
+files' sizes. What needs torch (the shape tables against the libraries' own models, the tensors the writer
+streams) is in tests/test_realsize_libraries.py (`ml_models`). The full generation runs with
+``python -m bench.realsize``, not here.
 """
 
 from __future__ import annotations
@@ -76,25 +77,6 @@ def test_parameter_counts_are_the_published_ones():
     assert whisper["whisper-base-en"] == pytest.approx(72.6, abs=0.5)
 
 
-@pytest.mark.parametrize("key", HF_IDS)
-def test_shape_table_matches_what_transformers_builds(key):
-    """The hand-written table == the tensors save_pretrained would write (model built on the meta device)."""
-    tensors, norms = realsize.hf_tensors(_hf(key).config)
-    assert sorted(tensors) == sorted(realsize.seq2seq_tensor_shapes(_hf(key).config))
-    assert any(n.endswith("layernorm_embedding") for n in norms)
-
-
-def test_whisper_shape_table_matches_openai_whisper():
-    import torch
-    from whisper.model import ModelDimensions, Whisper
-
-    dims = _whisper("whisper-tiny-en").dims
-    with torch.random.fork_rng(devices=[]):
-        model = Whisper(ModelDimensions(**dims))
-    library = sorted((k, tuple(v.shape)) for k, v in model.state_dict().items())
-    assert library == sorted(realsize.whisper_tensor_shapes(dims))
-
-
 def test_configs_carry_the_real_shapes():
     large = _hf("bart-large-cnn").config
     shape = (large["d_model"], large["encoder_layers"], large["decoder_layers"], large["vocab_size"])
@@ -124,36 +106,6 @@ def test_manifest_has_the_projects_ids_names_repos_and_profiles(tmp_path):
             assert set(spec.include) - {"pytorch_model.bin", "model.safetensors"} == {"*.json", "*.txt"}
     assert ours.models["whisper-base-en"].sha256 == "b" * 64
     assert ours.models["spacy-en-core-web-sm"].sha256 == "c" * 64
-
-
-def test_streamed_safetensors_loads_with_the_safetensors_library(tmp_path):
-    import torch
-    from safetensors import safe_open
-
-    tensors = [("b.weight", (3, 5)), ("a.bias", (7,)), ("c", (1, 2, 3))]
-
-    def make(name, shape):
-        return realsize._fill("test/repo", name, shape, frozenset({"a"}), 0)
-
-    path = tmp_path / "model.safetensors"
-    digest = realsize.write_safetensors(path, tensors, make)
-    assert path.stat().st_size == len(realsize.safetensors_header(tensors)) + 4 * (15 + 7 + 6)
-    assert digest == realsize._sha256(path)
-    with safe_open(str(path), "pt") as f:
-        assert f.metadata() == {"format": "pt"}
-        assert sorted(f.keys()) == ["a.bias", "b.weight", "c"]
-        assert torch.equal(f.get_tensor("b.weight"), make("b.weight", (3, 5)))
-        assert torch.equal(f.get_tensor("a.bias"), torch.zeros(7))
-
-
-def test_fill_depends_on_the_tensor_not_on_the_order():
-    import torch
-
-    first = realsize._fill("m", "x.weight", (4, 4), frozenset(), 0)
-    realsize._fill("m", "y.weight", (4, 4), frozenset(), 0)
-    assert torch.equal(first, realsize._fill("m", "x.weight", (4, 4), frozenset(), 0))
-    assert not torch.equal(first, realsize._fill("other", "x.weight", (4, 4), frozenset(), 0))
-    assert torch.equal(realsize._fill("m", "ln.weight", (4,), frozenset({"ln"}), 0), torch.ones(4))
 
 
 def test_a_complete_tree_is_reused_without_generating(tmp_path, monkeypatch):

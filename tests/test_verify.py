@@ -71,6 +71,30 @@ def test_verify_names_every_failing_model(baked, tmp_path):
     assert "model whisper-tiny: ValueError" in proc.stderr and "sha256" in proc.stderr
 
 
+@pytest.mark.ml_models
+def test_spacy_loads_a_pipeline_preloaded_into_the_active_environment(manifest_copy, mirror, tmp_path):
+    """Without --dest, preload pip-installs a spaCy pipeline where the running interpreter finds it, and spaCy
+    loads it by name (the byte-moving side of this is tests/test_preload.py's, on stand-in files)."""
+    import site
+    import subprocess
+    import venv
+    from pathlib import Path
+
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    python = env_dir / "bin/python"
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    purelib = Path(subprocess.check_output([python, "-c", code], text=True).strip())
+    src = Path(__file__).resolve().parents[1] / "src"
+    (purelib / "parent.pth").write_text("\n".join([*site.getsitepackages(), str(src)]) + "\n")
+    cmd = [python, "-m", "modelbake", "preload", "--manifest", str(manifest_copy), "--model", "spacy-ner"]
+    proc = subprocess.run([*cmd, *mirror_args(mirror)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    load = "import spacy; nlp = spacy.load('en_tiny_ner'); print(nlp.meta['version'], nlp.pipe_names)"
+    check = subprocess.run([python, "-c", load], capture_output=True, text=True)
+    assert check.stdout.strip() == "0.1.0 ['ner']", check.stderr
+
+
 @pytest.mark.unit
 def test_network_guard_blocks_and_records():
     guard = NetworkGuard()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -83,18 +84,26 @@ class Faults:
 
 
 class Throttle:
-    """One shared send schedule, so `bandwidth` limits the server as a whole, not each connection."""
+    """One shared send schedule, so `bandwidth` limits the server as a whole, not each connection.
 
-    def __init__(self) -> None:
+    `clock` and `sleep` default to `time.monotonic` and `time.sleep` (looked up at each call); a test passes a
+    clock of its own to check the schedule without waiting for it.
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._next = 0.0
+        self._clock = clock
+        self._sleep = sleep
 
     def wait(self, nbytes: int, rate: float) -> None:
         """Sleep until `nbytes` more fit into the schedule at `rate` bytes/s."""
         with self._lock:
-            now = time.monotonic()
+            now = (self._clock or time.monotonic)()
             start = max(now, self._next)
             self._next = start + nbytes / rate
             delay = self._next - now
         if delay > 0:
-            time.sleep(delay)
+            (self._sleep or time.sleep)(delay)
