@@ -14,6 +14,7 @@ import pytest
 from modelbake import dockerfile
 from modelbake.buildx import BuildSpec, BuildxError, build_argv, parse_rawjson
 from modelbake.dockerfile import render_app_dockerfile, render_models_dockerfile
+from modelbake.layers import plan_layers
 from modelbake.lockfile import Lock, LockedFile, LockedModel, entry_json, spec_fields
 from modelbake.manifest import load_manifest
 from testkit.tinymodels import manifest_text
@@ -131,18 +132,15 @@ def test_layers_largest_locked_first_then_unlocked_in_both_dockerfiles(tiny):
     sizes = {ids[0]: 5, ids[1]: 900, ids[3]: 900}  # ids[2] unlocked; ids[1] and ids[3] tie
     lock = _lock_for(manifest, sizes)
     expected = [ids[1], ids[3], ids[0], ids[2]]
-    assert [s.id for s in dockerfile.layer_order(manifest.select("test"), lock)] == expected
-
-    def order(text: str, marker: str) -> list[str]:
-        lines = [line for line in text.splitlines() if line.startswith(marker)]
-        by_path = {dockerfile.layer_copy_line(s): s.id for s in manifest.select("test")}
-        by_path.update({c: s.id for s in manifest.select("test") for c in dockerfile.copy_line(s, "models")})
-        return list(dict.fromkeys(by_path[line] for line in lines))
+    layers = plan_layers(manifest.select("test"), lock, None)
+    assert [layer.model_id for layer in layers] == expected
 
     models_text = render_models_dockerfile(manifest, lock, "test")
-    assert order(models_text, "COPY --link --from=fetch-") == expected
+    copies = [line for line in models_text.splitlines() if line.startswith("COPY --link --from=fetch-")]
+    assert copies == [dockerfile.layer_copy_line(layer) for layer in layers]
     app_text = render_app_dockerfile((REPO / "Dockerfile").read_text(), manifest, lock, "test")
-    assert order(app_text, "COPY --link --from=models ") == expected
+    app_copies = [line for line in app_text.splitlines() if line.startswith("COPY --link --from=models ")]
+    assert app_copies == [dockerfile.app_copy_line(layer, layers) for layer in layers]
     # the fetch stages keep manifest order (they are independent; only the layer stack has an order)
     stages = [line.split(" AS ")[1] for line in models_text.splitlines() if line.startswith("FROM fetch AS ")]
     assert stages == [dockerfile.stage_name(i) for i in ids]
@@ -188,7 +186,7 @@ def test_drift_is_detected(tmp_path):
         check=True, capture_output=True,
     )
     assert "fetch-extra" in (tmp_path / "Dockerfile.models").read_text()
-    assert "/models/whisper/small.en.pt" in (tmp_path / "Dockerfile").read_text()
+    assert "--exclude=models/whisper/small.en.pt" in (tmp_path / "Dockerfile").read_text()  # the others' copies
 
 
 # --- build.py: argv assembly (dry run) ---------------------------------------------------------------

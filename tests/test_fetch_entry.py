@@ -20,8 +20,6 @@ from modelbake.lockfile import entry_json, read_lock
 from modelbake.manifest import load_manifest
 from modelbake.paths import Layout
 
-pytestmark = pytest.mark.unit
-
 
 def fetch_stage_copy(root: Path) -> Path:
     """Only what the fetch stage copies (FETCH_SOURCES, FETCH_PACKAGES), laid out as in the stage; its `src`."""
@@ -33,6 +31,7 @@ def fetch_stage_copy(root: Path) -> Path:
     return root / "src"
 
 
+@pytest.mark.unit
 def test_fetch_sources_are_closed_and_leave_out_the_cli(tmp_path):
     """The entry point and every fetcher import with the stage's files alone, and import neither the CLI nor its
     progress bars: an edit to those is no input of a model step. (rich itself may come in through httpx, which
@@ -58,6 +57,7 @@ def test_fetch_sources_are_closed_and_leave_out_the_cli(tmp_path):
         assert not [n for n in names if n.split(".")[0] == "rich"], path
 
 
+@pytest.mark.ml_models  # tiny_locked generates real tiny models (torch): not a unit test's business
 def test_the_fetch_entry_point_fetches_with_the_fetch_sources_alone(tmp_path, tiny_locked, mirror):
     """What each model step runs, in a process that sees only the fetch stage's files: every family fetched
     (spaCy's pip and huggingface_hub's lazy imports included), one plain line per model."""
@@ -77,6 +77,7 @@ def test_the_fetch_entry_point_fetches_with_the_fetch_sources_alone(tmp_path, ti
     assert all(path.exists() for spec in specs for path in layout.model_paths(spec))
 
 
+@pytest.mark.ml_models
 def test_an_unlocked_model_and_bad_arguments(tmp_path, tiny_locked, mirror, capsys):
     """The step of a model without a lock entry reads its manifest entry; a bad argument is one error line."""
     from modelbake.fetch_entry import main
@@ -90,6 +91,7 @@ def test_an_unlocked_model_and_bad_arguments(tmp_path, tiny_locked, mirror, caps
     assert err[-2].startswith("error: python -m modelbake.fetch_entry: the following arguments are required: --dest")
 
 
+@pytest.mark.unit
 def test_fetch_requirements_are_pyprojects_dependencies_but_rich():
     """The fetch stage installs FETCH_REQUIREMENTS, written into Dockerfile.models (pyproject.toml is not in the
     stage, so none of its edits reaches a model step's key); they must still be the package's dependencies,

@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO, mirror_args, run_cli
 from modelbake.cli import main
 from modelbake.dockerfile import layer_copy_line, render_app_dockerfile, render_models_dockerfile
+from modelbake.layers import model_layers
 from modelbake.manifest import HuggingFaceSpec, SpacySpec, WhisperSpec, load_manifest
 from modelbake.paths import Layout, image_env, image_paths, image_spacy_path, layer_paths, layer_root
 from testkit.tinymodels import manifest_text, with_spacy_pipeline
@@ -48,7 +49,8 @@ def test_the_image_and_the_layer_root_are_the_dest_tree_at_models():
     for spec in (WHISPER, HF, NER):
         assert image_paths(spec) == [p.as_posix() for p in Layout.dest("/models").model_paths(spec)]
         assert layer_paths(spec) == [layer_root(spec) + p for p in image_paths(spec)]
-        assert layer_copy_line(spec) == f"COPY --link --from=fetch-{layer_root(spec).removeprefix('/out/')} {layer_root(spec)}/ /"
+        (layer,) = model_layers(spec, None, None)
+        assert layer_copy_line(layer) == f"COPY --link --from=fetch-{layer_root(spec).removeprefix('/out/')} {layer_root(spec)}/ /"
     assert image_paths(NER) == ["/models/spacy/en_tiny_ner"]
     assert layer_root(HF) == "/out/bart-map"
     assert image_spacy_path([WHISPER, NER, HF, PEOPLE]) == "/models/spacy/en_tiny_ner:/models/spacy/en_tiny_people"
@@ -67,8 +69,13 @@ def test_two_spacy_pipelines_are_two_layers_in_both_dockerfiles(tmp_path):
         assert f"&& mv /models/spacy/{spec.name} {root}/models/spacy/{spec.name} " in models_text
         assert f"COPY --link --from=fetch-{spec.id} {root}/ /\n" in models_text
     app = render_app_dockerfile((REPO / "Dockerfile").read_text(), manifest, None, "test")
-    copies = [line for line in app.splitlines() if line.startswith("COPY --link --from=models /models/spacy")]
-    assert copies == [f"COPY --link --from=models /models/spacy/{n} /models/spacy/{n}" for n in (NER.name, PEOPLE.name)]
+    copies = [line for line in app.splitlines() if line.startswith("COPY --link --from=models ")]
+    spacy = [line for line in copies if "--exclude=models/spacy " not in line and "--exclude=models/spacy/" in line]
+    # each pipeline's copy takes the other pipeline out, and nothing of its own
+    assert spacy == [
+        f"COPY --link --from=models --exclude=models/whisper --exclude=models/spacy/{other} --exclude=models/huggingface / /"
+        for other in (PEOPLE.name, NER.name)
+    ]
     # both on the image's PYTHONPATH, after the app's code
     assert "ENV MODELBAKE_SPACY_PATH=/models/spacy/en_tiny_ner:/models/spacy/en_tiny_people\n" in app
     assert "PYTHONPATH=/app/src${MODELBAKE_SPACY_PATH:+:${MODELBAKE_SPACY_PATH}}" in app
@@ -106,7 +113,7 @@ def test_no_module_but_paths_spells_a_models_place():
     assert offenders == []
 
 
-@pytest.mark.unit
+@pytest.mark.ml_models  # the tiny models (torch, spaCy) and a real spacy.load
 def test_a_tree_of_the_flat_spacy_layout_still_loads_and_is_migrated(manifest_copy, mirror, tmp_path):
     """A --dest tree written before one directory per pipeline (all in `spacy/`, e.g. a CI cache) is found by
     verify and the app as it is, and the next preload moves the pipeline into its own directory."""

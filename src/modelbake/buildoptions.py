@@ -16,6 +16,7 @@ from types import MappingProxyType
 from .buildx import LAYER_COMPRESSIONS
 from .cachespec import CACHE_COMPRESSIONS, CACHE_MODES, CacheBackend, parse_cache
 from .dockerfile import DEFAULT_BASE_IMAGE
+from .layers import DEFAULT_SPLIT_BYTES
 from .mirrors import parse_mirror_args
 
 DEFAULT_MODELS_REPO = "modelbake/models"
@@ -55,6 +56,7 @@ class BuildOptions:
     app_layer_compression: str = DEFAULT_APP_LAYER_COMPRESSION
     cache_budget: float = 10.0  # GB
     source_date_epoch: int = 0
+    split_bytes: int | None = DEFAULT_SPLIT_BYTES  # files over this get a layer of their own; None: never
     refresh_models: bool = False
     no_cache: bool = False
     push: bool = False
@@ -153,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="time of every file and directory in the model layers and of the models image (default 0)",
     )
     layers.add_argument(
+        "--file-layers-over",
+        dest="split_bytes",
+        type=_split_bytes,
+        default=DEFAULT_SPLIT_BYTES,
+        metavar="MIB",
+        help=f"a Hugging Face file larger than this is a layer of its own, keyed by its sha256 (default "
+        f"{DEFAULT_SPLIT_BYTES >> 20}; `off`: one layer per model)",
+    )
+    layers.add_argument(
         "--refresh-models", action="store_true", help="re-run every model's fetch step (ignore its cache)"
     )
     layers.add_argument("--no-cache", action="store_true", help="a cold build: no step from the build cache")
@@ -165,6 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
     where.add_argument("--quiet", action="store_true", help="no summary on stdout")
     return p
+
+
+def _split_bytes(value: str) -> int | None:
+    """`--file-layers-over`: MiB (a positive number), or `off`."""
+    if value.strip().lower() == "off":
+        return None
+    try:
+        mib = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size in MiB or `off`, got {value!r}") from None
+    if mib <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size in MiB above 0 or `off`, got {value!r}")
+    return int(mib * 1024 * 1024)
 
 
 def options_from(namespace: argparse.Namespace) -> BuildOptions:

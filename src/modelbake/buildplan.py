@@ -21,9 +21,10 @@ from .buildoptions import DEFAULT_APP_REPO, DEFAULT_MODEL_LAYER_COMPRESSION, DEF
 from .buildx import BuildSpec
 from .cachespec import CacheBackend, models_scope, specs_for
 from .constants import FAMILIES, MIRROR_ENV_PREFIX, MIRRORS_FILE_ENV
-from .dockerfile import render_app_dockerfile, render_models_dockerfile, stage_name
+from .dockerfile import render_app_dockerfile, render_models_dockerfile
 from .errors import UsageError, write_error
 from .ghaenv import resolve as resolve_gha
+from .layers import Layer, plan_layers
 from .lockfile import Lock, lock_hash, read_lock
 from .manifest import Manifest, load_manifest
 from .preload import plan_from_manifest
@@ -50,6 +51,8 @@ class Plan:
     models_scope: str = ""  # the models image's cache scope (the gha probe looks up its index)
     work: Path = Path()  # where the files below go; planning never touches it
     files: Mapping[Path, bytes] = field(default_factory=dict)  # what `materialize` writes before a build
+    layers: tuple[Layer, ...] = ()  # the models image's layers, bottom to top (layers.plan_layers)
+    split_bytes: int | None = None  # the file-layer threshold the Dockerfiles were written with
 
 
 def make_plan(
@@ -82,13 +85,13 @@ def make_plan(
     files: dict[Path, bytes] = {}
 
     # Dockerfile.models: the committed one when it is what this manifest/profile gives, else generated.
-    models_text = render_models_dockerfile(manifest, lock, options.profile)
+    models_text = render_models_dockerfile(manifest, lock, options.profile, options.split_bytes)
     models_df = context / "Dockerfile.models"
     if not models_df.is_file() or models_df.read_text() != models_text:
         models_df = work / "Dockerfile.models"
         files[models_df] = models_text.encode()
     app_df = context / "Dockerfile"
-    app_text = render_app_dockerfile(app_df.read_text(), manifest, lock, options.profile)
+    app_text = render_app_dockerfile(app_df.read_text(), manifest, lock, options.profile, options.split_bytes)
     if app_df.read_text() != app_text:
         app_df = work / "Dockerfile"
         files[app_df] = app_text.encode()
@@ -104,6 +107,11 @@ def make_plan(
         files[secrets["mirrors"]] = text.encode()
     warnings += unforwarded_mirrors(mirrors, environ)
     model_secrets = dict(secrets)
+    layers = plan_layers(specs, lock, options.split_bytes)
+    if lock is not None and any(layer.file is not None for layer in layers):
+        # A big file's own step reads where to fetch it from the lock: as a secret, so a new revision that keeps
+        # the file keeps the step (see dockerfile.LOCK_MOUNT).
+        model_secrets["lock"] = manifest.lock_path
     if options.hf_token_file:
         model_secrets["hf_token"] = _existing(options.hf_token_file, "--hf-token-file")
     network = choose_network(options, mirrors, environ)
@@ -144,7 +152,7 @@ def make_plan(
         cache_from=models_cache.cache_from,
         cache_to=models_cache.cache_to,
         network=network.models,
-        no_cache_filter=[stage_name(s.id) for s in specs] if options.refresh_models else [],
+        no_cache_filter=list(dict.fromkeys(layer.stage for layer in layers)) if options.refresh_models else [],
         no_cache=options.no_cache,
         builder=options.builder,
         platform=options.platform,
@@ -227,6 +235,8 @@ def make_plan(
         models_scope=models_scope(label, pin),
         work=work,
         files=files,
+        layers=tuple(layers),
+        split_bytes=options.split_bytes,
     )
 
 

@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 
 from .errors import UsageError, exit_code_of
+from .filelayers import link_big_files, one_file, read_file_ref, without_big_files
 from .lineprogress import LineProgress
 from .mirrors import parse_mirror_args, resolve_mirrors
 from .paths import Layout
-from .preload import plan_for, preload, read_hf_token, summary_line
+from .preload import plan_for, plan_from_entries, preload, read_hf_token, summary_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--entry", metavar="FILE", help="the single lock entry in FILE ('-' for stdin)")
     what.add_argument("--manifest", type=Path, help="a manifest (an unlocked model: with --model)")
+    what.add_argument("--file", metavar="FILE", help="one big file of a model, as JSON in FILE ('-' for stdin)")
+    parser.add_argument("--lock", type=Path, help="with --file: the lock that says which revision to fetch it from")
+    parser.add_argument(
+        "--split-over",
+        type=int,
+        metavar="BYTES",
+        help="with --entry: leave out files larger than this (their own steps fetch them) but link them",
+    )
     parser.add_argument("--model", action="append", metavar="ID", help="only this model id of --manifest")
     parser.add_argument("--dest", type=Path, required=True, help="the --dest tree to fetch into")
     parser.add_argument("--mirror", action="append", metavar="FAMILY=URL", help="base URL per family (repeatable)")
@@ -46,16 +55,30 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1")
     started = time.perf_counter()
-    plan, manifest_mirrors = plan_for(args.entry, args.manifest, None, args.model)
+    layout = Layout.dest(args.dest)
+    big: list = []
+    if args.file:
+        if args.lock is None:
+            raise UsageError("--file needs --lock (where the file's revision comes from)")
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        plan, manifest_mirrors = plan_from_entries([one_file(read_file_ref(text, args.file), args.lock)]), {}
+    else:
+        plan, manifest_mirrors = plan_for(args.entry, args.manifest, None, args.model)
+    if args.split_over is not None:
+        split = [without_big_files(entry, args.split_over) if entry else (entry, []) for _, entry in plan.items]
+        big = [(entry, files) for entry, files in split if files]
+        plan = plan_from_entries([entry for entry, _ in split if entry is not None])
     mirrors = resolve_mirrors(parse_mirror_args(args.mirror), manifest_mirrors)
     results = preload(
         plan,
-        Layout.dest(args.dest),
+        layout,
         mirrors,
         jobs=args.jobs,
         progress=LineProgress(),
         hf_token=read_hf_token(args.hf_token_file),
     )
+    for entry, files in big:
+        link_big_files(layout, entry, files)
     print(summary_line(results, str(args.dest), time.perf_counter() - started))
     return 0
 

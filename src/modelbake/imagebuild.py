@@ -24,7 +24,6 @@ from .buildx import BuildResult, build_argv, print_argv, run_build
 from .cachebudget import budget_warning, footprint
 from .cacheprobe import usable_backends
 from .cachespec import CacheBackend
-from .dockerfile import stage_name
 from .errors import exit_code_of
 from .report import (
     Report,
@@ -194,14 +193,17 @@ def _inspect(client, plan: Plan, report: Report) -> None:
     report.image = image_info(final)
     report.image.tag = plan.app_tag if plan.app is not None else plan.models_tag
     report.models_image.tag = plan.models_tag
-    report.models = find_model_layers(final, specs, files_bytes)
-    in_models_image = {m.id: m.layer for m in find_model_layers(models_image, specs)}
-    for layer in report.models:
-        layer.models_image_layer = in_models_image.get(layer.id)
+    layers = list(plan.layers)
+    report.models = find_model_layers(models_image, specs, layers, files_bytes, final=final)
+    missing = [m.id for m in report.models if m.layer is None or any(f.layer is None for f in m.files)]
+    if missing and plan.app is not None:
+        report.warnings.append(
+            f"the app image's copy of {', '.join(missing)} is not the models image's layer byte for byte"
+        )
     status = {s.stage: s.status for s in report.stages if s.build == "models"}
-    for layer in report.models:
-        step = status.get(stage_name(layer.id))
-        layer.step = {"built": "fetched", "cached": "cached"}.get(step or "", "cached")
+    for model in report.models:
+        steps = [status.get(layer.stage) for layer in layers if layer.model_id == model.id]
+        model.step = "fetched" if "built" in steps else "cached"
 
 
 def _say(options: BuildOptions, text: str) -> None:

@@ -125,6 +125,10 @@ class Layout:
     def hf_ref_file(self, spec: HuggingFaceSpec, ref: str) -> Path:
         return self.hf_repo_dir(spec) / "refs" / ref
 
+    def hf_blob_file(self, spec: HuggingFaceSpec, sha256: str) -> Path:
+        """Where the hub cache keeps an LFS file's bytes: `blobs/<sha256>` (its snapshot entry links here)."""
+        return self.hf_repo_dir(spec) / "blobs" / sha256
+
     def spacy_target(self, spec: SpacySpec) -> Path | None:
         """The pipeline's own pip `--target` directory, or None when it goes into the active environment."""
         return None if self.spacy_root is None else self.spacy_root / spec.name
@@ -224,6 +228,16 @@ def layer_root(spec: ModelSpec) -> str:
     lock then differ in every layer (checked on BuildKit 0.13, which cannot fix that time itself).
     """
     return (LAYERS_ROOT / slug(spec.id)).as_posix()
+
+
+def image_blob_path(spec: HuggingFaceSpec, sha256: str) -> str:
+    """An LFS file's blob under /models in an image (what a file layer of its own holds)."""
+    return _IMAGE.hf_blob_file(spec, sha256).as_posix()
+
+
+def file_layer_root(sha256: str) -> str:
+    """Where a file's own fetch step leaves it, as `<root>/models/...`, stamped like a model's layer root."""
+    return (LAYERS_ROOT / f"file-{sha256[:16]}").as_posix()
 
 
 def layer_paths(spec: ModelSpec) -> list[str]:

@@ -1,7 +1,9 @@
-"""The build summary: stages built or cached, one layer per model, image size, durations; as text and JSON.
+"""The build summary: stages built or cached, each model's layers, image size, durations; as text and JSON.
 
-A model's layer is found by the image history entry that created it (`COPY <model path> <model path>`), never
-by position: BuildKit caches COPY by content, so positions shift while digests stay put.
+A layer of the models image is found by the history entry that created it (`COPY <its layer root>/ /`), never
+by position: BuildKit caches COPY by content, so positions shift while digests stay put. The app image copies
+each of those layers byte for byte (dockerfile.app_copy_line), so there it is found by the same diff id; one
+that is missing there says the app's copy differs.
 """
 
 from __future__ import annotations
@@ -11,8 +13,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .buildx import BuildResult, Step
+from .layers import Layer
 from .manifest import ModelSpec
-from .paths import image_paths, layer_root
+from .paths import image_paths
+
+
+@dataclass
+class FileLayer:
+    """A big file of a model, a layer of its own (layers.py)."""
+
+    path: str
+    sha256: str
+    layer: str | None
+    bytes: int
 
 
 @dataclass
@@ -20,13 +33,13 @@ class ModelLayer:
     id: str
     family: str
     path: str
-    layer: str | None  # the layer's uncompressed digest (diff id)
-    bytes: int  # the layer's size as the engine reports it
+    layer: str | None  # the diff id of the model's layer (all of it but its big files) in the built image
+    bytes: int  # the model's layers' sizes as the engine reports them, its file layers included
     files_bytes: int | None = None  # the model files' bytes according to the lock
-    # The same model's layer in the models image. The app's own COPY makes the app's layer, whose directories
-    # BuildKit 0.13 stamps with the build's clock, so the two differ; the models image's is the reproducible one.
+    # The same layer in the models image: the app copies it byte for byte, so the two are equal.
     models_image_layer: str | None = None
     step: str = "?"  # fetched / cached / (not built here)
+    files: list[FileLayer] = field(default_factory=list)
 
 
 @dataclass
@@ -107,30 +120,44 @@ def layer_history(image) -> list[tuple[str, str, int]]:
     return [(diff, str(e.get("CreatedBy", "")), int(e["Size"])) for diff, e in zip(layers, entries, strict=True)]
 
 
-def find_model_layers(image, specs: list[ModelSpec], files_bytes: dict[str, int] | None = None) -> list[ModelLayer]:
-    """Each model's layer: the history entry whose COPY names the model's path."""
-    history = layer_history(image)
+def find_model_layers(
+    models_image, specs: list[ModelSpec], layers: list[Layer], files_bytes: dict[str, int] | None = None, final=None
+) -> list[ModelLayer]:
+    """Each model's layers in `final` (default: the models image), by the models image's own history entries.
+
+    `layer`/`files[].layer` are None where `final` lacks the models image's layer (a copy that differs).
+    """
+    history = layer_history(models_image)
+    in_final = set((final or models_image).attrs.get("RootFS", {}).get("Layers", []))
+    by_root = {}
+    for layer in layers:
+        want = f"{layer.root}/"
+        by_root[layer.root] = next(
+            ((diff, size) for diff, created_by, size in history if "COPY" in created_by and want in created_by.split()),
+            (None, 0),
+        )
     found = []
     for spec in specs:
-        path = image_paths(spec)[0]
-        # The app copies `<path> <path>` from the models image; the models image `<layer root>/ /`.
-        names = {path, layer_root(spec) + "/"}
-        match = next(
-            (
-                (diff, size)
-                for diff, created_by, size in history
-                if "COPY" in created_by and names & set(created_by.split())
-            ),
-            None,
-        )
+        mine = [layer for layer in layers if layer.model_id == spec.id]
+        rest = next((layer for layer in mine if layer.file is None), None)
+        diff, size = by_root.get(rest.root, (None, 0)) if rest else (None, 0)
+        files = []
+        for layer in mine:
+            if layer.file is not None:
+                file_diff, file_size = by_root[layer.root]
+                files.append(
+                    FileLayer(layer.file.path, layer.file.sha256, file_diff if file_diff in in_final else None, file_size)
+                )
         found.append(
             ModelLayer(
                 id=spec.id,
                 family=spec.family,
-                path=path,
-                layer=match[0] if match else None,
-                bytes=match[1] if match else 0,
+                path=image_paths(spec)[0],
+                layer=diff if diff in in_final else None,
+                bytes=size + sum(f.bytes for f in files),
                 files_bytes=(files_bytes or {}).get(spec.id),
+                models_image_layer=diff,
+                files=files,
             )
         )
     return found

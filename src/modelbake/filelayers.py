@@ -1,0 +1,82 @@
+"""The fetch side of file layers (layers.py): a model without its big files, and one big file on its own.
+
+- `without_big_files`: a model step fetches every file but those over the threshold, and writes the hub
+  cache's snapshot links for them anyway (`snapshots/<commit>/<path>` -> `../../blobs/<sha256>`), dangling in
+  that step: the big files' own layers put the blobs under them in the image.
+- `one_file`: a big file's own step knows only the file (model, repo, path, sha256, size: its cache key); the
+  lock, mounted as a secret, says which revision to fetch it from. The file is fetched as a one-file entry of
+  its model through the usual fetcher, so it is checked against its sha256 like every other file.
+
+In the fetch path (FETCH_SOURCES): the standard library and modelbake's fetch modules only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import LockError, UsageError
+from .lockfile import LockedFile, LockedModel, read_lock
+from .manifest import HuggingFaceSpec
+from .paths import Layout
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """What a big file's step is keyed on."""
+
+    model: str
+    repo: str
+    path: str
+    sha256: str
+    size: int
+
+
+def read_file_ref(text: str, where: str) -> FileRef:
+    """The JSON a file step hands over (`{"model", "repo", "path", "sha256", "size"}`), checked."""
+    try:
+        doc = json.loads(text)
+        ref = FileRef(str(doc["model"]), str(doc["repo"]), str(doc["path"]), str(doc["sha256"]), int(doc["size"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{where}: not a file reference ({type(exc).__name__}: {exc})") from exc
+    return ref
+
+
+def without_big_files(entry: LockedModel, split_bytes: int) -> tuple[LockedModel, list[LockedFile]]:
+    """The entry less its files over `split_bytes`, and those files (for Hugging Face entries only)."""
+    if entry.family != "huggingface":
+        return entry, []
+    big = [f for f in entry.files if f.size > split_bytes]
+    small = tuple(f for f in entry.files if f.size <= split_bytes)
+    return replace(entry, files=small), big
+
+
+def link_big_files(layout: Layout, entry: LockedModel, files: list[LockedFile]) -> None:
+    """Snapshot links to the blobs of files fetched by their own steps (relative, as huggingface_hub writes)."""
+    spec = entry.to_spec()
+    assert isinstance(spec, HuggingFaceSpec)
+    for f in files:
+        link = layout.hf_snapshot_dir(spec, entry.revision) / f.path
+        blob = layout.hf_blob_file(spec, f.sha256)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = link.with_name(f".{link.name}.modelbake-tmp")
+        tmp.unlink(missing_ok=True)
+        os.symlink(os.path.relpath(blob, link.parent), tmp)
+        os.replace(tmp, link)
+
+
+def one_file(ref: FileRef, lock_path: Path) -> LockedModel:
+    """A one-file entry of `ref`'s model at the locked revision; LockError when the lock does not hold it."""
+    hint = "pass the models.lock this Dockerfile was generated from: --secret id=lock,src=models.lock"
+    if not lock_path.is_file():
+        raise LockError(f"{ref.model}: {ref.path}: no lock at {lock_path} to fetch it by", hint=hint)
+    lock = read_lock(lock_path)
+    entry = lock.get(ref.model) if lock is not None else None
+    match = [f for f in (entry.files if entry else ()) if f.path == ref.path and f.sha256 == ref.sha256]
+    if entry is None or not match:
+        raise LockError(
+            f"{ref.model}: {ref.path} (sha256 {ref.sha256[:12]}) is not in the lock at {lock_path}", hint=hint
+        )
+    return replace(entry, files=(match[0],))
