@@ -1,10 +1,13 @@
-"""Debian's docker-registry (distribution 2.8) on 127.0.0.1, for the registry-cache tests and the benchmark.
+"""Debian's docker-registry (distribution 2.8) on 127.0.0.1, for the registry tests and the benchmark.
 
-The engine accepts plain HTTP to a registry on loopback, so no TLS set-up is needed.
+The engine accepts plain HTTP to a registry on loopback, so no TLS set-up is needed. The registry logs every
+request as JSON (`response completed`, method, URI, status, bytes read); `uploaded_blobs()` reads which blobs
+a push really sent (a blob the registry already holds is only asked about with HEAD, never uploaded).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -36,7 +39,7 @@ class Registry:
         port = free_port()
         config = self.root / "config.yml"
         config.write_text(
-            "version: 0.1\nlog:\n  level: warn\n"
+            "version: 0.1\nlog:\n  level: info\n  formatter: json\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.data}\n"
             f"http:\n  addr: 127.0.0.1:{port}\n"
         )
@@ -58,6 +61,64 @@ class Registry:
     @property
     def data(self) -> Path:
         return self.root / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "registry.log"
+
+    def requests(self) -> list[dict]:
+        """Every completed request so far: `method`, `uri`, `status`, `bytes_in` (the body it read)."""
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if doc.get("msg") == "response completed":
+                out.append(
+                    {
+                        "method": doc.get("http.request.method"),
+                        "uri": doc.get("http.request.uri", ""),
+                        "status": doc.get("http.response.status"),
+                        "bytes_in": int(doc.get("http.request.contentlength") or 0),
+                    }
+                )
+        return out
+
+    def mark(self) -> int:
+        """A position in the log: `uploaded_blobs(since=mark)` counts only what came after."""
+        return len(self.requests())
+
+    def uploaded_blobs(self, since: int = 0) -> set[str]:
+        """Digests of the blobs a push uploaded after `since` (the `PUT .../blobs/uploads/...?digest=` that ends
+        each upload), whatever the repository."""
+        from urllib.parse import parse_qs, urlsplit
+
+        digests = set()
+        for request in self.requests()[since:]:
+            parts = urlsplit(request["uri"])
+            if request["method"] == "PUT" and "/blobs/uploads/" in parts.path and request["status"] == 201:
+                digests.update(parse_qs(parts.query).get("digest", []))
+        return digests
+
+    def manifest(self, name: str, reference: str) -> tuple[str, dict]:
+        """(digest, manifest or index) of `name:reference` (or `@digest`)."""
+        accept = ", ".join(
+            [
+                "application/vnd.oci.image.index.v1+json",
+                "application/vnd.oci.image.manifest.v1+json",
+                "application/vnd.docker.distribution.manifest.list.v2+json",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            ]
+        )
+        r = httpx.get(f"http://{self.host}/v2/{name}/manifests/{reference}", headers={"Accept": accept}, timeout=30)
+        r.raise_for_status()
+        return r.headers["Docker-Content-Digest"], r.json()
+
+    def blob_json(self, name: str, digest: str) -> dict:
+        r = httpx.get(f"http://{self.host}/v2/{name}/blobs/{digest}", timeout=30, follow_redirects=True)
+        r.raise_for_status()
+        return r.json()
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:

@@ -74,7 +74,7 @@ def test_no_flag_was_dropped_and_each_is_a_field():
     from modelbake.buildoptions import build_parser
 
     actions = [a for a in build_parser()._actions if a.dest != "help"]
-    added = {"--file-layers-over"}  # since: new options, none renamed
+    added = {"--file-layers-over", "--models-image"}  # since: new options, none renamed
     assert {flag for a in actions for flag in a.option_strings} == BUILD_PY_FLAGS | added
     fields = {f.name for f in dataclasses.fields(BuildOptions)}
     assert {a.dest for a in actions} - {"mirror", "cache"} | {"mirrors", "caches"} == fields

@@ -294,16 +294,17 @@ def test_hf_token_nowhere_in_the_image(app_build, docker_client, saved_images):
     assert found == []
 
 
-def test_model_layers_uncompressed_in_the_models_image_and_zstd_in_the_app(app_build, saved_images):
-    """build.py's defaults: weights barely compress, so the models image's layers are plain tars; the app
-    image's are zstd with OCI media types. Both forced: layers the build cache held as gzip are converted."""
+def test_every_layer_uncompressed_and_the_apps_model_layers_the_models_images_blobs(app_build, saved_images):
+    """build.py's defaults: weights barely compress, so the models image's layers are plain tars, and so are
+    the app's, whose model layers are then the models image's very blobs (shared by every app on it). Forced:
+    layers the build cache held as gzip (the base image's) are converted."""
     models = _layer_media_types(saved_images[app_build.models_tag])
     assert models and all(t.endswith(("rootfs.diff.tar", "image.layer.v1.tar")) for t in models.values()), models
     assert {m["models_image_layer"] for m in app_build.report["models"]} <= set(models)
     app = _layer_media_types(saved_images[app_build.tag])
     copies = [m["layer"] for m in app_build.report["models"]]
     assert copies and set(copies) <= set(app)
-    assert set(app.values()) == {"application/vnd.oci.image.layer.v1.tar+zstd"}, app
+    assert all(t.endswith(("rootfs.diff.tar", "image.layer.v1.tar")) for t in app.values()), app
 
 
 def test_corrupt_mirror_fails_naming_the_model(request, tiny_tree, mirror_server, docker_client, work):

@@ -70,7 +70,7 @@ def test_one_stage_and_one_layer_per_model(tiny):
     assert "mv /models/huggingface/hub/models--modelbake-tiny--bart /out/bart-map/models/huggingface/hub/" in text
     assert text.count('&& find /out/led-reduce -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +') == 1
     assert text.count("ARG SOURCE_DATE_EPOCH=0") == 4
-    assert ".modelbake" not in text.split("FROM scratch AS models")[1]
+    assert "/models/.modelbake" not in text.split("FROM scratch AS models")[1]
     assert "torch" not in text.split("FROM fetch AS")[0].replace("no torch", "")
     # secrets come in as mounts only, never as ARG/ENV values
     assert "id=hf_token" in text and "id=mirrors" in text and "id=ca" in text
@@ -192,55 +192,87 @@ def test_drift_is_detected(tmp_path):
 # --- build.py: argv assembly (dry run) ---------------------------------------------------------------
 
 
-def test_dry_run_prints_both_commands(tmp_path, capsys):
+def dry_run(capsys, argv: list[str]) -> tuple[str, dict]:
+    """build.py --dry-run: the bake command line, then the bake definition it would run (JSON)."""
     from modelbake.imagebuild import main
 
+    assert main([*argv, "--dry-run"], root=REPO) == 0
+    command, _, definition = capsys.readouterr().out.partition("\n")
+    return command, json.loads(definition)["target"]
+
+
+def test_dry_run_prints_one_bake_of_both_images_in_one_graph(tmp_path, capsys):
     manifest = tmp_path / "m" / "models.toml"
     manifest.parent.mkdir()
     manifest.write_text(TINY_MANIFEST)
     token = tmp_path / "token"
     token.write_text("hf_secret_value")
-    rc = main(
+    command, targets = dry_run(
+        capsys,
         ["--manifest", str(manifest), "--profile", "test", "--mirror", "whisper=http://127.0.0.1:9/whisper",
          "--network", "host", "--ca-bundle", str(token), "--hf-token-file", str(token), "--wheelhouse",
-         str(tmp_path), "--tag", "me/app:1", "--base-image", "local/base:1", "--dry-run"],
-        root=REPO,
-    )
-    out = capsys.readouterr().out.strip().splitlines()
-    assert rc == 0 and len(out) == 2
-    models, app = out
-    assert models.startswith("docker buildx build --file ") and "--target models" in models
-    assert "--tag modelbake/models:test-unlocked-" in models
-    assert "--build-arg SOURCE_DATE_EPOCH=0" in models  # model layers and image identical across cold builds
-    assert f"--secret id=hf_token,src={token}" in models and f"--secret id=ca,src={token}" in models
-    assert "--secret id=mirrors,src=" in models and "127.0.0.1:9" not in models  # mirror only via the secret
-    assert "--network host --allow network.host" in models
-    assert "--build-arg BASE_IMAGE=local/base:1" in models
-    assert "--target app" in app and "--tag me/app:1" in app
-    assert "--build-arg MODELS_IMAGE=modelbake/models:test-unlocked-" in app
-    assert f"--build-context wheels={tmp_path}" in app and "--build-context manifest=" in app
-    assert "hf_token" not in app  # the app build gets no token
-    assert "hf_secret_value" not in models + app
-    # model weights barely compress: the models image's layers are uncompressed (forced), the app's new ones zstd
-    assert "--output type=image,compression=uncompressed,force-compression=true --metadata-file" in models
-    assert "--output type=image,compression=zstd,force-compression=true,oci-mediatypes=true --metadata-file" in app
+         str(tmp_path), "--tag", "me/app:1", "--base-image", "local/base:1"],
+    )  # fmt: skip
+    assert command.startswith("docker buildx bake --file BAKE.json --allow network.host ")
+    assert f"--allow fs.read={token}" in command and command.endswith(" --progress rawjson models app")
+    models, app = targets["models"], targets["app"]
+    assert models["target"] == "models" and models["tags"][0].startswith("modelbake/models:test-unlocked-")
+    assert models["args"]["SOURCE_DATE_EPOCH"] == "0"  # model layers and image identical across cold builds
+    assert f"id=hf_token,src={token}" in models["secret"] and f"id=ca,src={token}" in models["secret"]
+    assert any(s.startswith("id=mirrors,src=") for s in models["secret"])
+    assert "127.0.0.1:9" not in json.dumps(targets)  # the mirror only via the secret
+    assert models["network"] == "host" and models["entitlements"] == ["network.host"]
+    assert models["args"]["BASE_IMAGE"] == "local/base:1"
+    assert app["target"] == "app" and app["tags"] == ["me/app:1"]
+    # one graph: the app's `models` stage IS the models target, nothing loaded in between
+    assert app["contexts"]["models"] == "target:models"
+    assert app["contexts"]["wheels"] == str(tmp_path) and "manifest" in app["contexts"]
+    assert not any("hf_token" in s for s in app.get("secret", []))  # the app build gets no token
+    assert "hf_secret_value" not in command + json.dumps(targets)
+    # model weights barely compress: every layer uncompressed (forced), so the app's model layers are the models image's blobs
+    assert models["output"] == ["type=image,compression=uncompressed,force-compression=true"]
+    assert app["output"] == ["type=image,compression=uncompressed,force-compression=true"]
+    assert models["attest"] == app["attest"] == ["type=provenance,disabled=true"]
+
+
+def test_dry_run_what_another_builder_gets(tmp_path, capsys):
+    """A docker-container (or remote) builder: the same one graph, pushed by the builder itself with --push,
+    else loaded into the engine through the docker exporter; never the local image store in between."""
+    manifest = tmp_path / "models.toml"
+    manifest.write_text(TINY_MANIFEST)
+    base = ["--manifest", str(manifest), "--builder", "ci", "--tag", "reg.example/app:1", "--models-tag",
+            "reg.example/models:1"]  # fmt: skip
+    command, targets = dry_run(capsys, [*base, "--push"])
+    assert command.startswith("docker buildx bake --builder ci --file BAKE.json ")
+    assert targets["app"]["contexts"]["models"] == "target:models"
+    assert targets["models"]["output"] == ["type=image,compression=uncompressed,force-compression=true,push=true"]
+    assert targets["app"]["output"][0].endswith(",push=true")
+    _, loaded = dry_run(capsys, base)
+    assert loaded["models"]["output"][0].startswith("type=docker,")
+    _, multi = dry_run(capsys, [*base, "--push", "--platform", "linux/amd64,linux/arm64"])
+    assert multi["models"]["platforms"] == multi["app"]["platforms"] == ["linux/amd64", "linux/arm64"]
+
+
+def test_dry_run_on_a_pushed_models_image_has_no_models_target(tmp_path, capsys):
+    manifest = tmp_path / "models.toml"
+    manifest.write_text(TINY_MANIFEST)
+    ref = "127.0.0.1:5000/team/models@sha256:" + "a" * 64
+    command, targets = dry_run(capsys, ["--manifest", str(manifest), "--models-image", ref])
+    assert list(targets) == ["app"] and command.endswith(" app")
+    assert targets["app"]["contexts"]["models"] == f"docker-image://{ref}"
 
 
 def test_dry_run_cache_blobs_follow_each_images_layer_compression(tmp_path, capsys):
-    from modelbake.imagebuild import main
-
     manifest = tmp_path / "models.toml"
     manifest.write_text(TINY_MANIFEST)
-    base = ["--manifest", str(manifest), "--cache", f"local:{tmp_path}/c", "--dry-run"]
-    assert main(base, root=REPO) == 0
-    models, app = capsys.readouterr().out.strip().splitlines()
-    assert "mode=max,compression=uncompressed,force-compression=true" in models
-    assert "mode=min,compression=zstd,force-compression=true" in app
-    assert main([*base, "--cache-compression", "gzip", "--layer-compression", "zstd", "--push"], root=REPO) == 0
-    models, app = capsys.readouterr().out.strip().splitlines()
-    assert "compression=gzip,force-compression=true" in models and "compression=gzip" in app
-    assert "--output type=image,compression=zstd,force-compression=true,oci-mediatypes=true,push=true" in models
-    assert " --push" not in models + app  # buildx refuses --push beside --output: the output says push=true
+    base = ["--manifest", str(manifest), "--cache", f"local:{tmp_path}/c"]
+    _, targets = dry_run(capsys, base)
+    assert "mode=max,compression=uncompressed,force-compression=true" in targets["models"]["cache-to"][0]
+    assert "mode=min,compression=uncompressed,force-compression=true" in targets["app"]["cache-to"][0]
+    _, targets = dry_run(capsys, [*base, "--cache-compression", "gzip", "--layer-compression", "zstd", "--push"])
+    assert "compression=gzip,force-compression=true" in targets["models"]["cache-to"][0]
+    assert "compression=gzip" in targets["app"]["cache-to"][0]
+    assert targets["models"]["output"] == ["type=image,compression=zstd,force-compression=true,oci-mediatypes=true,push=true"]
 
 
 def test_output_spec_per_builder_and_push():
@@ -258,13 +290,11 @@ def test_output_spec_per_builder_and_push():
 
 
 def test_dry_run_models_only(tmp_path, capsys):
-    from modelbake.imagebuild import main
-
     manifest = tmp_path / "models.toml"
     manifest.write_text(TINY_MANIFEST)
-    assert main(["--manifest", str(manifest), "--models-only", "--dry-run", "--refresh-models"], root=REPO) == 0
-    out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and "--no-cache-filter fetch-whisper-tiny,fetch-spacy-ner,fetch-bart-map,fetch-led-reduce" in out[0]
+    command, targets = dry_run(capsys, ["--manifest", str(manifest), "--models-only", "--refresh-models"])
+    assert list(targets) == ["models"] and command.endswith(" models")
+    assert sorted(targets["models"]["no-cache-filter"]) == ["fetch-bart-map", "fetch-led-reduce", "fetch-spacy-ner", "fetch-whisper-tiny"]
 
 
 def test_bad_option_values_are_one_line_errors(tmp_path, capsys):

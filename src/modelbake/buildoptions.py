@@ -24,12 +24,15 @@ DEFAULT_APP_REPO = "modelbake/app"
 # Layer compression, from bench/results.md (real-size models, 2 cores): weights barely compress (gzip -1 and
 # zstd -3 both save ~8%) while gzip costs ~24 s per GiB to write and ~10 s per GiB to unpack. The models image
 # is uncompressed and forced (the blob IS the diff: nothing to compress, nothing to decompress on restore, and
-# the cache exports reuse the same blobs); the app image's layers are zstd, which keeps its venv small for a
-# push at ~2 s per GiB of model layers. Forced there too, or a layer the build cache already held with a gzip
-# blob would keep it and the image's compression would depend on the engine's history (BuildKit keeps the
-# converted blob, so only the first export of a layer pays).
+# the cache exports reuse the same blobs). The app image's layers are uncompressed too: its model layers are
+# the models image's layers (dockerfile.app_copy_line), and only with the same compression are they the same
+# BLOBS, which a push then mounts from the models image's repository instead of uploading (0 model bytes per
+# app, checked with a registry's log in tests/test_docker_shared.py); BuildKit compresses a whole image one
+# way, so zstd for the app's venv would give every app its own copy of every model blob. `zstd` remains a
+# choice for an app that shares nothing. Forced, or a layer the build cache already held with a gzip blob would
+# keep it and the image's compression would depend on the engine's history.
 DEFAULT_MODEL_LAYER_COMPRESSION = "uncompressed"
-DEFAULT_APP_LAYER_COMPRESSION = "zstd"
+DEFAULT_APP_LAYER_COMPRESSION = "uncompressed"
 NETWORKS = ("default", "host", "none")
 
 
@@ -42,6 +45,7 @@ class BuildOptions:
     models_only: bool = False
     tag: str | None = None
     models_tag: str | None = None
+    models_image: str | None = None  # build the app on this (pushed) models image: no model step at all
     base_image: str = DEFAULT_BASE_IMAGE
     mirrors: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # --mirror FAMILY=URL
     ca_bundle: Path | None = None
@@ -80,8 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--models-only", action="store_true", help="build and tag only the models image")
     what.add_argument("--tag", help="app image tag (default modelbake/app:<profile>)")
     what.add_argument("--models-tag", help="models image tag (default modelbake/models:<profile>-<lock hash>)")
+    what.add_argument(
+        "--models-image",
+        metavar="REF",
+        help="build the app on this models image (e.g. registry/team/models@sha256:...) instead of building one: "
+        "no model step runs; its layers must be the lock's (checked)",
+    )
     what.add_argument("--base-image", default=DEFAULT_BASE_IMAGE, help=f"base image (default {DEFAULT_BASE_IMAGE})")
-    what.add_argument("--context", type=Path, help="build context: the repository (default: where build.py lives)")
+    what.add_argument(
+        "--context",
+        type=Path,
+        help="the app's build context, with its Dockerfile (default: where build.py lives); the models image is "
+        "always built from modelbake's own tree",
+    )
 
     inputs = p.add_argument_group("where models and packages come from")
     inputs.add_argument("--mirror", action="append", metavar="FAMILY=URL", help="base URL per family (repeatable)")
@@ -102,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="gha[,scope=PREFIX], local:DIR, registry:REF or a raw type=... spec (repeatable)",
     )
-    caches.add_argument("--cache-read-only", action="store_true", help="import from the caches, never export (e.g. PRs)")
+    caches.add_argument(
+        "--cache-read-only", action="store_true", help="import from the caches, never export (e.g. PRs)"
+    )
     caches.add_argument(
         "--cache-timeout",
         type=float,
@@ -145,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--app-layer-compression",
         choices=LAYER_COMPRESSIONS,
         default=DEFAULT_APP_LAYER_COMPRESSION,
-        help="compression of the app image's layers, forced (default zstd, OCI media types)",
+        help="compression of the app image's layers, forced (default uncompressed: its model layers are then the "
+        "models image's blobs, shared with every app; zstd shrinks the venv but copies every model blob)",
     )
     layers.add_argument(
         "--source-date-epoch",

@@ -53,6 +53,8 @@ class Plan:
     files: Mapping[Path, bytes] = field(default_factory=dict)  # what `materialize` writes before a build
     layers: tuple[Layer, ...] = ()  # the models image's layers, bottom to top (layers.plan_layers)
     split_bytes: int | None = None  # the file-layer threshold the Dockerfiles were written with
+    lock_hash: str = ""  # the models image's `org.modelbake.lock-hash` label
+    models_image: str | None = None  # --models-image: the app is built on it, no models target
 
 
 def make_plan(
@@ -67,7 +69,10 @@ def make_plan(
     `caches`: the backends to use, when a probe dropped some (default: every `--cache`). Raises the project's
     typed errors for bad input: a stale lock, a missing --ca-bundle, a mirror the build cannot reach.
     """
+    # The app's context is the user's (--context); the models image is always built from modelbake's own tree
+    # (where build.py lives): its fetch stage copies modelbake's fetch code from there.
     context = (options.context or root).resolve()
+    source = root.resolve()
     manifest_path = (options.manifest or context / "models.toml").resolve()
     manifest = load_manifest(manifest_path)
     specs = manifest.select(options.profile)
@@ -80,13 +85,16 @@ def make_plan(
         warnings.append(f"{manifest.lock_path} missing: models are fetched unpinned; run `modelbake lock`")
         pin = "unlocked-" + hashlib.sha256(manifest_path.read_bytes()).hexdigest()[:12]
     label = options.profile or "all"
-    models_tag = options.models_tag or f"{DEFAULT_MODELS_REPO}:{label}-{pin}"
+    if options.models_image and options.models_only:
+        raise UsageError("--models-image and --models-only: the first builds an app on a models image, the second "
+                         "only a models image; pick one")
+    models_tag = options.models_image or options.models_tag or f"{DEFAULT_MODELS_REPO}:{label}-{pin}"
     app_tag = options.tag or f"{DEFAULT_APP_REPO}:{label}"
     files: dict[Path, bytes] = {}
 
     # Dockerfile.models: the committed one when it is what this manifest/profile gives, else generated.
     models_text = render_models_dockerfile(manifest, lock, options.profile, options.split_bytes)
-    models_df = context / "Dockerfile.models"
+    models_df = source / "Dockerfile.models"
     if not models_df.is_file() or models_df.read_text() != models_text:
         models_df = work / "Dockerfile.models"
         files[models_df] = models_text.encode()
@@ -143,11 +151,15 @@ def make_plan(
     # The fetch steps stamp every file and directory of a model layer with this time, and BuildKit uses it for
     # the image's created time and history: two cold builds of one lock give the same layers and image.
     models = BuildSpec(
-        context=context,
+        context=source,
         dockerfile=models_df,
         target="models",
         tags=[models_tag],
-        build_args={"BASE_IMAGE": options.base_image, "SOURCE_DATE_EPOCH": str(options.source_date_epoch)},
+        build_args={
+            "BASE_IMAGE": options.base_image,
+            "SOURCE_DATE_EPOCH": str(options.source_date_epoch),
+            "MODELBAKE_LOCK_HASH": pin,  # a label of the models image, so --models-image can check it
+        },
         secrets=model_secrets,
         cache_from=models_cache.cache_from,
         cache_to=models_cache.cache_to,
@@ -208,6 +220,7 @@ def make_plan(
         )
     reusable = (
         options.models_tag is None
+        and options.models_image is None
         and lock is not None
         and options.layer_compression == DEFAULT_MODEL_LAYER_COMPRESSION  # the engine cannot show a layer's compression
         and not (
@@ -237,7 +250,25 @@ def make_plan(
         files=files,
         layers=tuple(layers),
         split_bytes=options.split_bytes,
+        lock_hash=pin,
+        models_image=options.models_image,
     )
+
+
+def bake_targets(plan: Plan, models_present: bool = False) -> dict[str, BuildSpec]:
+    """The bake targets of this plan: the models target and the app on it, in one graph.
+
+    The app's `models` stage is the models target (`target:models`), unless there is no models target: a
+    `--models-image`, or (`models_present`) a models image already in the engine that is up to date with the
+    lock; then it is that image (`docker-image://`), read by BuildKit like any base image.
+    """
+    targets: dict[str, BuildSpec] = {}
+    if not (plan.models_image or models_present):
+        targets["models"] = plan.models
+    if plan.app is not None:
+        source = "target:models" if "models" in targets else f"docker-image://{plan.models_tag}"
+        targets["app"] = replace(plan.app, build_contexts={**plan.app.build_contexts, "models": source})
+    return targets
 
 
 def materialize(plan: Plan) -> None:

@@ -1,9 +1,11 @@
 """`python build.py`: manifest + lock -> models image (one layer per model) -> app image, with a report.
 
-Two `docker buildx build` runs: the models image (`Dockerfile.models`, target `models`, tagged with the
-profile and lock hash) and the app image on it (`--build-arg MODELS_IMAGE=<that tag>`), exactly what a person
-runs with plain Docker. Mirrors, the CA bundle and the HF token enter as BuildKit secrets only, so they never
-reach a layer, the history, the config or a cache key.
+One `docker buildx bake` of two targets in one BuildKit graph: the models image (`Dockerfile.models`, target
+`models`, tagged with the profile and lock hash) and the app image, whose `models` stage is that target
+(`target:models`), so any builder builds, caches and pushes both and nothing is loaded in between. With
+`--models-image REF` the app is built on a models image built elsewhere (`docker-image://REF`), with no model
+step. Mirrors, the CA bundle, the HF token and the lock enter as BuildKit secrets only, so they never reach a
+layer, the history, the config or a cache key.
 
 This module is the steps, each doing its own I/O: plan (`buildplan`, pure), write the plan's files, check the
 engine, probe the caches, build, inspect, report. The options are `buildoptions`'.
@@ -11,20 +13,25 @@ engine, probe the caches, build, inspect, report. The options are `buildoptions`
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .bake import bake_argv, bake_definition, run_bake
 from .buildoptions import BuildOptions, build_parser, options_from
-from .buildplan import Plan, make_plan, materialize
-from .buildx import BuildResult, build_argv, print_argv, run_build
+from .buildplan import Plan, bake_targets, make_plan, materialize
+from .buildx import print_argv
 from .cachebudget import budget_warning, footprint
 from .cacheprobe import usable_backends
 from .cachespec import CacheBackend
-from .errors import exit_code_of
+from .dockerfile import LOCK_HASH_LABEL
+from .engine import EngineError
+from .errors import UsageError, exit_code_of
 from .report import (
     Report,
     StageSummary,
@@ -33,6 +40,7 @@ from .report import (
     format_markdown,
     format_summary,
     image_info,
+    layer_history,
     stage_summaries,
 )
 
@@ -47,12 +55,14 @@ def run(options: BuildOptions, root: Path, environ: Mapping[str, str] | None = N
         if options.dry_run:
             for note in plan.notes:
                 print(f"build.py: {note}", file=sys.stderr, flush=True)
-            for spec in (plan.models, plan.app):
-                if spec is not None:
-                    print_argv([str(a) for a in build_argv(spec, Path("METADATA.json"))])
+            targets = bake_targets(plan)
+            print_argv([str(a) for a in bake_argv(targets, Path("BAKE.json"), Path("METADATA.json"))])
+            print(json.dumps(bake_definition(targets), indent=2, sort_keys=True))
             return 0
         materialize(plan)
         client = _check_engine(options, plan)
+        if plan.models_image:
+            _check_models_image(plan)
         report = Report(warnings=list(plan.warnings))
         plan = _probe_caches(options, root, plan, environ, report.warnings)
         _build(options, plan, client, report)
@@ -88,38 +98,69 @@ def _probe_caches(
 
 
 def _build(options: BuildOptions, plan: Plan, client, report: Report) -> None:
-    """The models build (unless the image is up to date with the lock), then the app build."""
+    """One bake: the models target (unless the image is up to date with the lock, or given) and the app on it."""
     started = time.perf_counter()
-    results: list[tuple[str, BuildResult]] = []
-    _say(options, f"building models image {plan.models_tag} ({len(plan.manifest.select(plan.profile))} models)")
-    local_growth: dict[str, int] = {}
-    if plan.models_reusable and _is_current(client, plan.models_tag, options.source_date_epoch):
+    present = plan.models_reusable and _is_current(client, plan.models_tag, options.source_date_epoch)
+    if present:
         _say(options, f"models image {plan.models_tag} is up to date with the lock: not rebuilt (--refresh-models does)")
         report.durations["models build"] = 0.0
-    else:
+    targets = bake_targets(plan, models_present=present)
+    if "models" in targets:
+        _say(options, f"building models image {plan.models_tag} ({len(plan.manifest.select(plan.profile))} models)")
         for note in plan.notes:
             print(f"build.py: {note}", file=sys.stderr, flush=True)
-        local_before = _local_cache_bytes(plan.caches)
-        result = run_build(plan.models)
-        local_growth["models"] = _local_cache_bytes(plan.caches) - local_before
-        results.append(("models", result))
-        report.durations["models build"] = round(result.seconds, 1)
-    if plan.app is not None:
-        _say(options, f"building app image {plan.app_tag}")
-        local_before = _local_cache_bytes(plan.caches)
-        result = run_build(plan.app)
-        local_growth["app"] = _local_cache_bytes(plan.caches) - local_before
-        results.append(("app", result))
-        report.durations["app build"] = round(result.seconds, 1)
+    if "app" in targets:
+        _say(options, f"building app image {plan.app_tag}" + (f" on {plan.models_tag}" if "models" not in targets else ""))
+    local_before = _local_cache_bytes(plan.caches)
+    results = run_bake(targets)
+    growth = _local_cache_bytes(plan.caches) - local_before
+    for label, result in results.items():
+        report.durations[f"{label} build"] = round(result.seconds, 1)
     report.durations["total"] = round(time.perf_counter() - started, 1)
-    for label, result in results:
-        report.stages += stage_summaries(label, result)
-        traffic = cache_traffic(label, result)
-        for entry in traffic:
+    models_stages = {s.stage for s in results["models"].steps} if "models" in results else set()
+    for label, result in results.items():
+        summaries = stage_summaries(label, result)
+        if label == "app":  # the app's graph holds the models target's stages too: they are reported there
+            summaries = [s for s in summaries if s.stage not in models_stages and s.stage not in _models_stages(plan)]
+        report.stages += summaries
+        for entry in cache_traffic(label, result):
             # BuildKit reports no sizes for a local cache export: the directory's growth is the bytes written.
             if entry.direction == "export" and not entry.bytes and "client directory" in entry.step:
-                entry.bytes = local_growth.get(label, 0)
-        report.caches += traffic
+                entry.bytes, growth = growth, 0
+            report.caches.append(entry)
+
+
+def _models_stages(plan: Plan) -> set[str]:
+    return {layer.stage for layer in plan.layers} | {"fetch", "models"}
+
+
+def _check_models_image(plan: Plan) -> None:
+    """--models-image: its layers must be this lock's (the label build.py gave it), or the app's copies, made
+    from the lock's layer plan, would cut the wrong trees out of it."""
+    found = _image_config(plan.models_tag).get("config", {}).get("Labels") or {}
+    label = found.get(LOCK_HASH_LABEL, "")
+    if label != plan.lock_hash:
+        raise UsageError(
+            f"--models-image {plan.models_tag}: built from lock {label or '(unknown)'}, not this lock "
+            f"({plan.lock_hash})",
+            hint="build the models image from this models.lock (build.py --models-only --push), or check out the "
+            "lock it was built from",
+        )
+
+
+def _image_config(ref: str) -> dict:
+    """An image's config (labels, history, diff ids) from its registry or the engine, without pulling layers."""
+    argv = ["docker", "buildx", "imagetools", "inspect", ref, "--format", "{{json .Image}}"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EngineError(f"`{' '.join(argv[:5])}` failed: {exc}") from exc
+    if proc.returncode != 0:
+        raise UsageError(f"--models-image {ref}: cannot read it: {proc.stderr.strip().splitlines()[-1:] or ['?']}")
+    doc = json.loads(proc.stdout)
+    if "config" not in doc and isinstance(doc, dict) and doc:  # a multi-platform index: one entry per platform
+        doc = next(iter(doc.values()))
+    return doc
 
 
 def _finish(
@@ -184,8 +225,8 @@ def _inspect(client, plan: Plan, report: Report) -> None:
     specs = plan.manifest.select(plan.profile)
     files_bytes = {s.id: plan.lock.models[s.id].total_bytes for s in specs if plan.lock and s.id in plan.lock.models}
     try:
-        models_image = client.images.get(plan.models_tag)
-        final = client.images.get(plan.app_tag) if plan.app is not None else models_image
+        final = client.images.get(plan.app_tag if plan.app is not None else plan.models_tag)
+        models_image = final if plan.app is None else _models_image(client, plan, final)
     except ImageNotFound:
         report.warnings.append("the built images are not in the engine (pushed only): no layer report")
         return
@@ -204,6 +245,38 @@ def _inspect(client, plan: Plan, report: Report) -> None:
     for model in report.models:
         steps = [status.get(layer.stage) for layer in layers if layer.model_id == model.id]
         model.step = "fetched" if "built" in steps else "cached"
+
+
+def _models_image(client, plan: Plan, final):
+    """The models image as the engine has it, or (a `--models-image` only BuildKit pulled) as its registry
+    describes it: its config's history and diff ids, the sizes from the app's copies of its layers."""
+    from docker.errors import ImageNotFound
+
+    try:
+        return client.images.get(plan.models_tag)
+    except ImageNotFound:
+        if not plan.models_image:
+            raise
+    return ConfigImage(plan.models_tag, _image_config(plan.models_tag), final)
+
+
+class ConfigImage:
+    """What report.py reads of a Docker SDK Image (`attrs`, `history()`, `id`, `tags`), from an image config."""
+
+    def __init__(self, ref: str, config: dict, sizes_from) -> None:
+        self.tags = [ref]
+        self.id = ref.rpartition("@")[2] if "@" in ref else ref
+        diffs = list(config.get("rootfs", {}).get("diff_ids") or [])
+        known = dict(zip(sizes_from.attrs["RootFS"]["Layers"], (h[2] for h in layer_history(sizes_from)), strict=False))
+        self.attrs = {"RootFS": {"Layers": diffs}, "Size": sum(known.get(d, 0) for d in diffs)}
+        entries = [h for h in config.get("history") or [] if not h.get("empty_layer")]
+        self._history = [
+            {"CreatedBy": h.get("created_by", ""), "Size": known.get(diff, 1)}
+            for h, diff in zip(entries, diffs, strict=False)
+        ]
+
+    def history(self) -> list[dict]:
+        return list(reversed(self._history))  # newest first, as the engine reports it
 
 
 def _say(options: BuildOptions, text: str) -> None:
