@@ -46,15 +46,20 @@ def _time(value: str | None) -> datetime | None:
     return _parse_time(value)
 
 
-def profile(text: str) -> list[Timed]:
+def profile(text: str, target: str | None = None) -> list[Timed]:
     """Vertices (steps) and their statuses (sub-steps such as "exporting layers", "unpacking to ...") with
-    the durations BuildKit reports, in first-seen order."""
+    the durations BuildKit reports, in first-seen order; with `target`, a bake's steps of that target only
+    (and the steps that name none)."""
     from modelbake.buildx import rawjson_documents
+    from modelbake.rawjson import Step
 
     vertices: dict[str, dict] = {}
     statuses: dict[tuple[str, str], dict] = {}
     for doc in rawjson_documents(text)[0]:
         for v in doc.get("vertexes") or []:
+            owner = Step(digest="", name=v.get("name", "")).target
+            if target is not None and owner is not None and owner != target:
+                continue
             seen = vertices.setdefault(v["digest"], {"name": v.get("name", "")})
             for key in ("started", "completed", "cached"):
                 if v.get(key):
@@ -87,7 +92,7 @@ def load_seconds(trace_dir: Path, label: str) -> float | None:
 
 def load_profile(trace_dir: Path, label: str) -> list[Timed]:
     path = trace_dir / f"{label}.rawjson"
-    return profile(path.read_text()) if path.is_file() else []
+    return profile(path.read_text(), target=label) if path.is_file() else []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,18 +122,21 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(args.root.resolve() / "src"))
     from modelbake import buildplan, imagebuild
 
-    original_run, original_specs = imagebuild.run_build, buildplan.specs_for
+    original_run, original_specs = imagebuild.run_bake, buildplan.specs_for
 
-    def traced_run(spec, *, echo=None):
+    def traced_run(specs, *, echo=None):
+        """One bake of every target; each target's trace gets the whole stream (load_profile picks its steps)."""
         lines: list[str] = []
         try:
-            result = original_run(spec, echo=lines.append)
-            # build.py's --json rounds to 0.1 s; a cached rebuild takes well under a second.
-            (args.trace / f"{spec.label}.seconds").write_text(f"{result.seconds:.4f}\n")
-            return result
+            results = original_run(specs, echo=lines.append)
+            for label, result in results.items():
+                # build.py's --json rounds to 0.1 s; a cached rebuild takes well under a second.
+                (args.trace / f"{label}.seconds").write_text(f"{result.seconds:.4f}\n")
+            return results
         finally:
-            (args.trace / f"{spec.label}.rawjson").write_text("".join(lines))
-            (args.trace / f"{spec.label}.argv.json").write_text(json.dumps([str(a) for a in spec_argv(spec)]))
+            for label in specs:
+                (args.trace / f"{label}.rawjson").write_text("".join(lines))
+                (args.trace / f"{label}.argv.json").write_text(json.dumps(spec_argv(specs)))
 
     def specs_with_attrs(*a, **kw):
         specs = original_specs(*a, **kw)
@@ -141,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
         return specs
 
-    imagebuild.run_build = traced_run
+    imagebuild.run_bake = traced_run
     if args.allow_empty_profile:
         from modelbake import report
 
@@ -163,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     return imagebuild.main(build_args, root=args.root)
 
 
-def spec_argv(spec) -> list[str]:
-    from modelbake.buildx import build_argv
+def spec_argv(specs) -> list[str]:
+    from modelbake.bake import bake_argv
 
-    return [str(a) for a in build_argv(spec, Path("METADATA.json"))]
+    return [str(a) for a in bake_argv(specs, Path("BAKE.json"), Path("METADATA.json"))]
 
 
 if __name__ == "__main__":

@@ -113,7 +113,10 @@ def code_stamp(repo: Path) -> str:
     """Short sha256 of build.py's modules in `repo`: which version of the build code a results file measured."""
     import hashlib
 
-    names = ("imagebuild.py", "buildoptions.py", "buildplan.py", "dockerfile.py", "buildx.py", "cachespec.py", "report.py")
+    names = (
+        "imagebuild.py", "buildoptions.py", "buildplan.py", "bake.py", "dockerfile.py", "layers.py", "buildx.py",
+        "rawjson.py", "cachespec.py", "report.py",
+    )
     parts = []
     for name in names:
         path = repo / "src" / "modelbake" / name

@@ -6,11 +6,11 @@ run fetches every model again. The estimate counts what BuildKit really uploads:
 
 - the models scope: every model layer, and with `--models-cache-mode max` every fetch step's layer as well,
   which holds the same files again: about twice the model bytes;
-- the app scope (`mode=min`): every layer of the app image, the base, the deps layer and its own copies of
-  the model layers included (their digests are the app's, so they are stored again).
+- the app scope (`mode=min`): every layer of the app image, the base and the deps layer included. Its model
+  layers are the models image's blobs (the same digests, stored once in the cache), so they count once.
 
-Sizes are the engine's uncompressed ones; the gha exporter uploads each layer's own blob (the app's are zstd,
-so its part is an upper bound).
+Sizes are the engine's uncompressed ones, and the gha exporter uploads each layer's own blob (uncompressed
+by default), so this is what lands in the cache.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def footprint(report: Report, models_mode: str) -> CacheFootprint:
     """The estimate for this build, from its report (model layers and the app image's size)."""
     app = 0
     if report.image is not None and (report.models_image is None or report.image.id != report.models_image.id):
-        app = report.image.size  # an app was built on the models image
+        app = max(0, report.image.size - report.model_bytes)  # its model layers are the models image's blobs
     return CacheFootprint(model_layers=report.model_bytes, models_mode=models_mode, app=app)
 
 
