@@ -52,13 +52,20 @@ def docker(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproce
     return proc
 
 
-def model_layers(docker_client, tag: str, checkout: Path) -> dict[str, str | None]:
-    """Each model's layer in `tag`, found the way build.py's report finds it (the history entry of its COPY)."""
+def model_layers(docker_client, models_tag: str, checkout: Path, tag: str | None = None) -> dict[str, str | None]:
+    """Each model's layer in `tag` (default: the models image), found the way build.py's report finds it: the
+    models image's history entry of each layer's COPY, and the same diff id in `tag`."""
+    from modelbake.layers import DEFAULT_SPLIT_BYTES, plan_layers
+    from modelbake.lockfile import read_lock
     from modelbake.manifest import load_manifest
     from modelbake.report import find_model_layers
 
-    specs = load_manifest(checkout / "models.toml").select(None)
-    return {m.id: m.layer for m in find_model_layers(docker_client.images.get(tag), specs)}
+    manifest = load_manifest(checkout / "models.toml")
+    specs = manifest.select(None)
+    layers = plan_layers(specs, read_lock(manifest.lock_path), DEFAULT_SPLIT_BYTES)
+    models = docker_client.images.get(models_tag)
+    final = docker_client.images.get(tag) if tag else models
+    return {m.id: m.layer for m in find_model_layers(models, specs, layers, final=final)}
 
 
 def test_plain_docker_build_of_both_dockerfiles(docker_client, checkout, images):
@@ -80,7 +87,8 @@ def test_plain_docker_build_of_both_dockerfiles(docker_client, checkout, images)
         "--build-arg", "MODELBAKE_PROFILE=test", *wheels, *ca, "--network", "host", ".",
         cwd=checkout,
     )  # fmt: skip
-    in_app = model_layers(docker_client, app, checkout)
-    assert set(in_app) == set(in_models) and all(in_app.values()) and len(set(in_app.values())) == 4
+    in_app = model_layers(docker_client, models, checkout, tag=app)
+    # with plain docker build too, the app's model layers are the models image's own (same diff ids)
+    assert in_app == in_models and all(in_app.values()) and len(set(in_app.values())) == 4
     out = docker_client.containers.run(app, ["verify"], network_mode="none", remove=True, stderr=True)
     assert b"verify: 4 models load and run offline" in out, out[-2000:]

@@ -111,6 +111,9 @@ def _build(options: BuildOptions, plan: Plan, client, report: Report) -> None:
             print(f"build.py: {note}", file=sys.stderr, flush=True)
     if "app" in targets:
         _say(options, f"building app image {plan.app_tag}" + (f" on {plan.models_tag}" if "models" not in targets else ""))
+    if not targets:  # --models-only, and the models image is already what the lock says
+        report.durations["total"] = round(time.perf_counter() - started, 1)
+        return
     local_before = _local_cache_bytes(plan.caches)
     results = run_bake(targets)
     growth = _local_cache_bytes(plan.caches) - local_before
