@@ -266,7 +266,12 @@ def render_app_model_block(
     specs = manifest.select(profile)
     layers = plan_layers(specs, lock, split_bytes)
     lines = [APP_BLOCK_BEGIN]
-    lines += [app_copy_line(layer, layers) for layer in layers]
+    if layers:
+        # DL3067 ("do not copy an entire filesystem"): `models` is FROM scratch with /models alone, and each copy
+        # excludes all but one of its layers; copying `/` is what keeps the layer's bytes (see app_copy_line).
+        lines.append("# Each line: one layer of the models image, byte for byte (`/` less the other layers).")
+    for layer in layers:
+        lines += ["# hadolint ignore=DL3067", app_copy_line(layer, layers)]
     # Each spaCy pipeline is a directory of its own; the template puts them on PYTHONPATH after /app/src.
     lines.append(f"ENV MODELBAKE_SPACY_PATH={image_spacy_path(specs)}")
     lines.append(APP_BLOCK_END)
