@@ -294,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="modelbake-filelayers-"))
     run = Run(args.root, work, args.bandwidth)
+    _warn_if_disk_is_short(sum(f.size for f in run.tree.files if f.model_id in ("bart-large-24l", "bart-large-250k")))
     try:
         warm = run.warm_fetch_stage()
         _say(f"fetch stage warmed up in {warm:.1f} s")
@@ -304,6 +305,11 @@ def main(argv: list[str] | None = None) -> int:
             with Registry(work / f"registry-{over}", log_level="info") as registry:
                 modes.append(one_mode(run, label, over, bumped, args.repeat, registry))
             shutil.rmtree(work / f"registry-{over}", ignore_errors=True)
+    except BaseException:
+        kept = Path(tempfile.gettempdir()) / f"modelbake-filelayers-trace-{run.run_id}"
+        shutil.copytree(work / "trace", kept, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.json.gz"))
+        _say(f"failed: build.py's output and BuildKit's traces kept in {kept}")
+        raise
     finally:
         run.close()
         wipe_records_since(_started(run))
@@ -314,6 +320,15 @@ def main(argv: list[str] | None = None) -> int:
         update_results_block(REPO / "bench" / "results.md", run, modes)
     print(text)
     return 0
+
+
+def _warn_if_disk_is_short(model_bytes: int) -> None:
+    """A models image costs its bytes about three times in the engine (the fetch step's snapshot, the COPY's, the
+    exported blob) while it is built; the first run here, with 28 GB free for 5.5 GB of models, met ENOSPC."""
+    root = Path("/var/lib/docker")
+    free = shutil.disk_usage(root if root.is_dir() else Path("/")).free
+    if free < 4 * model_bytes:
+        _say(f"warning: {free / 1e9:.0f} GB free, the real-size build needs about {4 * model_bytes / 1e9:.0f} GB")
 
 
 def _started(run: Run) -> datetime:
