@@ -174,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     outcome = run(args, command)
     text = render(outcome)
     if not args.tiny:
-        args.out.write_text(text)
+        from bench.filelayers_report import carried_block, with_block
+
+        previous = args.out.read_text() if args.out.is_file() else ""
+        block = carried_block(previous)  # python -m bench.filelayers's section: not this run's to drop
+        args.out.write_text(with_block(text, block) if block else text)
         if draw:
             write_chart(outcome, args.chart)
         if args.out.resolve() == (REPO / "bench" / "results.md").resolve() and update_readme(

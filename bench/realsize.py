@@ -21,7 +21,9 @@ disk, so a 1.6 GB model never sits in memory and the bytes do not depend on the 
 1/0, biases 0, the rest N(0, 0.02); ``final_logits_bias`` suppresses ``</s>`` so ``generate()`` runs to its
 token budget instead of stopping at once (see :data:`EOS_LOGIT_BIAS`). Run from the repository root.
 
-    python -m bench.realsize [--root DIR] [--force]
+    python -m bench.realsize [--root DIR] [--force] [--big]
+
+``--big`` adds the `big` profile: a sharded model and one model.safetensors over 2 GB (bench/realsize_big.py).
 """
 
 from __future__ import annotations
@@ -535,8 +537,10 @@ class RealSizeSet:
 # Generation.
 
 
-def build_realsize_tree(root: Path, *, force: bool = False, seed: int = SEED) -> RealSizeSet:
-    """Generate (or reuse, when ``ROOT/.complete`` matches this generator and these libraries) the tree."""
+def build_realsize_tree(root: Path, *, force: bool = False, seed: int = SEED, big: bool = False) -> RealSizeSet:
+    """Generate (or reuse, when ``ROOT/.complete`` matches this generator and these libraries) the tree.
+
+    ``big``: also the `big` profile's models (bench/realsize_big.py, 5.5 GB more), added to a complete tree."""
     from filelock import FileLock
 
     root = Path(root).absolute()
@@ -545,17 +549,22 @@ def build_realsize_tree(root: Path, *, force: bool = False, seed: int = SEED) ->
         stamp = _stamp(seed)
         marker = root / COMPLETE_MARKER
         if not force:
-            found = _read_complete(root, stamp)
+            found = _read_complete(root, stamp, big)
             if found is not None:
                 return found
         marker.unlink(missing_ok=True)
         if force:
             for sub in ("whisper", "spacy", "huggingface", PARTS_DIR):
                 shutil.rmtree(root / sub, ignore_errors=True)
-        parts = _generate(root, stamp, seed)
+        parts = _generate(root, stamp, seed, big)
         whisper_sha = {m.name: parts[m.key]["files"][0]["sha256"] for m in WHISPER_MODELS}
         spacy = parts[SPACY_KEY]
-        write_atomic(root / MANIFEST_NAME, manifest_text(whisper_sha, spacy["files"][0]["sha256"]).encode())
+        text = manifest_text(whisper_sha, spacy["files"][0]["sha256"])
+        if big:
+            from .realsize_big import manifest_with_big
+
+            text = manifest_with_big(text)
+        write_atomic(root / MANIFEST_NAME, text.encode())
         make_world_readable(root)
         record = {"stamp": stamp, "parts": parts}
         write_atomic(marker, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
@@ -563,7 +572,7 @@ def build_realsize_tree(root: Path, *, force: bool = False, seed: int = SEED) ->
         return _describe(root, parts, cached=False)
 
 
-def _generate(root: Path, stamp: dict, seed: int) -> dict[str, dict]:
+def _generate(root: Path, stamp: dict, seed: int, big: bool = False) -> dict[str, dict]:
     """Each model in turn, reusing a model whose part record matches (an interrupted run resumes)."""
     parts: dict[str, dict] = {}
     tokenizers: dict[str, object] = {}
@@ -572,6 +581,10 @@ def _generate(root: Path, stamp: dict, seed: int) -> dict[str, dict]:
         (SPACY_KEY, lambda: _make_spacy(root, seed)),
         *((m.key, lambda m=m: _make_hf(root, m, seed, tokenizers)) for m in HF_MODELS),
     ]
+    if big:
+        from .realsize_big import BIG_MODELS, make_big
+
+        jobs += [(b.key, lambda b=b: make_big(root, b, seed, tokenizers)) for b in BIG_MODELS]
     for key, job in jobs:
         part = _read_part(root, key, stamp)
         if part is None:
@@ -796,7 +809,7 @@ def _read_part(root: Path, key: str, stamp: dict) -> dict | None:
     return part
 
 
-def _read_complete(root: Path, stamp: dict) -> RealSizeSet | None:
+def _read_complete(root: Path, stamp: dict, big: bool = False) -> RealSizeSet | None:
     """The recorded tree when the marker matches and every file has its recorded size (stat only, no hashing)."""
     try:
         record = json.loads((root / COMPLETE_MARKER).read_text())
@@ -806,6 +819,8 @@ def _read_complete(root: Path, stamp: dict) -> RealSizeSet | None:
         return None
     parts = record["parts"]
     if not all(_files_present(root, p["files"]) for p in parts.values()):
+        return None
+    if big and not set(_big_keys()) <= set(parts):
         return None
     return _describe(root, parts, cached=True)
 
@@ -825,8 +840,15 @@ def _real_size(model_id: str, path: str) -> RealSize | None:
     return None
 
 
+def _big_keys() -> tuple[str, ...]:
+    from .realsize_big import BIG_KEYS
+
+    return BIG_KEYS
+
+
 def _describe(root: Path, parts: dict[str, dict], *, cached: bool) -> RealSizeSet:
-    order = [*(m.key for m in WHISPER_MODELS), SPACY_KEY, *(m.key for m in HF_MODELS)]
+    big = [key for key in _big_keys() if key in parts]
+    order = [*(m.key for m in WHISPER_MODELS), SPACY_KEY, *(m.key for m in HF_MODELS), *big]
     files = tuple(
         GeneratedFile(key, f["path"], f["size"], f["sha256"], _real_size(key, f["path"]))
         for key in order
@@ -840,11 +862,18 @@ def _describe(root: Path, parts: dict[str, dict], *, cached: bool) -> RealSizeSe
         whisper_sha256={m.name: parts[m.key]["files"][0]["sha256"] for m in WHISPER_MODELS},
         spacy_wheel=root / spacy["files"][0]["path"],
         spacy_sha256=spacy["files"][0]["sha256"],
-        hf_commits={m.repo: parts[m.key]["commit"] for m in HF_MODELS},
+        hf_commits={m.repo: parts[m.key]["commit"] for m in [*HF_MODELS, *_big_models(big)]},
         spacy_vector_rows=spacy.get("vector_rows", 0),
         seconds={key: parts[key].get("seconds", 0.0) for key in order},
         cached=cached,
+        profiles={**PROFILES, **({"big": tuple(big)} if big else {})},
     )
+
+
+def _big_models(keys: list[str]) -> list[HFModel]:
+    from .realsize_big import BIG_MODELS
+
+    return [b.model for b in BIG_MODELS if b.key in keys]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -854,9 +883,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=f"mirror directory (default {DEFAULT_ROOT})")
     parser.add_argument("--force", action="store_true", help="regenerate even if ROOT/.complete matches")
+    parser.add_argument(
+        "--big", action="store_true", help="also profile `big`: a sharded model and one over 2 GB (5.5 GB more)"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
-    tree = build_realsize_tree(args.root, force=args.force)
+    tree = build_realsize_tree(args.root, force=args.force, big=args.big)
     elapsed = time.monotonic() - started
     print(tree.table())
     print()

@@ -2,7 +2,8 @@
 
 The engine accepts plain HTTP to a registry on loopback, so no TLS set-up is needed. The registry logs every
 request as JSON (`response completed`, method, URI, status, bytes read); `uploaded_blobs()` reads which blobs
-a push really sent (a blob the registry already holds is only asked about with HEAD, never uploaded).
+a push really sent (a blob the registry already holds is only asked about with HEAD, never uploaded), with
+its size from the registry's storage.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+from urllib.parse import parse_qs, urlsplit
 from pathlib import Path
 
 import httpx
@@ -26,8 +28,9 @@ def free_port() -> int:
 class Registry:
     """A registry serving `root/data` on a free loopback port (`host`) while the `with` block runs."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, log_level: str = "info") -> None:
         self.root = root
+        self.log_level = log_level  # "info" or lower: the request log `uploaded_blobs` reads
         self.proc: subprocess.Popen | None = None
         self.host = ""
 
@@ -39,7 +42,7 @@ class Registry:
         port = free_port()
         config = self.root / "config.yml"
         config.write_text(
-            "version: 0.1\nlog:\n  level: info\n  formatter: json\n"
+            f"version: 0.1\nlog:\n  level: {self.log_level}\n  formatter: json\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.data}\n"
             f"http:\n  addr: 127.0.0.1:{port}\n"
         )
@@ -66,10 +69,19 @@ class Registry:
     def log(self) -> Path:
         return self.root / "registry.log"
 
-    def requests(self) -> list[dict]:
-        """Every completed request so far: `method`, `uri`, `status`, `bytes_in` (the body it read)."""
+    def log_offset(self) -> int:
+        """Where the log ends now: `uploaded_blobs(since=...)` then counts only what came after."""
+        return self.log.stat().st_size
+
+    mark = log_offset
+
+    def requests(self, since: int = 0) -> list[dict]:
+        """Every request completed after log offset `since`: `method`, `uri`, `status`, `bytes_in`."""
+        with self.log.open("rb") as f:
+            f.seek(since)
+            text = f.read().decode(errors="replace")
         out = []
-        for line in self.log.read_text(errors="replace").splitlines():
+        for line in text.splitlines():
             try:
                 doc = json.loads(line)
             except ValueError:
@@ -85,21 +97,21 @@ class Registry:
                 )
         return out
 
-    def mark(self) -> int:
-        """A position in the log: `uploaded_blobs(since=mark)` counts only what came after."""
-        return len(self.requests())
-
-    def uploaded_blobs(self, since: int = 0) -> set[str]:
-        """Digests of the blobs a push uploaded after `since` (the `PUT .../blobs/uploads/...?digest=` that ends
-        each upload), whatever the repository."""
-        from urllib.parse import parse_qs, urlsplit
-
-        digests = set()
-        for request in self.requests()[since:]:
+    def uploaded_blobs(self, since: int = 0) -> dict[str, int]:
+        """Digest -> size of each blob a push uploaded after log offset `since` (the `PUT
+        .../blobs/uploads/...?digest=` that ends each upload), whatever the repository."""
+        found: dict[str, int] = {}
+        for request in self.requests(since):
             parts = urlsplit(request["uri"])
             if request["method"] == "PUT" and "/blobs/uploads/" in parts.path and request["status"] == 201:
-                digests.update(parse_qs(parts.query).get("digest", []))
-        return digests
+                for digest in parse_qs(parts.query).get("digest", []):
+                    found[digest] = self.blob_size(digest)
+        return found
+
+    def blob_size(self, digest: str) -> int:
+        hexdigest = digest.removeprefix("sha256:")
+        path = self.data / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
+        return path.stat().st_size if path.is_file() else -1
 
     def manifest(self, name: str, reference: str) -> tuple[str, dict]:
         """(digest, manifest or index) of `name:reference` (or `@digest`)."""

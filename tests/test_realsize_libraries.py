@@ -77,3 +77,31 @@ def test_fill_depends_on_the_tensor_not_on_the_order():
     assert torch.equal(first, realsize._fill("m", "x.weight", (4, 4), frozenset(), 0))
     assert not torch.equal(first, realsize._fill("other", "x.weight", (4, 4), frozenset(), 0))
     assert torch.equal(realsize._fill("m", "ln.weight", (4,), frozenset({"ln"}), 0), torch.ones(4))
+
+
+def test_a_sharded_checkpoint_loads_through_its_index(tmp_path):
+    """bench/realsize_big.py's writer at a small size: shards + model.safetensors.index.json, as transformers reads
+    them (`from_pretrained` finds the index, loads every shard, and gets the streamed values)."""
+    import json
+
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    big = importlib.import_module("bench.realsize_big")
+    config = realsize._bart_config(32, (2, 2), 2, 64, 50265, {}, "4.27.0.dev0")
+    model = realsize.HFModel("tiny-sharded", "test/tiny-sharded", config, {}, 1024, "BartTokenizer", big._UNKNOWN)
+    sharded = big.BigModel(model, 2_000_000)
+    part = big.make_big(tmp_path, sharded, 0, {})
+    names = sorted(f["path"].rsplit("/", 1)[1] for f in part["files"])
+    shards = [n for n in names if n.startswith("model-")]
+    assert len(shards) > 1 and shards == big.shard_names(len(shards))
+    assert "model.safetensors.index.json" in names and "model.safetensors" not in names
+    snapshot = tmp_path / part["files"][0]["path"].rsplit("/", 1)[0]
+    assert {n: (snapshot / n).stat().st_size for n in shards} == big.weight_files(sharded)
+    index = json.loads((snapshot / "model.safetensors.index.json").read_text())
+    loaded = AutoModelForSeq2SeqLM.from_pretrained(snapshot)
+    state = loaded.state_dict()
+    _, norms = realsize.hf_tensors(config)
+    for name in index["weight_map"]:
+        expected = realsize._hf_fill(model, name, tuple(state[name].shape), norms, 0)
+        assert torch.equal(state[name], expected), name

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from .errors import DockerfileError, StaleError, UsageError, exit_code_of, write_error
-from .layers import DEFAULT_SPLIT_BYTES, BigFile, Layer, excludes, plan_layers, stage_name
+from .layers import DEFAULT_SPLIT_BYTES, BigFile, Layer, big_files, excludes, plan_layers, stage_name
 from .lockfile import Lock, LockedModel, entry_json, spec_fields
 from .manifest import Manifest, ModelSpec
 from .paths import MODELS_ROOT as _MODELS_ROOT
@@ -241,11 +241,12 @@ def render_models_dockerfile(
     files = {layer.file.stage: layer for layer in layers if layer.file is not None}
     lines = _header(manifest, lock, profile) + _fetch_stage()
     for spec in specs:
-        mine = [layer for layer in files.values() if layer.file and layer.file.model_id == spec.id]
-        big = [layer.file for layer in mine if layer.file is not None]
-        lines += _model_stage(spec, lock.get(spec.id) if lock else None, big, split_bytes)
+        entry = lock.get(spec.id) if lock else None
+        # Every big file of the model stays out of its step, also one whose layer another model's plan holds
+        # (two entries of one repo share a blob): else the rest layer would carry it as well.
+        lines += _model_stage(spec, entry, big_files(spec, entry, split_bytes), split_bytes)
         lines.append("")
-        for layer in mine:
+        for layer in [layer for layer in files.values() if layer.file and layer.file.model_id == spec.id]:
             lines += _file_stage(layer)
             lines.append("")
     lines.append("# One layer per model (and per big file), holding /models/<its files> only.")
@@ -270,7 +271,12 @@ def render_app_model_block(
     specs = manifest.select(profile)
     layers = plan_layers(specs, lock, split_bytes)
     lines = [APP_BLOCK_BEGIN]
-    lines += [app_copy_line(layer, layers) for layer in layers]
+    if layers:
+        # DL3067 ("do not copy an entire filesystem"): `models` is FROM scratch with /models alone, and each copy
+        # excludes all but one of its layers; copying `/` is what keeps the layer's bytes (see app_copy_line).
+        lines.append("# Each line: one layer of the models image, byte for byte (`/` less the other layers).")
+    for layer in layers:
+        lines += ["# hadolint ignore=DL3067", app_copy_line(layer, layers)]
     # Each spaCy pipeline is a directory of its own; the template puts them on PYTHONPATH after /app/src.
     lines.append(f"ENV MODELBAKE_SPACY_PATH={image_spacy_path(specs)}")
     lines.append(APP_BLOCK_END)

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from .errors import UsageError, exit_code_of
-from .filelayers import link_big_files, one_file, read_file_ref, without_big_files
+from .filelayers import link_big_files, one_file, place_blob, read_file_ref, without_big_files
 from .lineprogress import LineProgress
+from .lockfile import LockedFile, LockedModel
 from .mirrors import parse_mirror_args, resolve_mirrors
 from .paths import Layout
 from .preload import plan_for, plan_from_entries, preload, read_hf_token, summary_line
@@ -56,18 +57,23 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1")
     started = time.perf_counter()
     layout = Layout.dest(args.dest)
-    big: list = []
+    big: list[tuple[LockedModel, list[LockedFile]]] = []
+    single: LockedModel | None = None
     if args.file:
         if args.lock is None:
             raise UsageError("--file needs --lock (where the file's revision comes from)")
+        if args.split_over is not None:
+            raise UsageError("--split-over goes with --entry (a model's step), not --file")
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-        plan, manifest_mirrors = plan_from_entries([one_file(read_file_ref(text, args.file), args.lock)]), {}
+        single = one_file(read_file_ref(text, args.file), args.lock)
+        plan, manifest_mirrors = plan_from_entries([single]), {}
     else:
         plan, manifest_mirrors = plan_for(args.entry, args.manifest, None, args.model)
     if args.split_over is not None:
         split = [without_big_files(entry, args.split_over) if entry else (entry, []) for _, entry in plan.items]
-        big = [(entry, files) for entry, files in split if files]
-        plan = plan_from_entries([entry for entry, _ in split if entry is not None])
+        big = [(entry, files) for entry, files in split if files and entry is not None]
+        # A model of big files only has nothing left to fetch here: its layer is its links and refs.
+        plan = plan_from_entries([entry for entry, _ in split if entry is not None and entry.files])
     mirrors = resolve_mirrors(parse_mirror_args(args.mirror), manifest_mirrors)
     results = preload(
         plan,
@@ -79,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
     )
     for entry, files in big:
         link_big_files(layout, entry, files)
+        print(f"linked {entry.id}: {len(files)} file(s) over {args.split_over:,} bytes, each a layer of its own")
+    if single is not None:
+        place_blob(layout, single)
     print(summary_line(results, str(args.dest), time.perf_counter() - started))
     return 0
 

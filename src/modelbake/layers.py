@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from .lockfile import Lock, LockedModel
 from .manifest import HuggingFaceSpec, ModelSpec
-from .paths import file_layer_root, image_blob_path, image_paths, layer_root, slug
+from .paths import file_layer_name, file_layer_root, image_blob_path, image_paths, layer_root, slug
 
 DEFAULT_SPLIT_BYTES = 64 * 1024 * 1024
 
@@ -40,7 +40,8 @@ class BigFile:
 
     @property
     def stage(self) -> str:
-        return "file-" + self.sha256[:16]
+        """`file-<sha16>-<org>--<name>`: one stage per (repo, blob), see `paths.file_layer_name`."""
+        return file_layer_name(self.repo, self.sha256)
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def model_layers(spec: ModelSpec, entry: LockedModel | None, split_bytes: int | 
         Layer(
             model_id=spec.id,
             stage=f.stage,
-            root=file_layer_root(f.sha256),
+            root=file_layer_root(f.repo, f.sha256),
             owns=(_rel(image_blob_path(spec, f.sha256)),),  # type: ignore[arg-type]
             size=f.size,
             file=f,

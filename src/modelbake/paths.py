@@ -235,9 +235,16 @@ def image_blob_path(spec: HuggingFaceSpec, sha256: str) -> str:
     return _IMAGE.hf_blob_file(spec, sha256).as_posix()
 
 
-def file_layer_root(sha256: str) -> str:
+def file_layer_name(repo: str, sha256: str) -> str:
+    """`file-<sha256[:16]>-<org>--<name>`: a big file's own build stage and layer root. The repo is part of it
+    because its hub cache folder is part of the layer's path: two repos holding the same file (a fork, a
+    shared tokenizer) are two layers, and must be two stages."""
+    return f"file-{sha256[:16]}-{slug(hub_repo_folder(repo).removeprefix('models--'))}"
+
+
+def file_layer_root(repo: str, sha256: str) -> str:
     """Where a file's own fetch step leaves it, as `<root>/models/...`, stamped like a model's layer root."""
-    return (LAYERS_ROOT / f"file-{sha256[:16]}").as_posix()
+    return (LAYERS_ROOT / file_layer_name(repo, sha256)).as_posix()
 
 
 def layer_paths(spec: ModelSpec) -> list[str]:

@@ -208,7 +208,9 @@ def format_markdown(report: Report) -> str:
     if report.models:
         out += ["| model | family | layer | bytes | step |", "|---|---|---|---:|---|"]
         out += [
-            f"| {m.id} | {m.family} | `{(m.layer or 'missing')[:19]}` | {_mb(m.bytes)} | {m.step} |"
+            f"| {m.id} | {m.family} | `{(m.layer or 'missing')[:19]}`"
+            + (f" + {len(m.files)} file layers" if m.files else "")
+            + f" | {_mb(m.bytes)} | {m.step} |"
             for m in report.models
         ]
         out += ["", f"Model layers: {_mb(report.model_bytes)} (the cache footprint of the models image).", ""]
@@ -238,7 +240,8 @@ def format_summary(report: Report) -> str:
         width = max(len(m.id) for m in report.models)
         for m in report.models:
             layer = m.layer[:19] if m.layer else "MISSING"
-            lines.append(f"  {m.id:<{width}}  {m.family:<11} {layer}  {_mb(m.bytes):>10}  {m.step}")
+            files = f" (+{len(m.files)} file layers)" if m.files else ""
+            lines.append(f"  {m.id:<{width}}  {m.family:<11} {layer}  {_mb(m.bytes):>10}  {m.step}{files}")
     for name, image in (("models image", report.models_image), ("image", report.image)):
         if image is not None and not (name == "image" and report.models_image and image.id == report.models_image.id):
             lines.append(f"{name}: {image.tag} {image.id[:19]} {_mb(image.size)}, {len(image.layers)} layers")

@@ -23,6 +23,7 @@ from .mirrorset import (
     hub_repo_dir,
     main,
     manifest_text,
+    publish_revision,
     snapshot_commit,
     with_spacy_pipeline,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "make_spacy_wheel",
     "make_whisper_checkpoint",
     "manifest_text",
+    "publish_revision",
     "snapshot_commit",
     "whisper_checkpoint_bytes",
     "with_spacy_pipeline",

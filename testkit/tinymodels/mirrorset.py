@@ -119,10 +119,35 @@ def publish_snapshot(
     hub cache does; return the commit (:func:`snapshot_commit`) and ``{relative path: sha256}``, sorted by path."""
     digests = {p.relative_to(staging).as_posix(): sha256_file(p) for p in sorted(staging.rglob("*")) if p.is_file()}
     commit = snapshot_commit(repo, digests)
-    (repo_dir / "snapshots").mkdir(parents=True)
-    os.replace(staging, repo_dir / "snapshots" / commit)
+    (repo_dir / "snapshots").mkdir(parents=True, exist_ok=True)  # a second revision joins the first
+    if (repo_dir / "snapshots" / commit).exists():
+        shutil.rmtree(staging)  # the same files again: the same commit, already there
+    else:
+        os.replace(staging, repo_dir / "snapshots" / commit)
     write_atomic(repo_dir / "refs" / revision, commit.encode())  # hub caches: no trailing newline
     return commit, digests
+
+
+def publish_revision(root: Path, repo: str, changes: dict[str, bytes], revision: str = HF_REVISION) -> str:
+    """A new commit of ``repo`` in a mirror tree: the files of ``refs/<revision>``'s snapshot with ``changes``
+    (path -> new bytes) applied, then ``refs/<revision>`` moved to it; return the commit. The unchanged files are
+    hard links to the old snapshot's (a config-only bump of a 3 GB model writes no 3 GB)."""
+    repo_dir = hub_repo_dir(root, repo)
+    old = repo_dir / "snapshots" / (repo_dir / "refs" / revision).read_text().strip()
+    staging = repo_dir / f".staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    for path in sorted(p for p in old.rglob("*") if p.is_file()):
+        target = staging / path.relative_to(old)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(os.path.realpath(path), target)
+    for rel, data in changes.items():
+        target = staging / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)  # a link: never write through it into the old snapshot
+        target.write_bytes(data)
+    commit, _ = publish_snapshot(repo_dir, repo, staging, revision)
+    make_world_readable(repo_dir)
+    return commit
 
 
 def add_whisper_variant(root: Path, seed: int) -> str:

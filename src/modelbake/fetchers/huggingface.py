@@ -18,6 +18,7 @@ from ..digests import git_blob_sha1, sha256_file
 from ..errors import FetchError, IntegrityError
 from ..lockfile import LockedFile, LockedModel, spec_fields
 from ..manifest import HuggingFaceSpec
+from ..paths import Layout
 from ..state import marker_valid, write_marker
 from .base import FetchContext, FetchResult, model_lock, staging_dir, write_text_atomic
 from .hub_errors import with_retries
@@ -266,13 +267,17 @@ def _merge_repo(staged: Path, final: Path, commit: str) -> None:
 
 
 def _write_refs(spec: HuggingFaceSpec, ctx: FetchContext, commit: str) -> None:
+    write_refs(ctx.layout, spec, commit)
+
+
+def write_refs(layout: Layout, spec: HuggingFaceSpec, commit: str) -> None:
     """Refs let `from_pretrained(repo)` resolve offline: the manifest's branch, and in a --dest tree `main`
     (there, `main` means what was baked, so the app can load by repo id alone)."""
     names = [] if COMMIT_RE.match(spec.revision) else [spec.revision]
-    if ctx.layout.is_dest and "main" not in names:
+    if layout.is_dest and "main" not in names:
         names.append("main")
     for name in names:
-        path = ctx.layout.hf_ref_file(spec, name)
+        path = layout.hf_ref_file(spec, name)
         try:
             if path.read_text().strip() == commit:
                 continue
