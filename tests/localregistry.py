@@ -13,8 +13,8 @@ import shutil
 import socket
 import subprocess
 import time
-from urllib.parse import parse_qs, urlsplit
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
