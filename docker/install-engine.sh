@@ -34,6 +34,13 @@ at_least() {  # at_least FOUND MIN: version comparison on major.minor
   [ -n "$1" ] && dpkg --compare-versions "$(major_minor "$1")" ge "$2"
 }
 
+close_inherited_fds() {
+  local fd
+  for fd in "/proc/$BASHPID/fd"/*; do
+    fd=${fd##*/}
+    [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null || true
+  done
+}
 running_dockerd() { docker version --format '{{.Server.Version}}' 2>/dev/null || true; }
 installed_dockerd() {
   command -v dockerd >/dev/null 2>&1 || return 0
@@ -105,7 +112,9 @@ start_engine() {
       systemctl restart docker
     else
       log "starting dockerd in the background (log: $LOG)"
-      nohup dockerd >>"$LOG" 2>&1 &
+      # The daemon outlives this script, so it must not inherit the caller's other descriptors: a held
+      # `flock` (the engine stays locked forever) or a pipe (`... | tee` never sees EOF).
+      (close_inherited_fds; exec setsid nohup dockerd </dev/null >>"$LOG" 2>&1) &
     fi
   fi
   for _ in $(seq 1 90); do
