@@ -41,6 +41,26 @@ close_inherited_fds() {
     [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null || true
   done
 }
+# Processes by name from /proc: minimal Debian 12 images and containers have no procps (pgrep, pkill), and a
+# missing pgrep must not read as "not running". A zombie (exited, not yet reaped) is not running.
+pids_of() {
+  local dir stat
+  for dir in /proc/[0-9]*; do
+    [ "$(cat "$dir/comm" 2>/dev/null)" = "$1" ] || continue
+    stat=$(cat "$dir/stat" 2>/dev/null) || continue
+    stat=${stat##*) }
+    [ "${stat%% *}" = Z ] || echo "${dir#/proc/}"
+  done
+  return 0
+}
+stop_all() {  # SIGTERM (a clean shutdown keeps images and cache), then wait up to 30 s
+  local pids
+  pids=$(pids_of "$1")
+  [ -n "$pids" ] || return 0
+  # shellcheck disable=SC2086 # one pid per word
+  kill $pids 2>/dev/null || true
+  for _ in $(seq 1 30); do [ -n "$(pids_of "$1")" ] || return 0; sleep 1; done
+}
 running_dockerd() { docker version --format '{{.Server.Version}}' 2>/dev/null || true; }
 installed_dockerd() {
   command -v dockerd >/dev/null 2>&1 || return 0
@@ -63,11 +83,9 @@ stop_engine() {
   if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
     systemctl stop docker.socket docker containerd 2>/dev/null || true
   fi
-  pkill -x dockerd 2>/dev/null || true
-  for _ in $(seq 1 30); do pgrep -x dockerd >/dev/null 2>&1 || break; sleep 1; done
-  pkill -x containerd 2>/dev/null || true
-  for _ in $(seq 1 30); do pgrep -x containerd >/dev/null 2>&1 || break; sleep 1; done
-  ! pgrep -x dockerd >/dev/null 2>&1 || die "dockerd did not stop; stop it and run me again"
+  stop_all dockerd
+  stop_all containerd
+  [ -z "$(pids_of dockerd)" ] || die "dockerd did not stop; stop it and run me again"
 }
 
 install_packages() {
@@ -107,7 +125,7 @@ start_engine() {
   if [ ! -f "$DAEMON_JSON" ] || ! grep -q containerd-snapshotter "$DAEMON_JSON"; then
     echo '{"features":{"containerd-snapshotter":true}}' >"$DAEMON_JSON"
   fi
-  if ! pgrep -x dockerd >/dev/null 2>&1; then
+  if [ -z "$(pids_of dockerd)" ]; then
     if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
       systemctl restart docker
     else
