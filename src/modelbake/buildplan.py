@@ -9,7 +9,6 @@ made and checked in a unit test, and a dry run writes nothing at all.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ from .buildoptions import DEFAULT_APP_REPO, DEFAULT_MODEL_LAYER_COMPRESSION, DEF
 from .buildx import BuildSpec
 from .cachespec import CacheBackend, models_scope, specs_for
 from .constants import FAMILIES, MIRROR_ENV_PREFIX, MIRRORS_FILE_ENV
+from .digests import sha256_file
 from .dockerfile import render_app_dockerfile, render_models_dockerfile
 from .errors import UsageError, write_error
 from .ghaenv import resolve as resolve_gha
@@ -83,7 +83,7 @@ def make_plan(
         pin = lock_hash(manifest.lock_path)
     else:
         warnings.append(f"{manifest.lock_path} missing: models are fetched unpinned; run `modelbake lock`")
-        pin = "unlocked-" + hashlib.sha256(manifest_path.read_bytes()).hexdigest()[:12]
+        pin = "unlocked-" + sha256_file(manifest_path)[:12]
     label = options.profile or "all"
     if options.models_image and options.models_only:
         raise UsageError("--models-image and --models-only: the first builds an app on a models image, the second "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -53,16 +52,3 @@ def staging_dir(parent: Path, prefix: str):
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Temp file + rename; the temp file is removed when the write fails (a full disk leaves nothing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -14,13 +14,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
+from ..atomic import atomic_symlink, atomic_write_text
 from ..digests import git_blob_sha1, sha256_file
 from ..errors import FetchError, IntegrityError
 from ..lockfile import LockedFile, LockedModel, spec_fields
 from ..manifest import HuggingFaceSpec
 from ..paths import Layout
 from ..state import marker_valid, write_marker
-from .base import FetchContext, FetchResult, model_lock, staging_dir, write_text_atomic
+from .base import FetchContext, FetchResult, model_lock, staging_dir
 from .hub_errors import with_retries
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -249,14 +250,11 @@ def _merge_repo(staged: Path, final: Path, commit: str) -> None:
             continue
         dest = final / "snapshots" / commit / item.relative_to(staged_snap)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.modelbake-tmp")
         if item.is_symlink():
-            tmp.unlink(missing_ok=True)
-            os.symlink(os.readlink(item), tmp)
+            atomic_symlink(os.readlink(item), dest)
         else:  # filesystems without symlinks: huggingface_hub copies the file instead
             os.chmod(item, 0o644)
-            os.replace(item, tmp)
-        os.replace(tmp, dest)
+            os.replace(item, dest)
     # huggingface_hub 2.x keeps a listing cache readable by its writer only; an image's non-root user needs it.
     for tree in (staged / "trees").glob("*") if (staged / "trees").is_dir() else []:
         (final / "trees").mkdir(parents=True, exist_ok=True)
@@ -283,4 +281,5 @@ def write_refs(layout: Layout, spec: HuggingFaceSpec, commit: str) -> None:
                 continue
         except OSError:
             pass
-        write_text_atomic(path, commit)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, commit)
