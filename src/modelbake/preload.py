@@ -105,7 +105,7 @@ def preload(
         def run(item: tuple[ModelSpec, LockedModel | None]) -> FetchResult | tuple[str, ModelbakeError]:
             spec, entry = item
             try:
-                result = _writing(spec.id, lambda: fetcher_for(spec).fetch(spec, entry, ctx))
+                result = _writing(spec.id, lambda: fetcher_for(spec).fetch(entry, ctx))
             except ModelbakeError as exc:
                 progress.finish(spec.id, "failed")
                 return spec.id, exc
@@ -156,7 +156,7 @@ def lock_models(manifest: Manifest, mirrors: dict[str, str], hf_token: str | Non
     with make_client() as client:
         ctx = FetchContext(layout=layout, mirrors=mirrors, client=client, hf_token=hf_token)
         entries = {
-            spec.id: _writing(spec.id, lambda spec=spec: fetcher_for(spec).inventory(spec, ctx))
+            spec.id: _writing(spec.id, lambda spec=spec: fetcher_for(spec).inventory(ctx))
             for spec in manifest.models.values()
         }
     return Lock(models=entries)
