@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 import modelbake.mirror.hubcache as hubcache
+import modelbake.mirror.hubroutes as hubroutes
 import modelbake.mirror.server as server_mod
 from modelbake.errors import ModelbakeError, UsageError
 from modelbake.mirror import MirrorServer
@@ -204,7 +205,7 @@ def test_snapshot_download_by_branch_and_by_commit(server: MirrorServer, fx: Fix
 def test_list_repo_tree_model_info_and_pagination(
     server: MirrorServer, fx: Fixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(server_mod, "TREE_PAGE", 2)  # 4 entries -> 2 pages, followed through `Link`
+    monkeypatch.setattr(hubroutes, "TREE_PAGE", 2)  # 4 entries -> 2 pages, followed through `Link`
     out = run_hf(server, tmp_path, """
         api = HfApi()
         def entries(**kw):
