@@ -35,7 +35,7 @@ def make_client() -> httpx.Client:
 
 def backoff(attempt: int) -> float:
     """Exponential backoff with jitter: 0.5 s, 1 s, 2 s, ... capped at 8 s."""
-    return min(8.0, 0.5 * 2**attempt) * (0.75 + random.random() / 2)
+    return min(8.0, 0.5 * 2.0**attempt) * (0.75 + random.random() / 2)
 
 
 def _request_failure(exc: httpx.HTTPError, tries: int) -> str:
@@ -51,7 +51,7 @@ def _request_failure(exc: httpx.HTTPError, tries: int) -> str:
 
 def _is_html(response: httpx.Response) -> bool:
     """A proxy's login page or a captive portal: HTML with status 200 where a model file was asked for."""
-    return response.headers.get("content-type", "").split(";")[0].strip().lower() == "text/html"
+    return str(response.headers.get("content-type", "")).split(";")[0].strip().lower() == "text/html"
 
 
 HTML_REASON = "the server answered with an HTML page (a proxy's login or error page?), not the file"
