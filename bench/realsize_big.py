@@ -24,15 +24,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.realsize import (
-    _CNN_EXTRA,
-    _GEN_KEYS,
-    HF_REVISION,
-    HFModel,
-    RealSize,
+from bench.realsize import HF_REVISION
+from bench.realsize_models import _CNN_EXTRA, _GEN_KEYS, HFModel, RealSize, _bart_config, _generation
+from bench.realsize_tensors import (
     Shape,
-    _bart_config,
-    _generation,
     _hf_fill,
     hf_tensors,
     safetensors_header,

@@ -20,6 +20,7 @@ big = importlib.import_module("bench.realsize_big")
 report = importlib.import_module("bench.filelayers_report")
 filelayers = importlib.import_module("bench.filelayers")
 realsize = importlib.import_module("bench.realsize")
+realsize_tensors = importlib.import_module("bench.realsize_tensors")
 
 
 def test_a_sharded_model_of_3_gb_and_one_file_over_2_gib():
@@ -34,12 +35,12 @@ def test_a_sharded_model_of_3_gb_and_one_file_over_2_gib():
 
 
 def test_the_index_maps_every_tensor_to_its_shard_and_counts_the_data():
-    tensors = realsize.seq2seq_tensor_shapes(big.BIG_MODELS[0].model.config)
+    tensors = realsize_tensors.seq2seq_tensor_shapes(big.BIG_MODELS[0].model.config)
     shards = big.shard_plan(tensors, big.SHARD_BYTES)
     index = big.index_json(shards)
     assert set(index["weight_map"]) == {name for name, _ in tensors}
     assert set(index["weight_map"].values()) == set(big.shard_names(len(shards)))
-    assert index["metadata"]["total_size"] == 4 * sum(realsize.math.prod(s) for _, s in tensors)
+    assert index["metadata"]["total_size"] == 4 * sum(realsize_tensors.math.prod(s) for _, s in tensors)
     # names in order, cut greedily: a tensor never straddles two shards, each shard's names sorted
     flat = [name for shard in shards for name, _ in shard]
     assert flat == sorted(flat)
