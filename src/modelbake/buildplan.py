@@ -13,6 +13,7 @@ import ipaddress
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -147,10 +148,19 @@ def make_plan(
         models_mode=options.models_cache_mode,
         environ=dict(environ),
     )
-    stall_seconds = options.cache_timeout if backends else None
+    # What both builds take from the command line alike.
+    build_spec = partial(
+        BuildSpec,
+        no_cache=options.no_cache,
+        builder=options.builder,
+        platform=options.platform,
+        push=options.push,
+        force_compression=True,
+        stall_seconds=options.cache_timeout if backends else None,
+    )
     # The fetch steps stamp every file and directory of a model layer with this time, and BuildKit uses it for
     # the image's created time and history: two cold builds of one lock give the same layers and image.
-    models = BuildSpec(
+    models = build_spec(
         context=source,
         dockerfile=models_df,
         target="models",
@@ -165,14 +175,8 @@ def make_plan(
         cache_to=models_cache.cache_to,
         network=network.models,
         no_cache_filter=list(dict.fromkeys(layer.stage for layer in layers)) if options.refresh_models else [],
-        no_cache=options.no_cache,
-        builder=options.builder,
-        platform=options.platform,
-        push=options.push,
         layer_compression=options.layer_compression,
-        force_compression=True,
         label="models",
-        stall_seconds=stall_seconds,
     )
     app = None
     if not options.models_only:
@@ -194,7 +198,7 @@ def make_plan(
             compression=options.cache_compression or options.app_layer_compression,
             environ=dict(environ),
         )
-        app = BuildSpec(
+        app = build_spec(
             context=context,
             dockerfile=app_df,
             target="app",
@@ -209,14 +213,8 @@ def make_plan(
             cache_from=app_cache.cache_from,
             cache_to=app_cache.cache_to,
             network=network.app,
-            no_cache=options.no_cache,
-            builder=options.builder,
-            platform=options.platform,
-            push=options.push,
             layer_compression=options.app_layer_compression,
-            force_compression=True,
             label="app",
-            stall_seconds=stall_seconds,
         )
     reusable = (
         options.models_tag is None

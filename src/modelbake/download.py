@@ -57,6 +57,15 @@ def _is_html(response: httpx.Response) -> bool:
 HTML_REASON = "the server answered with an HTML page (a proxy's login or error page?), not the file"
 
 
+def _check_answer(response: httpx.Response, model_id: str, path: str, url: str) -> None:
+    """An error status or an HTML page where the file belongs is a FetchError (the caller retries the statuses
+    worth retrying first)."""
+    if response.status_code >= 400:
+        raise FetchError(model_id, path, url, f"HTTP {response.status_code}")
+    if _is_html(response):
+        raise FetchError(model_id, path, url, HTML_REASON)
+
+
 def head_size(client: httpx.Client, url: str, model_id: str, path: str) -> int | None:
     """Content-Length of a URL, or None when the server does not say (chunked responses)."""
     for attempt in range(DEFAULT_RETRIES):
@@ -72,10 +81,7 @@ def head_size(client: httpx.Client, url: str, model_id: str, path: str) -> int |
         if response.status_code in RETRY_STATUSES and attempt + 1 < DEFAULT_RETRIES:
             time.sleep(backoff(attempt))
             continue
-        if response.status_code >= 400:
-            raise FetchError(model_id, path, url, f"HTTP {response.status_code}")
-        if _is_html(response):
-            raise FetchError(model_id, path, url, HTML_REASON)
+        _check_answer(response, model_id, path, url)
         length = response.headers.get("content-length")
         return int(length) if length and length.isdigit() else None
     return None
@@ -148,10 +154,7 @@ def download_verified(
                         if response.status_code in RETRY_STATUSES and attempt + 1 < retries:
                             time.sleep(backoff(attempt))
                             continue
-                        if response.status_code >= 400:
-                            raise FetchError(model_id, name, url, f"HTTP {response.status_code}")
-                        if _is_html(response):
-                            raise FetchError(model_id, name, url, HTML_REASON)
+                        _check_answer(response, model_id, name, url)
                         if out is not None:  # each try starts the file over
                             out.seek(0)
                             out.truncate()

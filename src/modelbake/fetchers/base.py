@@ -13,6 +13,7 @@ from typing import Generic, Protocol, TypeVar
 import httpx
 from filelock import FileLock
 
+from ..download import download_verified
 from ..lineprogress import NullProgress, Progress
 from ..lockfile import LockedModel
 from ..paths import Layout
@@ -29,6 +30,19 @@ class FetchContext:
     progress: Progress = field(default_factory=NullProgress)
     hf_token: str | None = None
     jobs: int = 4
+
+    def download(self, model_id: str, url: str, dest: Path, sha256: str, size: int | None) -> None:
+        """One pinned file (a Whisper checkpoint, a spaCy wheel) to `dest`, checked against its sha256 and the
+        lock's size before it appears there, its bytes reported to `progress`."""
+        download_verified(
+            self.client,
+            url,
+            dest,
+            model_id=model_id,
+            expected_sha256=sha256,
+            expected_size=size,
+            on_bytes=lambda n: self.progress.advance(model_id, n),
+        )
 
 
 @dataclass(frozen=True)
