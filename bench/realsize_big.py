@@ -188,4 +188,12 @@ def manifest_with_big(text: str) -> str:
         tables += [f"[models.{m.key}]", 'family = "huggingface"', f'repo = "{m.repo}"', f'revision = "{HF_REVISION}"']
         tables += [f"include = {json.dumps(list(m.include))}", 'task = "summarization"', f'role = "{ROLES[m.key]}"', ""]
     comment = "# `big` (bench/realsize_big.py): a sharded model and one file over 2 GB, for file layers.\n"
-    return head + comment + "\n".join(tables) + "\n" + marker + profiles + f"{BIG_PROFILE} = {json.dumps(list(BIG_KEYS))}\n"
+    return (
+        head
+        + comment
+        + "\n".join(tables)
+        + "\n"
+        + marker
+        + profiles
+        + f"{BIG_PROFILE} = {json.dumps(list(BIG_KEYS))}\n"
+    )

@@ -230,7 +230,11 @@ def test_spacy_into_the_active_environment(manifest_copy, mirror, tmp_path):
     assert (pth / "en_tiny_ner").is_dir()
     # Installed where that interpreter finds it, as pip's own distribution (spaCy loading it: tests/test_verify.py).
     check = subprocess.run(
-        [python, "-c", "import en_tiny_ner, importlib.metadata as m; print(en_tiny_ner.__file__, m.version('en_tiny_ner'))"],
+        [
+            python,
+            "-c",
+            "import en_tiny_ner, importlib.metadata as m; print(en_tiny_ner.__file__, m.version('en_tiny_ner'))",
+        ],
         capture_output=True,
         text=True,
     )

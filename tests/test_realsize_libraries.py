@@ -91,7 +91,9 @@ def test_a_sharded_checkpoint_loads_through_its_index(tmp_path):
 
     big = importlib.import_module("bench.realsize_big")
     config = realsize_models._bart_config(32, (2, 2), 2, 64, 50265, {}, "4.27.0.dev0")
-    model = realsize_models.HFModel("tiny-sharded", "test/tiny-sharded", config, {}, 1024, "BartTokenizer", big._UNKNOWN)
+    model = realsize_models.HFModel(
+        "tiny-sharded", "test/tiny-sharded", config, {}, 1024, "BartTokenizer", big._UNKNOWN
+    )
     sharded = big.BigModel(model, 2_000_000)
     part = big.make_big(tmp_path, sharded, 0, {})
     names = sorted(f["path"].rsplit("/", 1)[1] for f in part["files"])

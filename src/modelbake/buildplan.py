@@ -87,8 +87,10 @@ def make_plan(
         pin = "unlocked-" + sha256_file(manifest_path)[:12]
     label = options.profile or "all"
     if options.models_image and options.models_only:
-        raise UsageError("--models-image and --models-only: the first builds an app on a models image, the second "
-                         "only a models image; pick one")
+        raise UsageError(
+            "--models-image and --models-only: the first builds an app on a models image, the second "
+            "only a models image; pick one"
+        )
     models_tag = options.models_image or options.models_tag or f"{DEFAULT_MODELS_REPO}:{label}-{pin}"
     app_tag = options.tag or f"{DEFAULT_APP_REPO}:{label}"
     files: dict[Path, bytes] = {}

@@ -210,9 +210,7 @@ def run_build(spec: BuildSpec, *, echo: Echo | None = None) -> BuildResult:
     return BuildResult(argv=list(map(str, argv)), steps=steps, metadata=metadata, seconds=seconds)
 
 
-def _pump(
-    proc: subprocess.Popen[str], chunks: list[str], watch: TransferWatch | None, echo: Echo | None
-) -> str | None:
+def _pump(proc: subprocess.Popen[str], chunks: list[str], watch: TransferWatch | None, echo: Echo | None) -> str | None:
     """Collect buildx's stderr until it exits; with a watch, stop it on a stalled cache transfer.
 
     A reader thread, because a stalled transfer means a silent pipe: the check must run while no line comes.

@@ -114,9 +114,7 @@ def _port(value: str) -> int:
     return port
 
 
-def _command(
-    sub: argparse._SubParsersAction[_Parser], name: str, **kwargs: Any
-) -> argparse.ArgumentParser:
+def _command(sub: argparse._SubParsersAction[_Parser], name: str, **kwargs: Any) -> argparse.ArgumentParser:
     summary, description, examples = COMMANDS[name]
     return sub.add_parser(
         name,

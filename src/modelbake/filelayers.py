@@ -27,7 +27,9 @@ from .lockfile import LockedFile, LockedModel, read_lock
 from .manifest import HuggingFaceSpec
 from .paths import Layout
 
-LOCK_HINT = "pass the models.lock this Dockerfile was generated from as a build secret: --secret id=lock,src=models.lock"
+LOCK_HINT = (
+    "pass the models.lock this Dockerfile was generated from as a build secret: --secret id=lock,src=models.lock"
+)
 
 
 @dataclass(frozen=True)
@@ -107,4 +109,3 @@ def place_blob(layout: Layout, entry: LockedModel) -> Path:
     os.replace(real, blob)
     atomic_symlink(os.path.relpath(blob, link.parent), link)
     return blob
-

@@ -147,7 +147,9 @@ def engine_gaps(version: int, buildx: str, dockerd: str | None, buildkit: str | 
     gaps = []
     found = parse_version(buildx)
     if found is None or found < MIN_BUILDX_V2:
-        gaps.append(f"buildx >= {_dotted(MIN_BUILDX_V2)} (found {buildx.split()[1] if len(buildx.split()) > 1 else buildx})")
+        gaps.append(
+            f"buildx >= {_dotted(MIN_BUILDX_V2)} (found {buildx.split()[1] if len(buildx.split()) > 1 else buildx})"
+        )
     kit = parse_version(buildkit or "")
     if kit is not None and kit > (0, 0):
         if kit < MIN_BUILDKIT_V2:

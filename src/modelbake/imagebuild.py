@@ -107,7 +107,9 @@ def _build(options: BuildOptions, plan: Plan, client: DockerClient, report: Repo
     started = time.perf_counter()
     present = plan.models_reusable and _is_current(client, plan.models_tag, options.source_date_epoch)
     if present:
-        _say(options, f"models image {plan.models_tag} is up to date with the lock: not rebuilt (--refresh-models does)")
+        _say(
+            options, f"models image {plan.models_tag} is up to date with the lock: not rebuilt (--refresh-models does)"
+        )
         report.durations["models build"] = 0.0
     targets = bake_targets(plan, models_present=present)
     if "models" in targets:
@@ -115,7 +117,10 @@ def _build(options: BuildOptions, plan: Plan, client: DockerClient, report: Repo
         for note in plan.notes:
             print(f"build.py: {note}", file=sys.stderr, flush=True)
     if "app" in targets:
-        _say(options, f"building app image {plan.app_tag}" + (f" on {plan.models_tag}" if "models" not in targets else ""))
+        _say(
+            options,
+            f"building app image {plan.app_tag}" + (f" on {plan.models_tag}" if "models" not in targets else ""),
+        )
     if not targets:  # --models-only, and the models image is already what the lock says
         report.durations["total"] = round(time.perf_counter() - started, 1)
         return

@@ -63,8 +63,6 @@ class Step:
         return None
 
 
-
-
 def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -120,5 +118,3 @@ def parse_rawjson(text: str) -> tuple[list[Step], list[str]]:
                 of.logs.extend(data.splitlines())
     rest = [line for line in tail.splitlines() if line.strip()]
     return list(steps.values()), rest
-
-

@@ -166,7 +166,9 @@ def find_model_layers(
             if layer.file is not None:
                 file_diff, file_size = by_root[layer.root]
                 files.append(
-                    FileLayer(layer.file.path, layer.file.sha256, file_diff if file_diff in in_final else None, file_size)
+                    FileLayer(
+                        layer.file.path, layer.file.sha256, file_diff if file_diff in in_final else None, file_size
+                    )
                 )
         found.append(
             ModelLayer(

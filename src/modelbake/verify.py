@@ -204,4 +204,3 @@ def _verify_huggingface(spec: HuggingFaceSpec, entry: LockedModel | None, layout
         else:
             output = model(**inputs)
             result.detail = "forward pass"
-
