@@ -79,10 +79,12 @@ verify: setup
 clean-cache: setup
 	$(BIN)/modelbake clean-cache
 
-# Python (ruff), the workflows (actionlint with shellcheck on their scripts; zizmor, offline) and the
+# Python (ruff: lint and format; mypy: types of src/modelbake, [tool.mypy] in pyproject.toml), the workflows (actionlint with shellcheck on their scripts; zizmor, offline) and the
 # Dockerfiles (hadolint, configured by .hadolint.yaml). All are wheels from the dev extra; no network needed.
 lint: setup
-	$(BIN)/ruff check src tests $(wildcard build.py bench)
+	$(BIN)/ruff check src tests $(wildcard build.py bench testkit)
+	$(BIN)/ruff format --check src tests $(wildcard build.py bench testkit)
+	$(BIN)/mypy
 	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck $(wildcard .github/workflows/*.yml .github/workflows/*.yaml)
 	$(BIN)/zizmor --offline --no-progress .github
 	$(BIN)/hadolint Dockerfile Dockerfile.models

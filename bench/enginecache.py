@@ -114,8 +114,16 @@ def code_stamp(repo: Path) -> str:
     import hashlib
 
     names = (
-        "imagebuild.py", "buildoptions.py", "buildplan.py", "bake.py", "dockerfile.py", "layers.py", "buildx.py",
-        "rawjson.py", "cachespec.py", "report.py",
+        "imagebuild.py",
+        "buildoptions.py",
+        "buildplan.py",
+        "bake.py",
+        "dockerfile.py",
+        "layers.py",
+        "buildx.py",
+        "rawjson.py",
+        "cachespec.py",
+        "report.py",
     )
     parts = []
     for name in names:

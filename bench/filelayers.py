@@ -128,7 +128,9 @@ class Run:
     def build(self, label: str, args: list[str], registry: Registry | None = None, tolerant: bool = False) -> Step:
         self.mirror.clear_requests()
         offset = registry.log_offset() if registry else 0
-        run = layers.run_build_py(self.repo, args, self.work / "trace" / label.replace(" ", "-"), "filelayers", label, tolerant)
+        run = layers.run_build_py(
+            self.repo, args, self.work / "trace" / label.replace(" ", "-"), "filelayers", label, tolerant
+        )
         fetched = sum(r.bytes_sent for r in self.mirror.requests)
         pushed = registry.uploaded_blobs(offset) if registry else {}
         step = Step(label, run.wall, fetched, pushed, run.report, run.ok, run.error)
@@ -192,7 +194,9 @@ def real_size(run: Run) -> RealSize:
     proc = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     wall = round(time.perf_counter() - started, 2)
     last = (proc.stdout.strip().splitlines() or [""])[-1]
-    verify = Step(" ".join(command), wall, ok=proc.returncode == 0, error="" if proc.returncode == 0 else proc.stderr[-500:])
+    verify = Step(
+        " ".join(command), wall, ok=proc.returncode == 0, error="" if proc.returncode == 0 else proc.stderr[-500:]
+    )
     verify.report = {"last_line": last, "stdout": proc.stdout[-3000:]}
     _say(f"verify: {wall:.1f} s: {last}")
     remove_images([models_tag])
@@ -228,7 +232,9 @@ def one_mode(run: Run, label: str, over: str, bumped: Path, repeat: int, registr
     v1, v2 = f"{name}:v1-{run.run_id}", f"{name}:v2-{run.run_id}"
     run.tags += [v1, v2]
     first = run.build(f"{label}: build and push", run.args(run.manifest, ONE, over, v1) + ["--push"], registry)
-    bump = run.build(f"{label}: config-only bump, build and push", run.args(bumped, ONE, over, v2) + ["--push"], registry)
+    bump = run.build(
+        f"{label}: config-only bump, build and push", run.args(bumped, ONE, over, v2) + ["--push"], registry
+    )
     mode = Mode(label, over, first, bump, layers=len(first.report["models_image"]["layers"]))
     digests = set(first.report["models_image"]["layers"])
     for i in range(repeat):
@@ -269,7 +275,9 @@ def publish_bump(run: Run) -> Path:
     old = repo_dir / "snapshots" / (repo_dir / "refs" / "main").read_text().strip()
     config = json.loads((old / "config.json").read_text())
     config["modelbake_bench_bump"] = run.run_id
-    publish_revision(run.mirror_root, repo, {"config.json": (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()})
+    publish_revision(
+        run.mirror_root, repo, {"config.json": (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()}
+    )
     manifest = run.work / "manifest-bumped"
     manifest.mkdir()
     shutil.copy(run.manifest, manifest / "models.toml")

@@ -149,8 +149,11 @@ def render(command: str, run, big, modes, elapsed: float) -> str:
         f"The model's small files (configs, tokenizer, the index) are {_mb(small)}: the file-layer bump fetched "
         + ", ".join(f"{m.bump.fetched / small:.2f}x them" for m in modes if m.over != "off")
         + ". The first build and push of each mode, for scale: "
-        + "; ".join(f"{_mode_name(m)} {m.first.wall:.1f} s, {_mb(m.first.fetched)} fetched, "
-                    f"{_mb(sum(m.first.pushed.values()))} pushed" for m in modes)
+        + "; ".join(
+            f"{_mode_name(m)} {m.first.wall:.1f} s, {_mb(m.first.fetched)} fetched, "
+            f"{_mb(sum(m.first.pushed.values()))} pushed"
+            for m in modes
+        )
         + ".",
         "",
     ]
@@ -183,7 +186,9 @@ def _real_size_section(big) -> list[str]:
         small = sum(n for (model, _), n in big.file_bytes.items() if model == m["id"]) - sum(
             big.file_bytes.get((m["id"], f["path"]), 0) for f in m["files"]
         )
-        lines.append(f"| {m['id']} | the rest (configs, tokenizer, links, refs) | {small:,} | {size:,} | `{rest[:19]}` |")
+        lines.append(
+            f"| {m['id']} | the rest (configs, tokenizer, links, refs) | {small:,} | {size:,} | `{rest[:19]}` |"
+        )
     problems = big.notes or ["none: every shard and the 2 GB file are layers of their own, the rest one more per model"]
     lines += [
         "",

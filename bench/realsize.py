@@ -19,7 +19,9 @@ unreachable here. Every file is a real, loadable model: ``modelbake verify`` loa
 Weights are filled tensor by tensor from a generator seeded by (seed, model, tensor name) and streamed to
 disk, so a 1.6 GB model never sits in memory and the bytes do not depend on the order of work. LayerNorms are
 1/0, biases 0, the rest N(0, 0.02); ``final_logits_bias`` suppresses ``</s>`` so ``generate()`` runs to its
-token budget instead of stopping at once (see :data:`EOS_LOGIT_BIAS`). Run from the repository root.
+token budget instead of stopping at once (see :data:`bench.realsize_tensors.EOS_LOGIT_BIAS`). The models'
+shapes and sizes are `bench/realsize_models.py`'s, their tensors and file writers `bench/realsize_tensors.py`'s;
+here, the tree. Run from the repository root.
 
     python -m bench.realsize [--root DIR] [--force] [--big]
 
@@ -31,19 +33,29 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.realsize_models import (
+    HF_MODELS,
+    PROFILES,
+    REAL_TOKENIZER_SIZES,
+    ROLES,
+    SPACY_KEY,
+    WHISPER_MODELS,
+    HFModel,
+    RealSize,
+    WhisperModel,
+)
+from bench.realsize_tensors import _hf_fill, _whisper_bytes, hf_tensors, write_safetensors
 from testkit.tinymodels.files import library_versions, make_world_readable, write_atomic
 from testkit.tinymodels.files import sha256_file as _sha256
-from testkit.tinymodels.whisper_ckpt import english_dims
 
 GENERATOR_VERSION = 1
 COMPLETE_MARKER = ".complete"
@@ -52,11 +64,6 @@ MANIFEST_NAME = "models.toml"
 HF_REVISION = "main"
 SEED = 0
 DEFAULT_ROOT = Path(os.environ.get("MODELBAKE_REALSIZE_DIR", Path(tempfile.gettempdir()) / "modelbake-realsize"))
-INIT_STD = 0.02
-# final_logits_bias of </s>: with random weights and tied embeddings the residual stream makes the decoder
-# predict its own input token, and the decoder starts from </s>, so generate() would stop at once. Suppressed,
-# generate() runs to its token budget (max_new_tokens / max_length), like the real models' long summaries.
-EOS_LOGIT_BIAS = -100.0
 
 _STAMP_DISTRIBUTIONS = (
     "torch",
@@ -69,404 +76,6 @@ _STAMP_DISTRIBUTIONS = (
     "setuptools",
     "build",
 )
-
-# ---------------------------------------------------------------------------------------------------------
-# The models: real shapes, real configs, real sizes. ``exact`` says whether a real size is a byte count we
-# know (from the Hub listing, as bench/preload_rerun.py records them) or a rounded figure ("558 MB").
-
-
-@dataclass(frozen=True)
-class RealSize:
-    """A real file's size; ``exact`` False when only the rounded figure the Hub/pip shows is known."""
-
-    file: str
-    bytes: int
-    exact: bool
-
-
-@dataclass(frozen=True)
-class WhisperModel:
-    key: str
-    name: str
-    dims: dict[str, int]
-    real: RealSize
-
-    @property
-    def filename(self) -> str:
-        return f"{self.name}.pt"
-
-
-@dataclass(frozen=True)
-class HFModel:
-    key: str
-    repo: str
-    config: dict
-    generation: dict
-    model_max_length: int
-    tokenizer_class: str
-    real: RealSize  # the real repo's weight file (pytorch_model.bin for distilbart and LED)
-    include: tuple[str, ...] = ("*.json", "*.txt", "model.safetensors")
-    real_include: tuple[str, ...] = ("*.json", "*.txt", "model.safetensors")
-
-
-WHISPER_MODELS = (
-    WhisperModel("whisper-tiny-en", "tiny.en", english_dims(384, 6, 4), RealSize("tiny.en.pt", 75_570_000, False)),
-    WhisperModel("whisper-base-en", "base.en", english_dims(512, 8, 6), RealSize("base.en.pt", 145_262_807, True)),
-)
-
-_LABELS = {
-    "id2label": {"0": "LABEL_0", "1": "LABEL_1", "2": "LABEL_2"},
-    "label2id": {"LABEL_0": 0, "LABEL_1": 1, "LABEL_2": 2},
-}
-_SPECIAL_IDS = {"bos_token_id": 0, "pad_token_id": 1, "eos_token_id": 2, "decoder_start_token_id": 2}
-_SUMMARIZATION_CNN = {"length_penalty": 2.0, "max_length": 142, "min_length": 56, "num_beams": 4}
-
-
-def _bart_config(
-    d_model: int, layers: tuple[int, int], heads: int, ffn: int, vocab: int, extra: dict, version: str
-) -> dict:
-    """A BART config.json as the real repos carry it (their generation keys included)."""
-    config = {
-        "activation_dropout": 0.0,
-        "activation_function": "gelu",
-        "architectures": ["BartForConditionalGeneration"],
-        "attention_dropout": 0.0,
-        "classif_dropout": 0.0,
-        "classifier_dropout": 0.0,
-        "d_model": d_model,
-        "decoder_attention_heads": heads,
-        "decoder_ffn_dim": ffn,
-        "decoder_layerdrop": 0.0,
-        "decoder_layers": layers[1],
-        "dropout": 0.1,
-        "encoder_attention_heads": heads,
-        "encoder_ffn_dim": ffn,
-        "encoder_layerdrop": 0.0,
-        "encoder_layers": layers[0],
-        "forced_eos_token_id": 2,
-        "init_std": 0.02,
-        "is_encoder_decoder": True,
-        "max_position_embeddings": 1024,
-        "model_type": "bart",
-        "normalize_before": False,
-        "num_hidden_layers": layers[0],
-        "scale_embedding": False,
-        "transformers_version": version,
-        "use_cache": True,
-        "vocab_size": vocab,
-        **_LABELS,
-        **_SPECIAL_IDS,
-    }
-    config.update(extra)
-    return config
-
-
-def _generation(config: dict, keys: Iterable[str]) -> dict:
-    """generation_config.json as transformers derives it from such a config (``_from_model_config``)."""
-    out = {"_from_model_config": True, **{k: config[k] for k in keys if k in config}}
-    out["transformers_version"] = "4.27.0.dev0"
-    return out
-
-
-_GEN_KEYS = (
-    "bos_token_id",
-    "decoder_start_token_id",
-    "early_stopping",
-    "eos_token_id",
-    "forced_bos_token_id",
-    "forced_eos_token_id",
-    "length_penalty",
-    "max_length",
-    "min_length",
-    "no_repeat_ngram_size",
-    "num_beams",
-    "pad_token_id",
-)
-
-_BART_BASE = _bart_config(
-    768,
-    (6, 6),
-    12,
-    3072,
-    50265,
-    {
-        "_name_or_path": "bart-base",
-        "activation_dropout": 0.1,
-        "add_bias_logits": False,
-        "add_final_layer_norm": False,
-        "architectures": ["BartModel"],
-        "attention_dropout": 0.1,
-        "classif_dropout": 0.1,
-        "early_stopping": True,
-        "forced_bos_token_id": 0,
-        "gradient_checkpointing": False,
-        "no_repeat_ngram_size": 3,
-        "normalize_embedding": True,
-        "num_beams": 4,
-        "task_specific_params": {
-            "summarization": {"length_penalty": 1.0, "max_length": 128, "min_length": 12, "num_beams": 4},
-            "summarization_cnn": _SUMMARIZATION_CNN,
-            "summarization_xsum": {"length_penalty": 1.0, "max_length": 62, "min_length": 11, "num_beams": 6},
-        },
-        "torch_dtype": "float32",
-    },
-    "4.12.0.dev0",
-)
-_CNN_EXTRA = {
-    "_num_labels": 3,
-    "add_final_layer_norm": False,
-    "early_stopping": True,
-    "force_bos_token_to_be_generated": True,
-    "forced_bos_token_id": 0,
-    "gradient_checkpointing": False,
-    "length_penalty": 2.0,
-    "max_length": 142,
-    "min_length": 56,
-    "no_repeat_ngram_size": 3,
-    "num_beams": 4,
-    "output_past": True,
-    "prefix": " ",
-    "task_specific_params": {
-        "summarization": {"early_stopping": True, "no_repeat_ngram_size": 3, **_SUMMARIZATION_CNN}
-    },
-}
-_BART_LARGE_CNN = _bart_config(1024, (12, 12), 16, 4096, 50264, _CNN_EXTRA, "4.7.0.dev0")
-_DISTILBART = _bart_config(
-    1024,
-    (12, 6),
-    16,
-    4096,
-    50264,
-    {
-        **_CNN_EXTRA,
-        "add_bias_logits": False,
-        "extra_pos_embeddings": 2,
-        "normalize_embedding": True,
-        "replacing_rate": 0,
-        "static_position_embeddings": False,
-        "student_decoder_layers": None,
-        "student_encoder_layers": None,
-    },
-    "4.7.0.dev0",
-)
-_DISTILBART.pop("forced_bos_token_id")
-_LED_BASE = {
-    "_name_or_path": "./",
-    "activation_dropout": 0.0,
-    "activation_function": "gelu",
-    "architectures": ["LEDForConditionalGeneration"],
-    "attention_dropout": 0.0,
-    "attention_window": [1024] * 6,
-    "classif_dropout": 0.0,
-    "d_model": 768,
-    "decoder_attention_heads": 12,
-    "decoder_ffn_dim": 3072,
-    "decoder_layerdrop": 0.0,
-    "decoder_layers": 6,
-    "dropout": 0.1,
-    "encoder_attention_heads": 12,
-    "encoder_ffn_dim": 3072,
-    "encoder_layerdrop": 0.0,
-    "encoder_layers": 6,
-    "gradient_checkpointing": False,
-    "init_std": 0.02,
-    "is_encoder_decoder": True,
-    "max_decoder_position_embeddings": 1024,
-    "max_encoder_position_embeddings": 16384,
-    "model_type": "led",
-    "num_hidden_layers": 6,
-    "transformers_version": "4.2.0.dev0",
-    "use_cache": True,
-    "vocab_size": 50265,
-    **_LABELS,
-    **_SPECIAL_IDS,
-}
-
-HF_MODELS = (
-    HFModel(
-        "bart-base",
-        "facebook/bart-base",
-        _BART_BASE,
-        _generation(_BART_BASE, _GEN_KEYS),
-        1024,
-        "BartTokenizer",
-        RealSize("model.safetensors", 558_000_000, False),
-    ),
-    HFModel(
-        "bart-large-cnn",
-        "facebook/bart-large-cnn",
-        _BART_LARGE_CNN,
-        _generation(_BART_LARGE_CNN, _GEN_KEYS),
-        1024,
-        "BartTokenizer",
-        RealSize("model.safetensors", 1_625_270_765, True),
-    ),
-    HFModel(
-        "distilbart-cnn-12-6",
-        "sshleifer/distilbart-cnn-12-6",
-        _DISTILBART,
-        _generation(_DISTILBART, _GEN_KEYS),
-        1024,
-        "BartTokenizer",
-        RealSize("pytorch_model.bin", 1_222_000_000, False),
-        real_include=("*.json", "*.txt", "pytorch_model.bin"),
-    ),
-    HFModel(
-        "led-base-16384",
-        "allenai/led-base-16384",
-        _LED_BASE,
-        _generation(_LED_BASE, _GEN_KEYS),
-        16384,
-        "LEDTokenizer",
-        RealSize("pytorch_model.bin", 647_678_513, True),
-        real_include=("*.json", "*.txt", "pytorch_model.bin"),
-    ),
-)
-# Tokenizer files of the real BART/LED repos (same GPT-2 vocabulary in all four).
-REAL_TOKENIZER_SIZES = {
-    "vocab.json": RealSize("vocab.json", 898_822, True),
-    "merges.txt": RealSize("merges.txt", 456_318, True),
-    "tokenizer.json": RealSize("tokenizer.json", 1_355_863, True),
-}
-SPACY_KEY = "spacy-en-core-web-sm"
-PROFILES = {
-    "test": ("whisper-tiny-en", "spacy-en-core-web-sm", "bart-base", "led-base-16384"),
-    "prod": ("whisper-base-en", "spacy-en-core-web-sm", "bart-large-cnn", "led-base-16384"),
-    "fast": ("whisper-tiny-en", "spacy-en-core-web-sm", "distilbart-cnn-12-6", "led-base-16384"),
-}
-ROLES = {"bart-base": "map", "bart-large-cnn": "map", "distilbart-cnn-12-6": "map", "led-base-16384": "reduce"}
-
-# ---------------------------------------------------------------------------------------------------------
-# Sizes from shapes, without allocating anything (the unit tests check these against the real sizes).
-
-Shape = tuple[int, ...]
-
-
-def whisper_tensor_shapes(dims: dict[str, int]) -> list[tuple[str, Shape]]:
-    """``Whisper(dims).state_dict()``'s names and shapes, from openai-whisper's model.py."""
-    a, t = dims["n_audio_state"], dims["n_text_state"]
-    out: list[tuple[str, Shape]] = [
-        ("encoder.positional_embedding", (dims["n_audio_ctx"], a)),
-        ("encoder.conv1.weight", (a, dims["n_mels"], 3)),
-        ("encoder.conv1.bias", (a,)),
-        ("encoder.conv2.weight", (a, a, 3)),
-        ("encoder.conv2.bias", (a,)),
-    ]
-
-    def attention(prefix: str, n: int) -> list[tuple[str, Shape]]:
-        return [
-            (f"{prefix}.query.weight", (n, n)),
-            (f"{prefix}.query.bias", (n,)),
-            (f"{prefix}.key.weight", (n, n)),  # no bias
-            (f"{prefix}.value.weight", (n, n)),
-            (f"{prefix}.value.bias", (n,)),
-            (f"{prefix}.out.weight", (n, n)),
-            (f"{prefix}.out.bias", (n,)),
-        ]
-
-    def block(prefix: str, n: int, cross: bool) -> list[tuple[str, Shape]]:
-        parts = [*attention(f"{prefix}.attn", n), (f"{prefix}.attn_ln.weight", (n,)), (f"{prefix}.attn_ln.bias", (n,))]
-        if cross:
-            parts += attention(f"{prefix}.cross_attn", n)
-            parts += [(f"{prefix}.cross_attn_ln.weight", (n,)), (f"{prefix}.cross_attn_ln.bias", (n,))]
-        parts += [
-            (f"{prefix}.mlp.0.weight", (4 * n, n)),
-            (f"{prefix}.mlp.0.bias", (4 * n,)),
-            (f"{prefix}.mlp.2.weight", (n, 4 * n)),
-            (f"{prefix}.mlp.2.bias", (n,)),
-            (f"{prefix}.mlp_ln.weight", (n,)),
-            (f"{prefix}.mlp_ln.bias", (n,)),
-        ]
-        return parts
-
-    for i in range(dims["n_audio_layer"]):
-        out += block(f"encoder.blocks.{i}", a, cross=False)
-    out += [("encoder.ln_post.weight", (a,)), ("encoder.ln_post.bias", (a,))]
-    out += [
-        ("decoder.positional_embedding", (dims["n_text_ctx"], t)),
-        ("decoder.token_embedding.weight", (dims["n_vocab"], t)),
-    ]
-    for i in range(dims["n_text_layer"]):
-        out += block(f"decoder.blocks.{i}", t, cross=True)
-    out += [("decoder.ln.weight", (t,)), ("decoder.ln.bias", (t,))]
-    return out
-
-
-# torch.save's zip: per tensor a 64-byte aligned record with local + central headers, plus data.pkl (~130 B
-# per tensor of pickled names/shapes); calibrated on the generated files (within 0.01%).
-_TORCH_SAVE_PER_TENSOR = 300
-_TORCH_SAVE_FIXED = 1_500
-
-
-def whisper_file_bytes(dims: dict[str, int]) -> int:
-    """Expected size of the fp16 checkpoint, from the shapes (no allocation)."""
-    shapes = whisper_tensor_shapes(dims)
-    return 2 * sum(math.prod(s) for _, s in shapes) + _TORCH_SAVE_PER_TENSOR * len(shapes) + _TORCH_SAVE_FIXED
-
-
-def seq2seq_tensor_shapes(config: dict) -> list[tuple[str, Shape]]:
-    """The tensors ``save_pretrained`` writes for BART/LED ForConditionalGeneration (tied embeddings once).
-
-    From transformers' modeling_bart.py / modeling_led.py: BART's learned positions have 2 extra rows, LED's
-    encoder self-attention has separate global query/key/value projections.
-    """
-    arch = config["model_type"]
-    d, vocab = config["d_model"], config["vocab_size"]
-    prefix = {"bart": "model", "led": "led"}[arch]
-    if arch == "bart":
-        enc_pos = dec_pos = config["max_position_embeddings"] + 2
-    else:
-        enc_pos, dec_pos = config["max_encoder_position_embeddings"], config["max_decoder_position_embeddings"]
-
-    def linear(name: str, n_out: int, n_in: int) -> list[tuple[str, Shape]]:
-        return [(f"{name}.weight", (n_out, n_in)), (f"{name}.bias", (n_out,))]
-
-    def norm(name: str) -> list[tuple[str, Shape]]:
-        return [(f"{name}.weight", (d,)), (f"{name}.bias", (d,))]
-
-    def attention(name: str, projections: Iterable[str]) -> list[tuple[str, Shape]]:
-        return [t for p in projections for t in linear(f"{name}.{p}", d, d)]
-
-    out: list[tuple[str, Shape]] = [(f"{prefix}.shared.weight", (vocab, d))]
-    for side, n_pos in (("encoder", enc_pos), ("decoder", dec_pos)):
-        base = f"{prefix}.{side}"
-        out.append((f"{base}.embed_positions.weight", (n_pos, d)))
-        ffn = config[f"{side}_ffn_dim"]
-        for i in range(config[f"{side}_layers"]):
-            layer = f"{base}.layers.{i}"
-            if side == "encoder" and arch == "led":
-                projections = ("query", "key", "value", "query_global", "key_global", "value_global")
-                out += attention(f"{layer}.self_attn.longformer_self_attn", projections)
-                out += linear(f"{layer}.self_attn.output", d, d)
-            else:
-                out += attention(f"{layer}.self_attn", ("k_proj", "v_proj", "q_proj", "out_proj"))
-            out += norm(f"{layer}.self_attn_layer_norm")
-            if side == "decoder":
-                out += attention(f"{layer}.encoder_attn", ("k_proj", "v_proj", "q_proj", "out_proj"))
-                out += norm(f"{layer}.encoder_attn_layer_norm")
-            out += linear(f"{layer}.fc1", ffn, d) + linear(f"{layer}.fc2", d, ffn) + norm(f"{layer}.final_layer_norm")
-        out += norm(f"{base}.layernorm_embedding")
-    out.append(("final_logits_bias", (1, vocab)))
-    return out
-
-
-def safetensors_header(tensors: Iterable[tuple[str, Shape]], dtype: str = "F32", itemsize: int = 4) -> bytes:
-    """The 8-byte length + JSON header this module writes (tensors in name order, padded to 8 bytes)."""
-    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    for name, shape in sorted(tensors):
-        size = math.prod(shape) * itemsize
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
-        offset += size
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    return len(text).to_bytes(8, "little") + text
-
-
-def safetensors_file_bytes(config: dict) -> int:
-    """Exact size of the model.safetensors this module writes for ``config`` (float32)."""
-    shapes = seq2seq_tensor_shapes(config)
-    return len(safetensors_header(shapes)) + 4 * sum(math.prod(s) for _, s in shapes)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -598,43 +207,6 @@ def _generate(root: Path, stamp: dict, seed: int, big: bool = False) -> dict[str
     return parts
 
 
-def _tensor_generator(seed: int, model: str, name: str):
-    """A torch.Generator seeded by (seed, model, tensor): bytes independent of the order of generation."""
-    import torch
-
-    digest = hashlib.sha256(f"modelbake-realsize\0{seed}\0{model}\0{name}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
-
-
-def _fill(model: str, name: str, shape: Shape, norms: frozenset[str], seed: int):
-    """LayerNorm weights 1, biases 0, everything else N(0, 0.02) from the tensor's own generator (float32)."""
-    import torch
-
-    module, _, leaf = name.rpartition(".")
-    if module in norms:
-        return torch.full(shape, 1.0 if leaf == "weight" else 0.0)
-    if leaf == "bias" or name == "final_logits_bias":
-        return torch.zeros(shape)
-    return torch.empty(shape).normal_(0.0, INIT_STD, generator=_tensor_generator(seed, model, name))
-
-
-def _hf_fill(model: HFModel, name: str, shape: Shape, norms: frozenset[str], seed: int):
-    """:func:`_fill`, with </s> suppressed in ``final_logits_bias`` (see :data:`EOS_LOGIT_BIAS`)."""
-    tensor = _fill(model.repo, name, shape, norms, seed)
-    if name == "final_logits_bias":
-        tensor[..., model.config["eos_token_id"]] = EOS_LOGIT_BIAS
-    return tensor
-
-
-def _whisper_bytes(model: WhisperModel, seed: int) -> bytes:
-    """The fp16 checkpoint ``whisper.load_model`` reads, the tiny model's writer with :func:`_fill`'s values."""
-    from testkit.tinymodels.whisper_ckpt import whisper_checkpoint_bytes
-
-    return whisper_checkpoint_bytes(
-        seed, dims=model.dims, fill=lambda name, shape, norms: _fill(model.name, name, shape, norms, seed)
-    )
-
-
 def _make_whisper(root: Path, model: WhisperModel, seed: int) -> dict:
     data = _whisper_bytes(model, seed)
     rel = f"whisper/{model.filename}"
@@ -662,51 +234,6 @@ def _make_spacy(root: Path, seed: int) -> dict:
     wheel, rows = make_wheel(root / "spacy", seed=seed)
     rel = wheel.relative_to(root).as_posix()
     return {"files": [{"path": rel, "size": wheel.stat().st_size, "sha256": _sha256(wheel)}], "vector_rows": rows}
-
-
-def hf_tensors(config: dict) -> tuple[list[tuple[str, Shape]], frozenset[str]]:
-    """(name, shape) of what ``save_pretrained`` would write, and the LayerNorm module names, from the library.
-
-    The model is built on the meta device: shapes only, nothing allocated or initialised.
-    """
-    import torch
-    from transformers import AutoConfig, AutoModelForSeq2SeqLM
-
-    with tempfile.TemporaryDirectory(prefix="realsize-config-") as tmp:
-        (Path(tmp) / "config.json").write_text(json.dumps(config))
-        cfg = AutoConfig.from_pretrained(tmp)  # parsed as from_pretrained will parse the real file
-    with torch.device("meta"):
-        model = AutoModelForSeq2SeqLM.from_config(cfg)
-    params = dict(model.named_parameters())  # tied weights once, under their first name (model.shared.weight)
-    all_params = {n for n, _ in model.named_parameters(remove_duplicate=False)}
-    tensors = [(k, tuple(v.shape)) for k, v in model.state_dict().items() if k in params or k not in all_params]
-    norms = frozenset(n for n, mod in model.named_modules() if isinstance(mod, torch.nn.LayerNorm))
-    return tensors, norms
-
-
-def write_safetensors(path: Path, tensors: list[tuple[str, Shape]], make: Callable[[str, Shape], object]) -> str:
-    """Stream a float32 safetensors file, one tensor in memory at a time; return its sha256.
-
-    safetensors' own ``save_file`` needs every tensor at once (1.6 GB for bart-large-cnn); the format is a
-    length-prefixed JSON header and the raw little-endian data, so writing it directly is simple.
-    """
-    if sys.byteorder != "little":
-        raise RuntimeError("safetensors data is little-endian")
-    digest = hashlib.sha256()
-    header = safetensors_header(tensors)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(header)
-        digest.update(header)
-        for name, shape in sorted(tensors):
-            tensor = make(name, shape)
-            data = memoryview(tensor.contiguous().numpy()).cast("B")  # type: ignore[attr-defined]
-            f.write(data)
-            digest.update(data)
-            del data, tensor
-    os.replace(tmp, path)
-    return digest.hexdigest()
 
 
 def _make_hf(root: Path, model: HFModel, seed: int, tokenizers: dict[str, object]) -> dict:

@@ -24,15 +24,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.realsize import (
-    _CNN_EXTRA,
-    _GEN_KEYS,
-    HF_REVISION,
-    HFModel,
-    RealSize,
+from bench.realsize import HF_REVISION
+from bench.realsize_models import _CNN_EXTRA, _GEN_KEYS, HFModel, RealSize, _bart_config, _generation
+from bench.realsize_tensors import (
     Shape,
-    _bart_config,
-    _generation,
     _hf_fill,
     hf_tensors,
     safetensors_header,
@@ -193,4 +188,12 @@ def manifest_with_big(text: str) -> str:
         tables += [f"[models.{m.key}]", 'family = "huggingface"', f'repo = "{m.repo}"', f'revision = "{HF_REVISION}"']
         tables += [f"include = {json.dumps(list(m.include))}", 'task = "summarization"', f'role = "{ROLES[m.key]}"', ""]
     comment = "# `big` (bench/realsize_big.py): a sharded model and one file over 2 GB, for file layers.\n"
-    return head + comment + "\n".join(tables) + "\n" + marker + profiles + f"{BIG_PROFILE} = {json.dumps(list(BIG_KEYS))}\n"
+    return (
+        head
+        + comment
+        + "\n".join(tables)
+        + "\n"
+        + marker
+        + profiles
+        + f"{BIG_PROFILE} = {json.dumps(list(BIG_KEYS))}\n"
+    )

@@ -313,7 +313,10 @@ def _cold_section(o: Outcome) -> list[str]:
         f"{fetching:.1f} s from the first start to the last end: download, sha256 of every file against the lock, "
         "the move into the layer root and the `SOURCE_DATE_EPOCH` stamp.",
         "- The rest, longest first: "
-        + ("; ".join(f"{'↳ ' if s.parent else ''}{_short(s.name, 60)} {s.seconds:.1f} s" for s in rest) or "nothing over 0.5 s")
+        + (
+            "; ".join(f"{'↳ ' if s.parent else ''}{_short(s.name, 60)} {s.seconds:.1f} s" for s in rest)
+            or "nothing over 0.5 s"
+        )
         + ". Exporting writes every model layer into the content store and unpacks it into the image store (both"
         " images: the models image and the app's copies), so a cold build writes the model bytes several times.",
         "",

@@ -175,7 +175,9 @@ def _show(result_file: Path) -> int:
     for model in result["models"]:
         source = model.get("repo") or model.get("name")
         role = f", role {model['role']}" if model.get("role") else ""
-        print(f"model       {model['id']}: {source} @ {model['revision'][:12]}{role}, {model.get('calls', '?')} call(s)")
+        print(
+            f"model       {model['id']}: {source} @ {model['revision'][:12]}{role}, {model.get('calls', '?')} call(s)"
+        )
     timings = result["timings"]
     stages = ", ".join(f"{k} {v:.1f}" for k, v in timings.items() if k != "total")
     print(f"timings     {timings.get('total', 0):.1f} s in all ({stages})")

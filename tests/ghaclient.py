@@ -32,7 +32,9 @@ def twirp(server: GhaCacheServer, method: str, body: dict, token: str | None = N
 
 
 def lookup(server: GhaCacheServer, key: str, *restore: str, token: str | None = None, version: str = V):
-    return twirp(server, "GetCacheEntryDownloadURL", {"key": key, "restore_keys": [key, *restore], "version": version}, token)
+    return twirp(
+        server, "GetCacheEntryDownloadURL", {"key": key, "restore_keys": [key, *restore], "version": version}, token
+    )
 
 
 def with_query(url: str, **params: str) -> str:

@@ -20,6 +20,7 @@ big = importlib.import_module("bench.realsize_big")
 report = importlib.import_module("bench.filelayers_report")
 filelayers = importlib.import_module("bench.filelayers")
 realsize = importlib.import_module("bench.realsize")
+realsize_tensors = importlib.import_module("bench.realsize_tensors")
 
 
 def test_a_sharded_model_of_3_gb_and_one_file_over_2_gib():
@@ -34,23 +35,27 @@ def test_a_sharded_model_of_3_gb_and_one_file_over_2_gib():
 
 
 def test_the_index_maps_every_tensor_to_its_shard_and_counts_the_data():
-    tensors = realsize.seq2seq_tensor_shapes(big.BIG_MODELS[0].model.config)
+    tensors = realsize_tensors.seq2seq_tensor_shapes(big.BIG_MODELS[0].model.config)
     shards = big.shard_plan(tensors, big.SHARD_BYTES)
     index = big.index_json(shards)
     assert set(index["weight_map"]) == {name for name, _ in tensors}
     assert set(index["weight_map"].values()) == set(big.shard_names(len(shards)))
-    assert index["metadata"]["total_size"] == 4 * sum(realsize.math.prod(s) for _, s in tensors)
+    assert index["metadata"]["total_size"] == 4 * sum(realsize_tensors.math.prod(s) for _, s in tensors)
     # names in order, cut greedily: a tensor never straddles two shards, each shard's names sorted
     flat = [name for shard in shards for name, _ in shard]
     assert flat == sorted(flat)
-    assert big.shard_plan([("a", (10,)), ("b", (300,)), ("c", (10,))], 100) == [[("a", (10,))], [("b", (300,))], [("c", (10,))]]
+    assert big.shard_plan([("a", (10,)), ("b", (300,)), ("c", (10,))], 100) == [
+        [("a", (10,))],
+        [("b", (300,))],
+        [("c", (10,))],
+    ]
 
 
 def test_the_big_profile_joins_the_manifest_and_leaves_the_others_alone():
     base = realsize.manifest_text({"tiny.en": "a" * 64, "base.en": "b" * 64}, "c" * 64)
     text = big.manifest_with_big(base)
     assert text.startswith(base.split("[profiles]")[0])
-    assert text.endswith(base.split("[profiles]\n")[1] + f'big = {json.dumps(list(big.BIG_KEYS))}\n')
+    assert text.endswith(base.split("[profiles]\n")[1] + f"big = {json.dumps(list(big.BIG_KEYS))}\n")
     for b in big.BIG_MODELS:
         assert f'[models.{b.key}]\nfamily = "huggingface"\nrepo = "{b.model.repo}"' in text
     assert 'include = ["*.json", "*.txt", "*.safetensors"]' in text
@@ -69,7 +74,14 @@ def _modes() -> list:
         "one layer",
         "off",
         _step("first", 90.0, 3_036_000_000, {"sha256:a": 3_036_000_000}, ["sha256:a"], ["fetch-bart-large-24l"]),
-        _step("bump", 88.0, 3_036_000_000, {"sha256:b": 3_036_000_000, "sha256:c": 500}, ["sha256:b"], ["fetch-bart-large-24l"]),
+        _step(
+            "bump",
+            88.0,
+            3_036_000_000,
+            {"sha256:b": 3_036_000_000, "sha256:c": 500},
+            ["sha256:b"],
+            ["fetch-bart-large-24l"],
+        ),
         [filelayers.Step("pull", w, report={"already": 0, "complete": 1}) for w in (30.0, 31.0, 29.0)],
         layers=1,
     )
@@ -78,7 +90,14 @@ def _modes() -> list:
         "file layers",
         "64",
         _step("first", 95.0, 3_036_000_000, {d: 1 for d in shards}, [*shards, "sha256:r"], ["fetch-bart-large-24l"]),
-        _step("bump", 6.0, 2_800_000, {"sha256:r2": 2_900_000, "sha256:c2": 500}, [*shards, "sha256:r2"], ["fetch-bart-large-24l"]),
+        _step(
+            "bump",
+            6.0,
+            2_800_000,
+            {"sha256:r2": 2_900_000, "sha256:c2": 500},
+            [*shards, "sha256:r2"],
+            ["fetch-bart-large-24l"],
+        ),
         [filelayers.Step("pull", w, report={"already": 0, "complete": 5}) for w in (25.0, 24.0, 26.0)],
         layers=5,
     )
@@ -89,8 +108,13 @@ def _run() -> SimpleNamespace:
     gen = realsize.GeneratedFile
     snap = "huggingface/models--modelbake-bench--bart-large-24l/snapshots/c/"
     files = [gen("bart-large-24l", snap + f"model-0000{i}-of-00004.safetensors", 750_000_000, "x") for i in range(1, 5)]
-    files += [gen("bart-large-24l", snap + "tokenizer.json", 1_371_003, "y"), gen("bart-large-24l", snap + "config.json", 1_623, "z")]
-    return SimpleNamespace(tree=SimpleNamespace(files=files), mirror=SimpleNamespace(faults=SimpleNamespace(bandwidth=None)), repo=REPO)
+    files += [
+        gen("bart-large-24l", snap + "tokenizer.json", 1_371_003, "y"),
+        gen("bart-large-24l", snap + "config.json", 1_623, "z"),
+    ]
+    return SimpleNamespace(
+        tree=SimpleNamespace(files=files), mirror=SimpleNamespace(faults=SimpleNamespace(bandwidth=None)), repo=REPO
+    )
 
 
 def test_results_text_from_the_numbers(monkeypatch):
@@ -102,7 +126,10 @@ def test_results_text_from_the_numbers(monkeypatch):
     assert "| one layer (`--file-layers-over off`) | 1 | 30.0, 31.0, 29.0 s | **30.0 s** |" in text
     assert "| file layers (`--file-layers-over 64`) | 5 | 25.0, 24.0, 26.0 s | **25.0 s** |" in text
     assert "| one layer (`--file-layers-over off`) | **3,036.0 MB** | **3,036.0 MB** | 2 | 88.0 s |" in text
-    assert "| file layers (`--file-layers-over 64`) | **2.8 MB** | **2.9 MB** | 2 | 6.0 s | `fetch-bart-large-24l` | 4 of 5 |" in text
+    assert (
+        "| file layers (`--file-layers-over 64`) | **2.8 MB** | **2.9 MB** | 2 | 6.0 s | `fetch-bart-large-24l` | 4 of 5 |"
+        in text
+    )
     assert "took **1.5 s**" in text and "buys **150.0 MB**" in text  # 1.5 s at 100 MB/s
     assert "changed a pull by -1.25 s" in text  # (25 - 30) / 4 more layers
     assert "the largest that holds no weights is 1.4 MB (`tokenizer.json`" in text

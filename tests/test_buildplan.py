@@ -62,11 +62,35 @@ def test_options_are_typed_and_frozen():
 
 
 BUILD_PY_FLAGS = {
-    "--manifest", "--profile", "--models-only", "--tag", "--models-tag", "--base-image", "--context", "--mirror",
-    "--ca-bundle", "--hf-token-file", "--wheelhouse", "--network", "--cache", "--cache-read-only", "--cache-timeout",
-    "--cache-compression", "--models-cache-mode", "--cache-budget", "--layer-compression", "--app-layer-compression",
-    "--source-date-epoch", "--refresh-models", "--no-cache", "--push", "--builder", "--platform", "--dry-run",
-    "--json", "--quiet",
+    "--manifest",
+    "--profile",
+    "--models-only",
+    "--tag",
+    "--models-tag",
+    "--base-image",
+    "--context",
+    "--mirror",
+    "--ca-bundle",
+    "--hf-token-file",
+    "--wheelhouse",
+    "--network",
+    "--cache",
+    "--cache-read-only",
+    "--cache-timeout",
+    "--cache-compression",
+    "--models-cache-mode",
+    "--cache-budget",
+    "--layer-compression",
+    "--app-layer-compression",
+    "--source-date-epoch",
+    "--refresh-models",
+    "--no-cache",
+    "--push",
+    "--builder",
+    "--platform",
+    "--dry-run",
+    "--json",
+    "--quiet",
 }  # every flag build.py had before its options became BuildOptions (README and docs/docker.md document them)
 
 
@@ -84,12 +108,18 @@ def test_planning_writes_nothing_prints_nothing_and_probes_nothing(manifest, tmp
     """A registry cache on a closed port, a gha cache and a missing lock: the plan still only reads."""
     manifest.with_name("models.lock").unlink()
     work = tmp_path / "work"
-    env = {"ACTIONS_CACHE_SERVICE_V2": "true", "ACTIONS_RESULTS_URL": "http://127.0.0.1:9/", "ACTIONS_RUNTIME_TOKEN": _jwt()}
+    env = {
+        "ACTIONS_CACHE_SERVICE_V2": "true",
+        "ACTIONS_RESULTS_URL": "http://127.0.0.1:9/",
+        "ACTIONS_RUNTIME_TOKEN": _jwt(),
+    }
     before = sorted(p for p in tmp_path.rglob("*"))
     plan = plan_for(manifest, "--cache", "registry:127.0.0.1:9/c", "--cache", "gha", environ=env, work=work)
     assert sorted(p for p in tmp_path.rglob("*")) == before and not work.exists()
     assert capsys.readouterr() == ("", "")
-    assert plan.warnings == (f"{manifest.with_name('models.lock')} missing: models are fetched unpinned; run `modelbake lock`",)
+    assert plan.warnings == (
+        f"{manifest.with_name('models.lock')} missing: models are fetched unpinned; run `modelbake lock`",
+    )
     assert [b.kind for b in plan.caches] == ["registry", "gha"] and plan.gha_version == 2
     # What the builds need is listed, and written by the I/O step only.
     assert set(plan.files) == {work / "Dockerfile.models", work / "Dockerfile", work / "manifest/models.toml"}
@@ -110,8 +140,13 @@ def test_the_plan_reads_the_environment_it_is_given_only(manifest, monkeypatch):
 
 def test_a_probe_that_drops_a_cache_replans_without_it(manifest):
     plan = plan_for(manifest, "--cache", "local:/tmp/a", "--cache", "registry:127.0.0.1:9/c")
-    again = make_plan(parse_options(["--manifest", str(manifest), "--cache", "local:/tmp/a"]), REPO, plan.work, {},
-                      caches=plan.caches[:1])
+    again = make_plan(
+        parse_options(["--manifest", str(manifest), "--cache", "local:/tmp/a"]),
+        REPO,
+        plan.work,
+        {},
+        caches=plan.caches[:1],
+    )
     assert any("127.0.0.1:9" in s for s in plan.models.cache_from)
     assert not any("127.0.0.1:9" in s for s in again.models.cache_from) and again.files == plan.files
 
@@ -128,7 +163,10 @@ def test_build_and_preload_share_one_drift_check(manifest, tmp_path):
     with pytest.raises(LockError) as preloaded:
         plan_from_manifest(loaded, read_lock(loaded.lock_path), loaded.select(None))
     assert built.value.message == preloaded.value.message
-    assert built.value.message == f"{manifest.with_name('models.lock')}: out of date: models.bart-map: manifest entry changed since the lock was written"
+    assert (
+        built.value.message
+        == f"{manifest.with_name('models.lock')}: out of date: models.bart-map: manifest entry changed since the lock was written"
+    )
 
 
 # --- item 5: a mirror on this machine's loopback ------------------------------------------------------------
@@ -173,7 +211,9 @@ def test_a_loopback_mirror_puts_the_models_build_on_the_host_network_and_says_so
 
 
 def test_no_switch_without_a_loopback_mirror_or_when_the_network_is_given():
-    assert _network(mirror="http://10.0.0.5:8765/whisper") == _network("--network", "default", mirror="http://10.0.0.5/w")
+    assert _network(mirror="http://10.0.0.5:8765/whisper") == _network(
+        "--network", "default", mirror="http://10.0.0.5/w"
+    )
     assert _network(mirror="http://10.0.0.5:8765/whisper").models is None
     host = _network("--network", "host")
     assert (host.models, host.app, host.note) == ("host", "host", None)
@@ -186,7 +226,12 @@ def test_no_switch_without_a_loopback_mirror_or_when_the_network_is_given():
     [
         (["--network", "default"], {}, "--network default: the whisper mirror", "pass --network host"),
         (["--builder", "remote"], {}, "--builder remote: the whisper mirror", "serve the mirror on an address"),
-        ([], {"DOCKER_HOST": "ssh://ci@builder"}, "DOCKER_HOST=ssh://ci@builder: the whisper mirror", "this machine's engine"),
+        (
+            [],
+            {"DOCKER_HOST": "ssh://ci@builder"},
+            "DOCKER_HOST=ssh://ci@builder: the whisper mirror",
+            "this machine's engine",
+        ),
         ([], {"DOCKER_HOST": "tcp://10.0.0.7:2376"}, "DOCKER_HOST=tcp://10.0.0.7:2376: the", "serve the mirror"),
     ],
 )

@@ -122,4 +122,3 @@ def test_models_cache_mode_min_keeps_the_model_layers_only():
     assert ",mode=min," in app  # the app is always min: its deps layer is worth caching, its code is not
     with pytest.raises(UsageError, match="--models-cache-mode 'all'"):
         specs_for(backends, "models", "t", "p", models_mode="all", environ={})
-

@@ -76,5 +76,7 @@ def test_two_cold_deps_builds_install_the_same_locked_versions(docker_client, im
     check = in_image(tags[0], "/opt/venv/bin/pip", "check", "--disable-pip-version-check")
     problems = [line for line in check.stdout.splitlines() if line.strip()]
     assert problems == ["openai-whisper 20250625 requires triton, which is not installed."], check.stdout
-    smoke = in_image(tags[0], "/opt/venv/bin/python", "-c", "import torch, whisper, spacy, transformers; print(torch.__version__)")
+    smoke = in_image(
+        tags[0], "/opt/venv/bin/python", "-c", "import torch, whisper, spacy, transformers; print(torch.__version__)"
+    )
     assert smoke.returncode == 0 and smoke.stdout.strip() == "2.13.0+cpu", smoke.stderr[-2000:]

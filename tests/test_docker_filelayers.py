@@ -160,7 +160,9 @@ def pushed_manifest(registry, tag: str) -> dict:
     base = f"http://{registry.host}/v2/{name}/manifests"
     doc = httpx.get(f"{base}/{reference}", headers={"Accept": MANIFEST_TYPES}, timeout=30).json()
     while "manifests" in doc:
-        doc = httpx.get(f"{base}/{doc['manifests'][0]['digest']}", headers={"Accept": MANIFEST_TYPES}, timeout=30).json()
+        doc = httpx.get(
+            f"{base}/{doc['manifests'][0]['digest']}", headers={"Accept": MANIFEST_TYPES}, timeout=30
+        ).json()
     return doc
 
 
@@ -247,9 +249,7 @@ def test_the_app_runs_offline_on_the_models_images_very_layers(app, cold, docker
     assert b"verify: 4 models load and run offline" in out, out[-2000:]
 
 
-def test_a_revision_bump_of_small_files_fetches_and_pushes_only_those(
-    cold, tree, server, registry, tags, tmp_path
-):
+def test_a_revision_bump_of_small_files_fetches_and_pushes_only_those(cold, tree, server, registry, tags, tmp_path):
     from modelbake.lockfile import read_lock
     from testkit.tinymodels import BART_REPO, publish_revision
 
@@ -259,7 +259,10 @@ def test_a_revision_bump_of_small_files_fetches_and_pushes_only_those(
     commit = publish_revision(
         tree,
         BART_REPO,
-        {"config.json": (json.dumps({**config, "modelbake_bump": RUN_ID}, indent=2) + "\n").encode(), "README.md": b"# bumped\n"},
+        {
+            "config.json": (json.dumps({**config, "modelbake_bump": RUN_ID}, indent=2) + "\n").encode(),
+            "README.md": b"# bumped\n",
+        },
     )
     manifest = locked_manifest(tree, server, tmp_path / "bumped")
     lock = read_lock(manifest.with_suffix(".lock"))

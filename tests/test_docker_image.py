@@ -121,7 +121,13 @@ def app_build(docker_client, tags, base_manifest, mirror_server, work) -> Built:
     tag, models_tag = f"modelbake-test/app:{RUN_ID}", f"modelbake-test/models:{RUN_ID}"
     tags += [tag, models_tag]
     args = common_args(base_manifest, mirror_server) + [
-        "--tag", tag, "--models-tag", models_tag, "--hf-token-file", str(token), "--refresh-models",
+        "--tag",
+        tag,
+        "--models-tag",
+        models_tag,
+        "--hf-token-file",
+        str(token),
+        "--refresh-models",
     ]
     if WHEELHOUSE.is_dir():
         args += ["--wheelhouse", str(WHEELHOUSE)]
@@ -334,9 +340,7 @@ def test_mirror_down_fails_naming_the_model(request, tiny_tree, mirror_server, d
     down = MirrorServer(tiny_tree.root).start()
     down.stop()  # its port is now closed
     models_tag = f"modelbake-test/models:{RUN_ID}-down"
-    proc = run_build_py(
-        common_args(manifest, down) + ["--models-only", "--models-tag", models_tag], work / "d.json"
-    )
+    proc = run_build_py(common_args(manifest, down) + ["--models-only", "--models-tag", models_tag], work / "d.json")
     assert proc.returncode != 0
     error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "whisper-tiny" in error[0], proc.stderr[-2000:]
@@ -462,7 +466,10 @@ def test_process_spoken_episode_offline(app_build, docker_client, mirror_server,
         tiny_tree.whisper_name,
         tiny_tree.whisper_sha256,
     )
-    assert (models["spacy-ner"]["name"], models["spacy-ner"]["revision"]) == (tiny_tree.spacy_name, tiny_tree.spacy_version)
+    assert (models["spacy-ner"]["name"], models["spacy-ner"]["revision"]) == (
+        tiny_tree.spacy_name,
+        tiny_tree.spacy_version,
+    )
     assert (models["bart-map"]["repo"], models["bart-map"]["revision"]) == (tiny_tree.bart_repo, tiny_tree.bart_commit)
     assert (models["led-reduce"]["revision"], models["led-reduce"]["role"]) == (tiny_tree.led_commit, "reduce")
     assert models["whisper-tiny"]["calls"] == 1

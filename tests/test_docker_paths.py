@@ -132,9 +132,7 @@ def test_verify_loads_both_pipelines_offline(app, docker_client):
     assert b"verify: 5 models load and run offline" in out, out[-2000:]
     # and so does any app of the user's: the image's PYTHONPATH names each pipeline's directory
     code = "import spacy; print(sorted(spacy.load(n).meta['name'] for n in ('en_tiny_ner', 'en_tiny_people')))"
-    out = docker_client.containers.run(
-        app.tag, ["python", "-c", code], entrypoint=[], network_mode="none", remove=True
-    )
+    out = docker_client.containers.run(app.tag, ["python", "-c", code], entrypoint=[], network_mode="none", remove=True)
     assert out.decode().strip() == "['tiny_ner', 'tiny_people']"
 
 
@@ -200,7 +198,9 @@ def test_control_an_edit_of_a_fetch_module_runs_every_model_step(app, two_pipeli
     models_tag = f"modelbake-test/paths-models:{RUN_ID}-control"
     tags.append(models_tag)
     mirror.clear_requests()
-    report = build_py(copy, two_pipelines, mirror, tmp_path / "control.json", "--models-only", "--models-tag", models_tag)
+    report = build_py(
+        copy, two_pipelines, mirror, tmp_path / "control.json", "--models-only", "--models-tag", models_tag
+    )
     steps = model_steps(report)
     assert {s for s, status in steps.items() if status == "built"} == set(steps), steps
     assert {r.path.rsplit("/", 1)[-1] for r in mirror.requests} >= {"tiny-random.en.pt", "model.safetensors"}

@@ -190,7 +190,9 @@ def test_model_layers_are_the_same_for_every_platform_and_fetched_once(
         if m.get("platform", {}).get("os") != "unknown"
     }
     assert set(platforms) == {"linux/amd64", "linux/arm64"}
-    layers = {p: [x["digest"] for x in registry.manifest("team/models-multi", d)[1]["layers"]] for p, d in platforms.items()}
+    layers = {
+        p: [x["digest"] for x in registry.manifest("team/models-multi", d)[1]["layers"]] for p, d in platforms.items()
+    }
     assert layers["linux/amd64"] == layers["linux/arm64"] and len(layers["linux/amd64"]) == 4
 
 

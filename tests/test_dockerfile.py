@@ -33,7 +33,10 @@ def _lock_for(manifest, sizes: dict[str, int] | None = None) -> Lock:
             continue
         revision = {"whisper": "a" * 64, "spacy": "0.1.0", "huggingface": "c" * 40}[spec.family]
         models[spec.id] = LockedModel(
-            id=spec.id, family=spec.family, spec=spec_fields(spec), revision=revision,
+            id=spec.id,
+            family=spec.family,
+            spec=spec_fields(spec),
+            revision=revision,
             files=(LockedFile(path="f.bin", size=(sizes or {}).get(spec.id, 10), sha256="d" * 64),),
         )
     return Lock(models=models)
@@ -86,6 +89,7 @@ def test_changing_one_pin_changes_one_step_only(tiny, tmp_path):
         id=old.id, family=old.family, spec=old.spec, revision="e" * 64, files=old.files
     )
     after = render_models_dockerfile(manifest, Lock(models=changed), "test")
+
     def stages(text: str) -> list[str]:  # instructions only: a model's comment line sits above its stage
         return "\n".join(ln for ln in text.splitlines() if not ln.startswith("#")).split("\nFROM ")
 
@@ -150,7 +154,9 @@ def test_committed_dockerfiles_match_models_toml():
     """Drift check: regenerate from models.toml + models.lock and compare with the committed files."""
     proc = subprocess.run(
         [sys.executable, "-m", "modelbake.cli", "dockerfile", "--manifest", "models.toml", "--check"],
-        cwd=REPO, capture_output=True, text=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     proc = subprocess.run(
@@ -165,25 +171,52 @@ def test_drift_is_detected(tmp_path):
     with open(tmp_path / "models.toml", "a") as f:
         f.write('\n[models.extra]\nfamily = "whisper"\nname = "small.en"\nsha256 = "%s"\n' % ("f" * 64))
     proc = subprocess.run(
-        [sys.executable, "-m", "modelbake.cli", "dockerfile", "--manifest", str(tmp_path / "models.toml"),
-         "--root", str(tmp_path), "--check"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "modelbake.cli",
+            "dockerfile",
+            "--manifest",
+            str(tmp_path / "models.toml"),
+            "--root",
+            str(tmp_path),
+            "--check",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 1
     assert "out of date" in proc.stderr and "make dockerfile" in proc.stderr
     proc = subprocess.run(
-        [sys.executable, "-m", "modelbake.dockerfile", "--manifest", str(tmp_path / "models.toml"),
-         "--root", str(tmp_path), "--check"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "modelbake.dockerfile",
+            "--manifest",
+            str(tmp_path / "models.toml"),
+            "--root",
+            str(tmp_path),
+            "--check",
+        ],
+        capture_output=True,
+        text=True,
     )
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 1 and len(errors) == 1  # both files named in one line
     assert "Dockerfile.models and " in errors[0] and "/Dockerfile: out of date" in errors[0]
     # regenerating fixes it
     subprocess.run(
-        [sys.executable, "-m", "modelbake.dockerfile", "--manifest", str(tmp_path / "models.toml"),
-         "--root", str(tmp_path)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "modelbake.dockerfile",
+            "--manifest",
+            str(tmp_path / "models.toml"),
+            "--root",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
     )
     assert "fetch-extra" in (tmp_path / "Dockerfile.models").read_text()
     assert "--exclude=models/whisper/small.en.pt" in (tmp_path / "Dockerfile").read_text()  # the others' copies
@@ -272,7 +305,9 @@ def test_dry_run_cache_blobs_follow_each_images_layer_compression(tmp_path, caps
     _, targets = dry_run(capsys, [*base, "--cache-compression", "gzip", "--layer-compression", "zstd", "--push"])
     assert "compression=gzip,force-compression=true" in targets["models"]["cache-to"][0]
     assert "compression=gzip" in targets["app"]["cache-to"][0]
-    assert targets["models"]["output"] == ["type=image,compression=zstd,force-compression=true,oci-mediatypes=true,push=true"]
+    assert targets["models"]["output"] == [
+        "type=image,compression=zstd,force-compression=true,oci-mediatypes=true,push=true"
+    ]
 
 
 def test_output_spec_per_builder_and_push():
@@ -294,7 +329,12 @@ def test_dry_run_models_only(tmp_path, capsys):
     manifest.write_text(TINY_MANIFEST)
     command, targets = dry_run(capsys, ["--manifest", str(manifest), "--models-only", "--refresh-models"])
     assert list(targets) == ["models"] and command.endswith(" models")
-    assert sorted(targets["models"]["no-cache-filter"]) == ["fetch-bart-map", "fetch-led-reduce", "fetch-spacy-ner", "fetch-whisper-tiny"]
+    assert sorted(targets["models"]["no-cache-filter"]) == [
+        "fetch-bart-map",
+        "fetch-led-reduce",
+        "fetch-spacy-ner",
+        "fetch-whisper-tiny",
+    ]
 
 
 def test_bad_option_values_are_one_line_errors(tmp_path, capsys):
@@ -318,7 +358,9 @@ def test_buildx_gets_each_value_as_one_argument_never_through_a_shell(tmp_path, 
     bin_dir.mkdir()
     record = tmp_path / "argv.json"
     stub = bin_dir / "docker"
-    stub.write_text(f"#!{sys.executable}\nimport json, sys\nopen({str(record)!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
+    stub.write_text(
+        f"#!{sys.executable}\nimport json, sys\nopen({str(record)!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
+    )
     stub.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     canary = tmp_path / "ran"
@@ -353,14 +395,34 @@ def test_rawjson_steps_and_failed_model_message():
     from modelbake.buildx import _error
 
     logs = "fetch whisper-tiny\nerror: model whisper-tiny: x.pt: sha256 mismatch: expected a, got b; file discarded (http://m/x.pt)\n"
-    text = _raw(
-        {"vertexes": [{"digest": "d1", "name": "[fetch-whisper-tiny 1/1] RUN modelbake preload",
-                       "started": "2026-01-01T00:00:00.5Z", "completed": "2026-01-01T00:00:02.5Z",
-                       "error": "process did not complete successfully: exit code: 1"}]},
-        {"vertexes": [{"digest": "d2", "name": "[fetch 2/4] RUN pip", "cached": True,
-                       "started": "2026-01-01T00:00:00Z", "completed": "2026-01-01T00:00:00Z"}]},
-        {"logs": [{"vertex": "d1", "stream": 2, "data": base64.b64encode(logs.encode()).decode()}]},
-    ) + "\nERROR: failed to solve: process did not complete\n"
+    text = (
+        _raw(
+            {
+                "vertexes": [
+                    {
+                        "digest": "d1",
+                        "name": "[fetch-whisper-tiny 1/1] RUN modelbake preload",
+                        "started": "2026-01-01T00:00:00.5Z",
+                        "completed": "2026-01-01T00:00:02.5Z",
+                        "error": "process did not complete successfully: exit code: 1",
+                    }
+                ]
+            },
+            {
+                "vertexes": [
+                    {
+                        "digest": "d2",
+                        "name": "[fetch 2/4] RUN pip",
+                        "cached": True,
+                        "started": "2026-01-01T00:00:00Z",
+                        "completed": "2026-01-01T00:00:00Z",
+                    }
+                ]
+            },
+            {"logs": [{"vertex": "d1", "stream": 2, "data": base64.b64encode(logs.encode()).decode()}]},
+        )
+        + "\nERROR: failed to solve: process did not complete\n"
+    )
     steps, rest = parse_rawjson(text)
     by = {s.digest: s for s in steps}
     assert by["d1"].seconds == pytest.approx(2.0) and by["d1"].stage == "fetch-whisper-tiny"

@@ -47,6 +47,7 @@ def mirror(byte_mirror):
 def tiny_locked(byte_locked):
     return byte_locked
 
+
 WHISPER_FILE = "tiny-random.en.pt"
 # What a failed run must never leave behind anywhere under --dest (temp files, staging dirs, probes).
 PARTIAL_MARKERS = (".incomplete", ".tmp", ".modelbake-staging-", ".modelbake-tmp", ".probe-", ".old")

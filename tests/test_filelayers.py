@@ -108,7 +108,9 @@ def manifest(tmp_path):
     return load_manifest(path)
 
 
-def lock_of(manifest, files: dict[str, list[tuple[str, int, str]]] = FILES, commits: dict[str, str] | None = None) -> Lock:
+def lock_of(
+    manifest, files: dict[str, list[tuple[str, int, str]]] = FILES, commits: dict[str, str] | None = None
+) -> Lock:
     models = {}
     for spec in manifest.models.values():
         commit = (commits or {}).get(spec.id, COMMIT)
@@ -227,9 +229,10 @@ def test_each_app_copy_leaves_exactly_its_layer_of_the_merged_image(manifest):
         patterns = excludes(layer, layers)
         kept = {path for path in merged if not excluded(path, patterns)}
         assert kept == trees[layer.label], (layer.label, patterns)
-        assert app_copy_line(layer, layers) == "COPY --link --from=models " + "".join(
-            f"--exclude={p} " for p in patterns
-        ) + "/ /"
+        assert (
+            app_copy_line(layer, layers)
+            == "COPY --link --from=models " + "".join(f"--exclude={p} " for p in patterns) + "/ /"
+        )
     # a big file's copy keeps the path down to its blob and nothing else of its repo
     shard = next(layer for layer in layers if layer.label == "bart:model-00002-of-00002.safetensors")
     patterns = excludes(shard, layers)

@@ -55,7 +55,9 @@ def stack(layers, steps: Path, image: Path) -> None:
 def snapshot_files(tree: Path) -> dict[str, bytes]:
     """Every snapshot entry of every repo, resolved: what a loader reads."""
     hub = tree / "huggingface" / "hub"
-    return {p.relative_to(hub).as_posix(): p.read_bytes() for p in sorted(hub.glob("*/snapshots/*/**/*")) if p.is_file()}
+    return {
+        p.relative_to(hub).as_posix(): p.read_bytes() for p in sorted(hub.glob("*/snapshots/*/**/*")) if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("split", [10 * 1024, 100], ids=["weights-and-tokenizer-split", "every-file-split"])
@@ -73,7 +75,9 @@ def test_the_stacked_layers_are_a_hub_cache_the_loaders_read(split, tiny_locked,
     stack(layers, steps, image)
 
     plain = tmp_path / "plain"
-    proc = run_cli("preload", "--manifest", str(tiny_locked), "--profile", "test", "--dest", str(plain), *mirror_args(mirror))
+    proc = run_cli(
+        "preload", "--manifest", str(tiny_locked), "--profile", "test", "--dest", str(plain), *mirror_args(mirror)
+    )
     assert proc.returncode == 0, proc.stderr
     assert snapshot_files(image) == snapshot_files(plain)  # the same files under the same snapshot paths
     for repo in ("models--modelbake-tiny--bart", "models--modelbake-tiny--led"):

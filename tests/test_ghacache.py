@@ -27,6 +27,7 @@ from testkit.ghacache import GhaCacheServer, make_token, parse_token
 
 pytestmark = [pytest.mark.unit, pytest.mark.loopback]
 
+
 @pytest.fixture
 def gha(tmp_path):
     with GhaCacheServer(tmp_path / "gha") as server:
@@ -322,7 +323,9 @@ def test_cli_serve_prints_the_runner_variables_and_stops_on_sigterm(tmp_path):
         parse_token(env["ACTIONS_RUNTIME_TOKEN"])
         headers = {"Authorization": f"Bearer {env['ACTIONS_RUNTIME_TOKEN']}"}
         with httpx.Client(timeout=10, headers=headers) as c:
-            r = c.post(f"{env['ACTIONS_RESULTS_URL']}{SERVICE}/GetCacheEntryDownloadURL", json={"key": "k", "version": V})
+            r = c.post(
+                f"{env['ACTIONS_RESULTS_URL']}{SERVICE}/GetCacheEntryDownloadURL", json={"key": "k", "version": V}
+            )
         assert r.json()["ok"] is False
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

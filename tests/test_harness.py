@@ -18,7 +18,7 @@ from modelbake.engine import EngineError
 
 pytestmark = pytest.mark.unit
 
-BROKEN_RULES = '''
+BROKEN_RULES = """
 import pytest
 
 
@@ -37,7 +37,7 @@ def test_imports_torch():
 @pytest.mark.docker
 def test_needs_the_engine(docker_client):
     pass
-'''
+"""
 
 
 def test_a_missing_engine_fails_under_ci_and_skips_elsewhere(monkeypatch):

@@ -33,7 +33,9 @@ def _whisper_model_table() -> dict[str, str]:
     assert spec is not None and spec.origin, "openai-whisper is not installed"
     tree = ast.parse(Path(spec.origin).read_text())
     node = next(
-        n for n in tree.body if isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "_MODELS" for t in n.targets)
+        n
+        for n in tree.body
+        if isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "_MODELS" for t in n.targets)
     )
     return ast.literal_eval(node.value)
 

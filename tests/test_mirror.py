@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 import modelbake.mirror.hubcache as hubcache
+import modelbake.mirror.hubroutes as hubroutes
 import modelbake.mirror.server as server_mod
 from modelbake.errors import ModelbakeError, UsageError
 from modelbake.mirror import MirrorServer
@@ -47,7 +48,11 @@ def git_blob(data: bytes) -> str:
 
 
 def _snapshot(
-    repo: Path, commit: str, files: dict[str, bytes], lfs_names: set[str] = frozenset(), git_names: set[str] = frozenset()
+    repo: Path,
+    commit: str,
+    files: dict[str, bytes],
+    lfs_names: set[str] = frozenset(),
+    git_names: set[str] = frozenset(),
 ) -> None:
     """Write a snapshot like huggingface_hub does: symlinks into blobs/ named by the ETag (sha256 for LFS files,
     git blob id otherwise), or plain files like a hand-made tree."""
@@ -163,7 +168,10 @@ def run_hf(server: MirrorServer, tmp_path: Path, code: str, **values: str) -> di
     epilogue = "\nprint('@@' + json.dumps(out))\n"
     proc = subprocess.run(
         [sys.executable, "-c", prelude + textwrap.dedent(code) + epilogue],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.rsplit("@@", 1)[1])
@@ -177,14 +185,19 @@ def sha(data: bytes) -> str:
 
 
 def test_snapshot_download_by_branch_and_by_commit(server: MirrorServer, fx: Fixture, tmp_path: Path) -> None:
-    out = run_hf(server, tmp_path, """
+    out = run_hf(
+        server,
+        tmp_path,
+        """
         out["main"] = digests(snapshot_download("org/tiny", revision="main"))
         out["gpt2"] = digests(snapshot_download("gpt2", revision=V["gpt2"]))
         out["pr"] = digests(snapshot_download("org/tiny", revision="refs/pr/1"))
         cache = Path(os.environ["HF_HUB_CACHE"])
         out["ref"] = (cache / "models--org--tiny" / "refs" / "main").read_text()
         out["blobs"] = sorted(p.name for p in (cache / "models--org--tiny" / "blobs").iterdir())
-    """, gpt2=C_GPT2)
+    """,
+        gpt2=C_GPT2,
+    )
     assert out["main"] == {k: sha(v) for k, v in fx.tiny.items()}
     assert out["gpt2"] == {k: sha(v) for k, v in fx.gpt2.items()}
     assert out["pr"] == {k: sha(v) for k, v in fx.tiny_pr.items()}
@@ -204,8 +217,11 @@ def test_snapshot_download_by_branch_and_by_commit(server: MirrorServer, fx: Fix
 def test_list_repo_tree_model_info_and_pagination(
     server: MirrorServer, fx: Fixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(server_mod, "TREE_PAGE", 2)  # 4 entries -> 2 pages, followed through `Link`
-    out = run_hf(server, tmp_path, """
+    monkeypatch.setattr(hubroutes, "TREE_PAGE", 2)  # 4 entries -> 2 pages, followed through `Link`
+    out = run_hf(
+        server,
+        tmp_path,
+        """
         api = HfApi()
         def entries(**kw):
             return [{"path": e.path, "kind": type(e).__name__, "blob_id": getattr(e, "blob_id", None),
@@ -221,7 +237,9 @@ def test_list_repo_tree_model_info_and_pagination(
                        "siblings": {s.rfilename: (s.size, s.lfs.sha256 if s.lfs else None) for s in info.siblings}}
         out["info_pr"] = api.model_info("org/tiny", revision="refs/pr/1").sha
         out["gpt2_by_commit"] = api.model_info("gpt2", revision=V["gpt2"]).sha
-    """, gpt2=C_GPT2)
+    """,
+        gpt2=C_GPT2,
+    )
     rec = {e["path"]: e for e in out["recursive"]}
     assert sorted(rec) == ["config.json", "model.safetensors", "sub", "sub/vocab.txt"]
     assert rec["sub"]["kind"] == "RepoFolder"
@@ -242,7 +260,10 @@ def test_list_repo_tree_model_info_and_pagination(
 
 
 def test_hub_errors_map_to_huggingface_hub_exceptions(server: MirrorServer, tmp_path: Path) -> None:
-    out = run_hf(server, tmp_path, """
+    out = run_hf(
+        server,
+        tmp_path,
+        """
         api = HfApi()
         out["missing_file"] = error_of(hf_hub_download, "org/tiny", "nope.json")
         out["missing_repo"] = error_of(snapshot_download, "org/nope")
@@ -252,7 +273,8 @@ def test_hub_errors_map_to_huggingface_hub_exceptions(server: MirrorServer, tmp_
         out["missing_dir"] = error_of(list, api.list_repo_tree("org/tiny", path_in_repo="additional_chat_templates"))
         out["exists"] = [api.file_exists("org/tiny", "config.json"), api.file_exists("org/tiny", "x.json"),
                          api.repo_exists("org/tiny"), api.repo_exists("org/nope")]
-    """)
+    """,
+    )
     assert out["missing_file"] == ["RemoteEntryNotFoundError", True]
     assert out["missing_repo"] == ["RepositoryNotFoundError", True]
     assert out["missing_repo_no_org"] == ["RepositoryNotFoundError", True]
@@ -267,12 +289,16 @@ def test_hub_errors_map_to_huggingface_hub_exceptions(server: MirrorServer, tmp_
 def test_huggingface_hub_retries_and_resumes(server: MirrorServer, fx: Fixture, tmp_path: Path) -> None:
     server.faults.fail["/org/tiny/resolve/"] = 1  # first HEAD -> 503, retried
     server.faults.reset["model.safetensors"] = 1  # body cut halfway, resumed with Range
-    out = run_hf(server, tmp_path, """
+    out = run_hf(
+        server,
+        tmp_path,
+        """
         import huggingface_hub.constants
         # http_get writes (and so can resume) only whole 10 MiB chunks; smaller ones keep the file small.
         huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE = 64 * 1024
         out["files"] = digests(snapshot_download("org/tiny", revision="main", max_workers=1))
-    """)
+    """,
+    )
     assert out["files"] == {k: sha(v) for k, v in fx.tiny.items()}
     first, second = [r for r in server.requests_for("model.safetensors") if r.method == "GET"]
     size = len(fx.tiny["model.safetensors"])

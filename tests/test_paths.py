@@ -50,7 +50,10 @@ def test_the_image_and_the_layer_root_are_the_dest_tree_at_models():
         assert image_paths(spec) == [p.as_posix() for p in Layout.dest("/models").model_paths(spec)]
         assert layer_paths(spec) == [layer_root(spec) + p for p in image_paths(spec)]
         (layer,) = model_layers(spec, None, None)
-        assert layer_copy_line(layer) == f"COPY --link --from=fetch-{layer_root(spec).removeprefix('/out/')} {layer_root(spec)}/ /"
+        assert (
+            layer_copy_line(layer)
+            == f"COPY --link --from=fetch-{layer_root(spec).removeprefix('/out/')} {layer_root(spec)}/ /"
+        )
     assert image_paths(NER) == ["/models/spacy/en_tiny_ner"]
     assert layer_root(HF) == "/out/bart-map"
     assert image_spacy_path([WHISPER, NER, HF, PEOPLE]) == "/models/spacy/en_tiny_ner:/models/spacy/en_tiny_people"
@@ -93,7 +96,11 @@ NOT_A_MODEL_CONTEXT = {"mirror"}
 
 
 def _string_constants(path: Path) -> list[str]:
-    return [n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    return [
+        n.value
+        for n in ast.walk(ast.parse(path.read_text()))
+        if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    ]
 
 
 @pytest.mark.unit
@@ -118,7 +125,16 @@ def test_a_tree_of_the_flat_spacy_layout_still_loads_and_is_migrated(manifest_co
     """A --dest tree written before one directory per pipeline (all in `spacy/`, e.g. a CI cache) is found by
     verify and the app as it is, and the next preload moves the pipeline into its own directory."""
     dest = tmp_path / "dest"
-    cmd = ["preload", "--manifest", str(manifest_copy), "--model", "spacy-ner", "--dest", str(dest), *mirror_args(mirror)]
+    cmd = [
+        "preload",
+        "--manifest",
+        str(manifest_copy),
+        "--model",
+        "spacy-ner",
+        "--dest",
+        str(dest),
+        *mirror_args(mirror),
+    ]
     assert main(cmd) == 0
     layout = Layout.dest(dest)
     spec = load_manifest(manifest_copy).models["spacy-ner"]
@@ -158,6 +174,8 @@ def test_two_pipelines_in_one_tree_each_in_its_own_directory_and_both_verify(tin
     assert sorted(p.name for p in (dest / "spacy").iterdir()) == ["en_tiny_ner", "en_tiny_people"]
     for name in ("en_tiny_ner", "en_tiny_people"):
         assert sorted(p.name for p in (dest / "spacy" / name).iterdir()) == [name, f"{name}-0.1.0.dist-info"]
-    proc = run_cli("verify", "--manifest", str(manifest), "--model", "spacy-ner", "--model", PEOPLE.id, "--models", str(dest))
+    proc = run_cli(
+        "verify", "--manifest", str(manifest), "--model", "spacy-ner", "--model", PEOPLE.id, "--models", str(dest)
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "verify: 2 models load and run offline" in proc.stdout

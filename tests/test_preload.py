@@ -230,7 +230,11 @@ def test_spacy_into_the_active_environment(manifest_copy, mirror, tmp_path):
     assert (pth / "en_tiny_ner").is_dir()
     # Installed where that interpreter finds it, as pip's own distribution (spaCy loading it: tests/test_verify.py).
     check = subprocess.run(
-        [python, "-c", "import en_tiny_ner, importlib.metadata as m; print(en_tiny_ner.__file__, m.version('en_tiny_ner'))"],
+        [
+            python,
+            "-c",
+            "import en_tiny_ner, importlib.metadata as m; print(en_tiny_ner.__file__, m.version('en_tiny_ner'))",
+        ],
         capture_output=True,
         text=True,
     )
@@ -238,3 +242,17 @@ def test_spacy_into_the_active_environment(manifest_copy, mirror, tmp_path):
     mirror.clear_requests()
     proc = subprocess.run([*cmd, *mirror_args(mirror)], capture_output=True, text=True)
     assert proc.returncode == 0 and mirror.requests == []
+
+
+def test_fetcher_for_pairs_each_family_with_its_module():
+    from modelbake.fetchers import fetcher_for, huggingface, spacy, whisper
+    from modelbake.manifest import HuggingFaceSpec, SpacySpec, WhisperSpec
+
+    specs = [
+        (WhisperSpec(id="w", name="tiny", sha256="0" * 64), whisper),
+        (SpacySpec(id="s", name="en_x", version="1.0", sha256="0" * 64), spacy),
+        (HuggingFaceSpec(id="h", repo="org/name", revision="main"), huggingface),
+    ]
+    for spec, module in specs:
+        paired = fetcher_for(spec)
+        assert paired.fetcher is module and paired.spec is spec

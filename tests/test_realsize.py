@@ -22,17 +22,19 @@ pytestmark = pytest.mark.unit
 if str(REPO) not in sys.path:  # `pytest` puts tests/ on sys.path, not the repo root where bench/ lives
     sys.path.insert(0, str(REPO))
 realsize = importlib.import_module("bench.realsize")
+realsize_models = importlib.import_module("bench.realsize_models")
+realsize_tensors = importlib.import_module("bench.realsize_tensors")
 
-HF_IDS = [m.key for m in realsize.HF_MODELS]
-WHISPER_IDS = [m.key for m in realsize.WHISPER_MODELS]
+HF_IDS = [m.key for m in realsize_models.HF_MODELS]
+WHISPER_IDS = [m.key for m in realsize_models.WHISPER_MODELS]
 
 
 def _hf(key: str):
-    return next(m for m in realsize.HF_MODELS if m.key == key)
+    return next(m for m in realsize_models.HF_MODELS if m.key == key)
 
 
 def _whisper(key: str):
-    return next(m for m in realsize.WHISPER_MODELS if m.key == key)
+    return next(m for m in realsize_models.WHISPER_MODELS if m.key == key)
 
 
 def _params(shapes) -> int:
@@ -42,7 +44,7 @@ def _params(shapes) -> int:
 @pytest.mark.parametrize("key", HF_IDS)
 def test_safetensors_size_from_config_is_within_2_percent_of_the_real_file(key):
     model = _hf(key)
-    expected = realsize.safetensors_file_bytes(model.config)
+    expected = realsize_tensors.safetensors_file_bytes(model.config)
     assert abs(expected - model.real.bytes) / model.real.bytes < 0.02, (expected, model.real.bytes)
 
 
@@ -51,28 +53,28 @@ def test_real_sizes_known_to_the_byte_match_to_a_tenth_of_a_percent():
     for key in ("bart-large-cnn", "led-base-16384"):
         model = _hf(key)
         assert model.real.exact
-        expected = realsize.safetensors_file_bytes(model.config)
+        expected = realsize_tensors.safetensors_file_bytes(model.config)
         assert abs(expected - model.real.bytes) / model.real.bytes < 0.001, (key, expected, model.real.bytes)
     base = _whisper("whisper-base-en")
     assert base.real.exact
-    assert abs(realsize.whisper_file_bytes(base.dims) - base.real.bytes) / base.real.bytes < 0.001
+    assert abs(realsize_tensors.whisper_file_bytes(base.dims) - base.real.bytes) / base.real.bytes < 0.001
 
 
 @pytest.mark.parametrize("key", WHISPER_IDS)
 def test_whisper_checkpoint_size_from_dims_is_within_2_percent_of_the_real_file(key):
     model = _whisper(key)
-    expected = realsize.whisper_file_bytes(model.dims)
+    expected = realsize_tensors.whisper_file_bytes(model.dims)
     assert abs(expected - model.real.bytes) / model.real.bytes < 0.02, (expected, model.real.bytes)
 
 
 def test_parameter_counts_are_the_published_ones():
     """Millions of parameters as the model cards give them (tied embeddings once, buffers included)."""
-    millions = {key: _params(realsize.seq2seq_tensor_shapes(_hf(key).config)) / 1e6 for key in HF_IDS}
+    millions = {key: _params(realsize_tensors.seq2seq_tensor_shapes(_hf(key).config)) / 1e6 for key in HF_IDS}
     assert millions["bart-base"] == pytest.approx(139.5, abs=0.5)
     assert millions["bart-large-cnn"] == pytest.approx(406.3, abs=0.5)
     assert millions["distilbart-cnn-12-6"] == pytest.approx(305.6, abs=0.5)
     assert millions["led-base-16384"] == pytest.approx(161.9, abs=0.5)
-    whisper = {key: _params(realsize.whisper_tensor_shapes(_whisper(key).dims)) / 1e6 for key in WHISPER_IDS}
+    whisper = {key: _params(realsize_tensors.whisper_tensor_shapes(_whisper(key).dims)) / 1e6 for key in WHISPER_IDS}
     assert whisper["whisper-tiny-en"] == pytest.approx(37.8, abs=0.2)  # 39 M with the tied output, as published
     assert whisper["whisper-base-en"] == pytest.approx(72.6, abs=0.5)
 
@@ -112,9 +114,9 @@ def test_a_complete_tree_is_reused_without_generating(tmp_path, monkeypatch):
     """.complete with this generator's stamp and files of the recorded sizes -> returned as is, no hashing."""
     parts = {}
     for key, rel in [
-        *((m.key, f"whisper/{m.filename}") for m in realsize.WHISPER_MODELS),
+        *((m.key, f"whisper/{m.filename}") for m in realsize_models.WHISPER_MODELS),
         ("spacy-en-core-web-sm", "spacy/en_core_web_sm-3.8.0-py3-none-any.whl"),
-        *((m.key, f"huggingface/x/{m.key}/model.safetensors") for m in realsize.HF_MODELS),
+        *((m.key, f"huggingface/x/{m.key}/model.safetensors") for m in realsize_models.HF_MODELS),
     ]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"xyz")

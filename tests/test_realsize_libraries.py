@@ -18,23 +18,25 @@ pytestmark = pytest.mark.ml_models
 if str(REPO) not in sys.path:  # `pytest` puts tests/ on sys.path, not the repo root where bench/ lives
     sys.path.insert(0, str(REPO))
 realsize = importlib.import_module("bench.realsize")
+realsize_models = importlib.import_module("bench.realsize_models")
+realsize_tensors = importlib.import_module("bench.realsize_tensors")
 
-HF_IDS = [m.key for m in realsize.HF_MODELS]
+HF_IDS = [m.key for m in realsize_models.HF_MODELS]
 
 
 def _hf(key: str):
-    return next(m for m in realsize.HF_MODELS if m.key == key)
+    return next(m for m in realsize_models.HF_MODELS if m.key == key)
 
 
 def _whisper(key: str):
-    return next(m for m in realsize.WHISPER_MODELS if m.key == key)
+    return next(m for m in realsize_models.WHISPER_MODELS if m.key == key)
 
 
 @pytest.mark.parametrize("key", HF_IDS)
 def test_shape_table_matches_what_transformers_builds(key):
     """The hand-written table == the tensors save_pretrained would write (model built on the meta device)."""
-    tensors, norms = realsize.hf_tensors(_hf(key).config)
-    assert sorted(tensors) == sorted(realsize.seq2seq_tensor_shapes(_hf(key).config))
+    tensors, norms = realsize_tensors.hf_tensors(_hf(key).config)
+    assert sorted(tensors) == sorted(realsize_tensors.seq2seq_tensor_shapes(_hf(key).config))
     assert any(n.endswith("layernorm_embedding") for n in norms)
 
 
@@ -46,7 +48,7 @@ def test_whisper_shape_table_matches_openai_whisper():
     with torch.random.fork_rng(devices=[]):
         model = Whisper(ModelDimensions(**dims))
     library = sorted((k, tuple(v.shape)) for k, v in model.state_dict().items())
-    assert library == sorted(realsize.whisper_tensor_shapes(dims))
+    assert library == sorted(realsize_tensors.whisper_tensor_shapes(dims))
 
 
 def test_streamed_safetensors_loads_with_the_safetensors_library(tmp_path):
@@ -56,11 +58,11 @@ def test_streamed_safetensors_loads_with_the_safetensors_library(tmp_path):
     tensors = [("b.weight", (3, 5)), ("a.bias", (7,)), ("c", (1, 2, 3))]
 
     def make(name, shape):
-        return realsize._fill("test/repo", name, shape, frozenset({"a"}), 0)
+        return realsize_tensors._fill("test/repo", name, shape, frozenset({"a"}), 0)
 
     path = tmp_path / "model.safetensors"
-    digest = realsize.write_safetensors(path, tensors, make)
-    assert path.stat().st_size == len(realsize.safetensors_header(tensors)) + 4 * (15 + 7 + 6)
+    digest = realsize_tensors.write_safetensors(path, tensors, make)
+    assert path.stat().st_size == len(realsize_tensors.safetensors_header(tensors)) + 4 * (15 + 7 + 6)
     assert digest == realsize._sha256(path)
     with safe_open(str(path), "pt") as f:
         assert f.metadata() == {"format": "pt"}
@@ -72,11 +74,11 @@ def test_streamed_safetensors_loads_with_the_safetensors_library(tmp_path):
 def test_fill_depends_on_the_tensor_not_on_the_order():
     import torch
 
-    first = realsize._fill("m", "x.weight", (4, 4), frozenset(), 0)
-    realsize._fill("m", "y.weight", (4, 4), frozenset(), 0)
-    assert torch.equal(first, realsize._fill("m", "x.weight", (4, 4), frozenset(), 0))
-    assert not torch.equal(first, realsize._fill("other", "x.weight", (4, 4), frozenset(), 0))
-    assert torch.equal(realsize._fill("m", "ln.weight", (4,), frozenset({"ln"}), 0), torch.ones(4))
+    first = realsize_tensors._fill("m", "x.weight", (4, 4), frozenset(), 0)
+    realsize_tensors._fill("m", "y.weight", (4, 4), frozenset(), 0)
+    assert torch.equal(first, realsize_tensors._fill("m", "x.weight", (4, 4), frozenset(), 0))
+    assert not torch.equal(first, realsize_tensors._fill("other", "x.weight", (4, 4), frozenset(), 0))
+    assert torch.equal(realsize_tensors._fill("m", "ln.weight", (4,), frozenset({"ln"}), 0), torch.ones(4))
 
 
 def test_a_sharded_checkpoint_loads_through_its_index(tmp_path):
@@ -88,8 +90,10 @@ def test_a_sharded_checkpoint_loads_through_its_index(tmp_path):
     from transformers import AutoModelForSeq2SeqLM
 
     big = importlib.import_module("bench.realsize_big")
-    config = realsize._bart_config(32, (2, 2), 2, 64, 50265, {}, "4.27.0.dev0")
-    model = realsize.HFModel("tiny-sharded", "test/tiny-sharded", config, {}, 1024, "BartTokenizer", big._UNKNOWN)
+    config = realsize_models._bart_config(32, (2, 2), 2, 64, 50265, {}, "4.27.0.dev0")
+    model = realsize_models.HFModel(
+        "tiny-sharded", "test/tiny-sharded", config, {}, 1024, "BartTokenizer", big._UNKNOWN
+    )
     sharded = big.BigModel(model, 2_000_000)
     part = big.make_big(tmp_path, sharded, 0, {})
     names = sorted(f["path"].rsplit("/", 1)[1] for f in part["files"])
@@ -101,7 +105,7 @@ def test_a_sharded_checkpoint_loads_through_its_index(tmp_path):
     index = json.loads((snapshot / "model.safetensors.index.json").read_text())
     loaded = AutoModelForSeq2SeqLM.from_pretrained(snapshot)
     state = loaded.state_dict()
-    _, norms = realsize.hf_tensors(config)
+    _, norms = realsize_tensors.hf_tensors(config)
     for name in index["weight_map"]:
-        expected = realsize._hf_fill(model, name, tuple(state[name].shape), norms, 0)
+        expected = realsize_tensors._hf_fill(model, name, tuple(state[name].shape), norms, 0)
         assert torch.equal(state[name], expected), name

@@ -59,7 +59,9 @@ def test_work_that_is_not_a_cache_transfer_never_counts():
     """A long RUN (a model download) and a base image pull make no stall however long they take."""
     clock = Clock()
     watch = TransferWatch(20, clock)
-    watch.feed_line(line(vertexes=[{"digest": "run", "name": "[fetch-bart 1/1] RUN modelbake preload", "started": "t"}]))
+    watch.feed_line(
+        line(vertexes=[{"digest": "run", "name": "[fetch-bart 1/1] RUN modelbake preload", "started": "t"}])
+    )
     watch.feed_line(line(statuses=[{"vertex": "pull", "id": BLOB, "current": 0, "total": 10}]))  # not cached
     watch.feed_line("ERROR: not json")
     watch.feed_line("{broken json")

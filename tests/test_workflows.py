@@ -177,7 +177,15 @@ def test_ci_lints_like_make_lint(workflows):
     makefile = (REPO / "Makefile").read_text()
     recipe = re.search(r"^lint:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
     scripts = "\n".join(s.get("run", "") for _, _, _, s in steps(workflows["ci.yml"]))
-    for tool in ("ruff check", "actionlint -shellcheck", "zizmor --offline", "hadolint Dockerfile Dockerfile.models"):
+    tools = (
+        "ruff check",
+        "ruff format --check",
+        "mypy",
+        "actionlint -shellcheck",
+        "zizmor --offline",
+        "hadolint Dockerfile Dockerfile.models",
+    )
+    for tool in tools:
         assert tool in recipe and tool in scripts, tool
 
 

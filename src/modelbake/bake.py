@@ -20,8 +20,9 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from .buildx import BuildResult, BuildSpec, CacheStalledError, Command, _error, _pump, output_spec
+from .buildx import BuildResult, BuildSpec, CacheStalledError, Command, Echo, _error, _pump, output_spec
 from .rawjson import Step, parse_rawjson
 from .transferwatch import TransferWatch
 
@@ -31,9 +32,9 @@ STALL_HINT = (
 )
 
 
-def target_definition(spec: BuildSpec) -> dict:
+def target_definition(spec: BuildSpec) -> dict[str, Any]:
     """One bake target with the fields `build_argv` would pass to `docker buildx build`."""
-    target: dict = {
+    target: dict[str, Any] = {
         "context": str(spec.context),
         "dockerfile": str(spec.dockerfile),
         "tags": list(spec.tags),
@@ -69,7 +70,7 @@ def target_definition(spec: BuildSpec) -> dict:
     return target
 
 
-def bake_definition(specs: Mapping[str, BuildSpec]) -> dict:
+def bake_definition(specs: Mapping[str, BuildSpec]) -> dict[str, Any]:
     return {"target": {name: target_definition(spec) for name, spec in specs.items()}}
 
 
@@ -101,7 +102,7 @@ def bake_argv(specs: Mapping[str, BuildSpec], definition: Path, metadata: Path |
     return cmd
 
 
-def run_bake(specs: Mapping[str, BuildSpec], *, echo=None) -> dict[str, BuildResult]:
+def run_bake(specs: Mapping[str, BuildSpec], *, echo: Echo | None = None) -> dict[str, BuildResult]:
     """Run one bake of `specs` (target name -> spec); a BuildResult per target (its steps, its metadata).
 
     A cache download that makes no progress for the specs' `stall_seconds` stops it (CacheStalledError).

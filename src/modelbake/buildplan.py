@@ -9,11 +9,11 @@ made and checked in a unit test, and a dry run writes nothing at all.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,6 +21,7 @@ from .buildoptions import DEFAULT_APP_REPO, DEFAULT_MODEL_LAYER_COMPRESSION, DEF
 from .buildx import BuildSpec
 from .cachespec import CacheBackend, models_scope, specs_for
 from .constants import FAMILIES, MIRROR_ENV_PREFIX, MIRRORS_FILE_ENV
+from .digests import sha256_file
 from .dockerfile import render_app_dockerfile, render_models_dockerfile
 from .errors import UsageError, write_error
 from .ghaenv import resolve as resolve_gha
@@ -83,11 +84,13 @@ def make_plan(
         pin = lock_hash(manifest.lock_path)
     else:
         warnings.append(f"{manifest.lock_path} missing: models are fetched unpinned; run `modelbake lock`")
-        pin = "unlocked-" + hashlib.sha256(manifest_path.read_bytes()).hexdigest()[:12]
+        pin = "unlocked-" + sha256_file(manifest_path)[:12]
     label = options.profile or "all"
     if options.models_image and options.models_only:
-        raise UsageError("--models-image and --models-only: the first builds an app on a models image, the second "
-                         "only a models image; pick one")
+        raise UsageError(
+            "--models-image and --models-only: the first builds an app on a models image, the second "
+            "only a models image; pick one"
+        )
     models_tag = options.models_image or options.models_tag or f"{DEFAULT_MODELS_REPO}:{label}-{pin}"
     app_tag = options.tag or f"{DEFAULT_APP_REPO}:{label}"
     files: dict[Path, bytes] = {}
@@ -147,10 +150,19 @@ def make_plan(
         models_mode=options.models_cache_mode,
         environ=dict(environ),
     )
-    stall_seconds = options.cache_timeout if backends else None
+    # What both builds take from the command line alike.
+    build_spec = partial(
+        BuildSpec,
+        no_cache=options.no_cache,
+        builder=options.builder,
+        platform=options.platform,
+        push=options.push,
+        force_compression=True,
+        stall_seconds=options.cache_timeout if backends else None,
+    )
     # The fetch steps stamp every file and directory of a model layer with this time, and BuildKit uses it for
     # the image's created time and history: two cold builds of one lock give the same layers and image.
-    models = BuildSpec(
+    models = build_spec(
         context=source,
         dockerfile=models_df,
         target="models",
@@ -165,14 +177,8 @@ def make_plan(
         cache_to=models_cache.cache_to,
         network=network.models,
         no_cache_filter=list(dict.fromkeys(layer.stage for layer in layers)) if options.refresh_models else [],
-        no_cache=options.no_cache,
-        builder=options.builder,
-        platform=options.platform,
-        push=options.push,
         layer_compression=options.layer_compression,
-        force_compression=True,
         label="models",
-        stall_seconds=stall_seconds,
     )
     app = None
     if not options.models_only:
@@ -194,7 +200,7 @@ def make_plan(
             compression=options.cache_compression or options.app_layer_compression,
             environ=dict(environ),
         )
-        app = BuildSpec(
+        app = build_spec(
             context=context,
             dockerfile=app_df,
             target="app",
@@ -209,14 +215,8 @@ def make_plan(
             cache_from=app_cache.cache_from,
             cache_to=app_cache.cache_to,
             network=network.app,
-            no_cache=options.no_cache,
-            builder=options.builder,
-            platform=options.platform,
-            push=options.push,
             layer_compression=options.app_layer_compression,
-            force_compression=True,
             label="app",
-            stall_seconds=stall_seconds,
         )
     reusable = (
         options.models_tag is None

@@ -15,14 +15,17 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 from .errors import ModelbakeError
 from .rawjson import Step, parse_rawjson, parse_time, rawjson_documents
 from .transferwatch import TransferWatch
 
 _parse_time = parse_time  # the name bench/ imported before rawjson.py
+Echo = Callable[[str], None]  # gets each line of buildx's output as it comes
 __all__ = ["Step", "parse_rawjson", "rawjson_documents"]
 
 
@@ -53,7 +56,7 @@ class CacheStalledError(BuildxError):
     """
 
 
-class Command(list):
+class Command(list[str]):
     """argv, never a shell string."""
 
     def add(self, name: str, value: object | None) -> Command:
@@ -61,7 +64,7 @@ class Command(list):
             self.extend([name, str(value)])
         return self
 
-    def add_each(self, name: str, values) -> Command:
+    def add_each(self, name: str, values: Iterable[object] | None) -> Command:
         for value in values or ():
             self.add(name, value)
         return self
@@ -161,19 +164,21 @@ def build_argv(spec: BuildSpec, metadata_file: Path | None = None, progress: str
 class BuildResult:
     argv: list[str]
     steps: list[Step]
-    metadata: dict
+    metadata: dict[str, Any]
     seconds: float
 
     @property
     def image_id(self) -> str | None:
-        return self.metadata.get("containerimage.config.digest")
+        value = self.metadata.get("containerimage.config.digest")
+        return None if value is None else str(value)
 
     @property
     def digest(self) -> str | None:
-        return self.metadata.get("containerimage.digest")
+        value = self.metadata.get("containerimage.digest")
+        return None if value is None else str(value)
 
 
-def run_build(spec: BuildSpec, *, echo=None) -> BuildResult:
+def run_build(spec: BuildSpec, *, echo: Echo | None = None) -> BuildResult:
     """Run one build; raise a BuildxError subclass whose one-line message names the failing step.
 
     With `spec.stall_seconds`, a cache download that makes no progress that long stops the build (SIGINT,
@@ -205,7 +210,7 @@ def run_build(spec: BuildSpec, *, echo=None) -> BuildResult:
     return BuildResult(argv=list(map(str, argv)), steps=steps, metadata=metadata, seconds=seconds)
 
 
-def _pump(proc: subprocess.Popen, chunks: list[str], watch: TransferWatch | None, echo) -> str | None:
+def _pump(proc: subprocess.Popen[str], chunks: list[str], watch: TransferWatch | None, echo: Echo | None) -> str | None:
     """Collect buildx's stderr until it exits; with a watch, stop it on a stalled cache transfer.
 
     A reader thread, because a stalled transfer means a silent pipe: the check must run while no line comes.
@@ -240,7 +245,7 @@ def _pump(proc: subprocess.Popen, chunks: list[str], watch: TransferWatch | None
     return stalled
 
 
-def _interrupt(proc: subprocess.Popen, grace: float = 15.0) -> None:
+def _interrupt(proc: subprocess.Popen[str], grace: float = 15.0) -> None:
     """SIGINT (buildx cancels the solve, BuildKit drops the transfer), then SIGKILL if it lingers."""
     proc.send_signal(signal.SIGINT)
     try:
@@ -289,7 +294,7 @@ def _last_error_line(lines: list[str]) -> str:
     return _last(lines) or "no output"
 
 
-def print_argv(argv: list[str], stream=None) -> None:
+def print_argv(argv: list[str], stream: IO[str] | None = None) -> None:
     """A dry run: the command as one copy-pasteable line."""
     import shlex
 

@@ -24,10 +24,14 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .cachespec import CacheBackend, gha_scope
 from .ghaenv import CLIENT_VERSION, GhaTarget, resolve
+
+if TYPE_CHECKING:  # imported where used: build.py needs httpx only when a cache is probed
+    import httpx
 
 TWIRP_SERVICE = "twirp/github.actions.results.api.v1.CacheService"
 
@@ -78,7 +82,7 @@ def probe_gha(target: GhaTarget, scope: str, timeout: float, environ: Mapping[st
     return OK if blob_url is None else _probe_blob(blob_url, timeout, env)
 
 
-def _hit_url(version: int, response) -> str | None | ProbeResult:
+def _hit_url(version: int, response: httpx.Response) -> str | None | ProbeResult:
     """The signed or archive URL of a hit, None for a miss, or what is wrong with the answer."""
     status = response.status_code
     if version == 1 and status == 204:
@@ -131,7 +135,7 @@ def probe_registry(reference: str, timeout: float, environ: Mapping[str, str] | 
     return OK
 
 
-def _client(url: str, timeout: float, env: Mapping[str, str]):
+def _client(url: str, timeout: float, env: Mapping[str, str]) -> httpx.Client:
     import httpx
 
     return httpx.Client(
@@ -139,7 +143,7 @@ def _client(url: str, timeout: float, env: Mapping[str, str]):
     )
 
 
-def _reason(response) -> str:
+def _reason(response: httpx.Response) -> str:
     """The error's own words: twirp's `msg`/`code`, v1's `message`, else the status phrase."""
     try:
         body = response.json()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def parse_cache(value: str) -> CacheBackend:
     raise UsageError(f"--cache {value!r}: expected gha[,scope=PREFIX], local:DIR, registry:REF or type=...")
 
 
-def _pairs(value: str, rest: str):
+def _pairs(value: str, rest: str) -> Iterator[tuple[str, str]]:
     for item in filter(None, rest.split(",")):
         key, sep, val = item.partition("=")
         if not sep or not val:
@@ -87,7 +88,7 @@ def _pairs(value: str, rest: str):
         yield key.strip(), val.strip()
 
 
-def branch_scope(environ: dict[str, str] | None = None) -> str:
+def branch_scope(environ: Mapping[str, str] | None = None) -> str:
     """The branch this build caches the app for: the PR's head, else the ref name, else the default branch."""
     env = os.environ if environ is None else environ
     name = env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME") or DEFAULT_BRANCH

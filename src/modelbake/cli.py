@@ -11,11 +11,18 @@ import os
 import sys
 import textwrap
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .errors import StaleError, UsageError, VerifyError, exit_code_of
+
+if TYPE_CHECKING:  # imported where used, so `modelbake --help` stays fast
+    from .lineprogress import Progress
+    from .lockfile import Lock
+    from .manifest import Manifest
+    from .verify import VerifyResult
 
 DEFAULT_MANIFEST = "models.toml"
 
@@ -87,7 +94,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is a UsageError: one `error:` line and exit 2 like every other failure."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
 
 
@@ -107,7 +114,7 @@ def _port(value: str) -> int:
     return port
 
 
-def _command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+def _command(sub: argparse._SubParsersAction[_Parser], name: str, **kwargs: Any) -> argparse.ArgumentParser:
     summary, description, examples = COMMANDS[name]
     return sub.add_parser(
         name,
@@ -195,7 +202,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     return handlers[args.command](args)
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace) -> tuple[Manifest, Lock | None]:
     from .lockfile import read_lock
     from .manifest import load_manifest
 
@@ -228,7 +235,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress():
+def _progress() -> tuple[Progress, AbstractContextManager[object]]:
     from .progress import LineProgress, RichProgress
 
     if sys.stderr.isatty():
@@ -279,7 +286,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_verify_table(results) -> None:
+def _print_verify_table(results: list[VerifyResult]) -> None:
     from rich.console import Console
     from rich.table import Table
 

@@ -33,6 +33,7 @@ FETCH_COMMAND = "python -m modelbake.fetch_entry"
 # closed (the entry point fetches with only these files present).
 FETCH_SOURCES = (
     "src/modelbake/__init__.py",
+    "src/modelbake/atomic.py",
     "src/modelbake/constants.py",
     "src/modelbake/digests.py",
     "src/modelbake/download.py",

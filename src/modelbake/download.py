@@ -6,17 +6,16 @@ through huggingface_hub. Nothing unverified ever sits at the final path: a faile
 
 from __future__ import annotations
 
-import hashlib
-import os
 import random
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 
 import httpx
 
+from .atomic import atomic_writer
+from .digests import CHUNK, sha256_stream
 from .errors import FetchError, IntegrityError, write_error
 
 RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
@@ -36,7 +35,7 @@ def make_client() -> httpx.Client:
 
 def backoff(attempt: int) -> float:
     """Exponential backoff with jitter: 0.5 s, 1 s, 2 s, ... capped at 8 s."""
-    return min(8.0, 0.5 * 2**attempt) * (0.75 + random.random() / 2)
+    return min(8.0, 0.5 * 2.0**attempt) * (0.75 + random.random() / 2)
 
 
 def _request_failure(exc: httpx.HTTPError, tries: int) -> str:
@@ -52,10 +51,19 @@ def _request_failure(exc: httpx.HTTPError, tries: int) -> str:
 
 def _is_html(response: httpx.Response) -> bool:
     """A proxy's login page or a captive portal: HTML with status 200 where a model file was asked for."""
-    return response.headers.get("content-type", "").split(";")[0].strip().lower() == "text/html"
+    return str(response.headers.get("content-type", "")).split(";")[0].strip().lower() == "text/html"
 
 
 HTML_REASON = "the server answered with an HTML page (a proxy's login or error page?), not the file"
+
+
+def _check_answer(response: httpx.Response, model_id: str, path: str, url: str) -> None:
+    """An error status or an HTML page where the file belongs is a FetchError (the caller retries the statuses
+    worth retrying first)."""
+    if response.status_code >= 400:
+        raise FetchError(model_id, path, url, f"HTTP {response.status_code}")
+    if _is_html(response):
+        raise FetchError(model_id, path, url, HTML_REASON)
 
 
 def head_size(client: httpx.Client, url: str, model_id: str, path: str) -> int | None:
@@ -73,10 +81,7 @@ def head_size(client: httpx.Client, url: str, model_id: str, path: str) -> int |
         if response.status_code in RETRY_STATUSES and attempt + 1 < DEFAULT_RETRIES:
             time.sleep(backoff(attempt))
             continue
-        if response.status_code >= 400:
-            raise FetchError(model_id, path, url, f"HTTP {response.status_code}")
-        if _is_html(response):
-            raise FetchError(model_id, path, url, HTML_REASON)
+        _check_answer(response, model_id, path, url)
         length = response.headers.get("content-length")
         return int(length) if length and length.isdigit() else None
     return None
@@ -118,66 +123,59 @@ def download_verified(
     """
     name = path or (dest.name if dest is not None else url.rsplit("/", 1)[-1])
     report = on_bytes or (lambda n: None)
-    tmp = None
-    if dest is not None:
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.incomplete")
     try:
         if dest is not None:
             dest.parent.mkdir(parents=True, exist_ok=True)
-        for attempt in range(retries):
+        # The body goes to a temp file beside `dest`, renamed into place only once its size and sha256 are checked.
+        with atomic_writer(dest, suffix=".incomplete") if dest is not None else nullcontext() as out:
             written = 0
-            try:
-                digest = hashlib.sha256()
-                with client.stream("GET", url) as response:
-                    if response.status_code in RETRY_STATUSES and attempt + 1 < retries:
-                        time.sleep(backoff(attempt))
-                        continue
-                    if response.status_code >= 400:
-                        raise FetchError(model_id, name, url, f"HTTP {response.status_code}")
-                    if _is_html(response):
-                        raise FetchError(model_id, name, url, HTML_REASON)
-                    with open(tmp, "wb") if tmp is not None else nullcontext() as f:
-                        for chunk in response.iter_bytes(1024 * 1024):
-                            if f is not None:
-                                f.write(chunk)
-                            digest.update(chunk)
-                            written += len(chunk)
-                            report(len(chunk))
-                            if expected_size is not None and written > expected_size:
-                                # Without a Content-Length nothing else bounds the body: stop at the lock's size.
-                                raise FetchError(
-                                    model_id,
-                                    name,
-                                    url,
-                                    f"size mismatch: more than the expected {expected_size} bytes; discarded",
-                                )
-                break
-            except httpx.TransportError as exc:
-                report(-written)
-                if attempt + 1 == retries:
-                    raise FetchError(model_id, name, url, _request_failure(exc, retries)) from exc
-                time.sleep(backoff(attempt))
-            except httpx.HTTPError as exc:  # redirect loop, undecodable body: retrying would not help
-                report(-written)
-                raise FetchError(model_id, name, url, _request_failure(exc, attempt + 1)) from exc
-        else:  # pragma: no cover - the loop always breaks or raises
-            raise FetchError(model_id, name, url, "gave up")
-        actual = digest.hexdigest()
-        if expected_size is not None and written != expected_size:
-            raise FetchError(
-                model_id, name, url, f"size mismatch: expected {expected_size} bytes, got {written}; discarded"
-            )
-        if expected_sha256 is not None and actual != expected_sha256:
-            raise IntegrityError(model_id, name, url, expected_sha256, actual)
-        if tmp is not None and dest is not None:
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest)
+
+            def body(response: httpx.Response) -> Iterator[bytes]:
+                nonlocal written
+                for chunk in response.iter_bytes(CHUNK):
+                    if out is not None:
+                        out.write(chunk)
+                    written += len(chunk)
+                    report(len(chunk))
+                    if expected_size is not None and written > expected_size:
+                        # Without a Content-Length nothing else bounds the body: stop at the lock's size.
+                        raise FetchError(
+                            model_id,
+                            name,
+                            url,
+                            f"size mismatch: more than the expected {expected_size} bytes; discarded",
+                        )
+                    yield chunk
+
+            for attempt in range(retries):
+                written = 0
+                try:
+                    with client.stream("GET", url) as response:
+                        if response.status_code in RETRY_STATUSES and attempt + 1 < retries:
+                            time.sleep(backoff(attempt))
+                            continue
+                        _check_answer(response, model_id, name, url)
+                        if out is not None:  # each try starts the file over
+                            out.seek(0)
+                            out.truncate()
+                        actual = sha256_stream(body(response))
+                    break
+                except httpx.TransportError as exc:
+                    report(-written)
+                    if attempt + 1 == retries:
+                        raise FetchError(model_id, name, url, _request_failure(exc, retries)) from exc
+                    time.sleep(backoff(attempt))
+                except httpx.HTTPError as exc:  # redirect loop, undecodable body: retrying would not help
+                    report(-written)
+                    raise FetchError(model_id, name, url, _request_failure(exc, attempt + 1)) from exc
+            else:  # pragma: no cover - the loop always breaks or raises
+                raise FetchError(model_id, name, url, "gave up")
+            if expected_size is not None and written != expected_size:
+                raise FetchError(
+                    model_id, name, url, f"size mismatch: expected {expected_size} bytes, got {written}; discarded"
+                )
+            if expected_sha256 is not None and actual != expected_sha256:
+                raise IntegrityError(model_id, name, url, expected_sha256, actual)
         return actual
     except OSError as exc:
         raise write_error(exc, dest, model_id) from exc
-    finally:
-        if tmp is not None and os.path.lexists(tmp):
-            try:
-                tmp.unlink()
-            except OSError:  # the file system went read-only under us: nothing more can be done here
-                pass

@@ -9,10 +9,18 @@ Each gap raises an EngineError whose message names exactly what is missing and w
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .errors import ModelbakeError
 from .ghaenv import engine_gaps
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
+# subprocess.run, or what a test stands in for the buildx CLI with.
+Run = Callable[..., subprocess.CompletedProcess[str]]
 
 MIN_ENGINE_MAJOR = 24
 INSTALL_HINT = "run docker/install-engine.sh (Debian: dockerd 28 and buildx 0.29), or install Docker Engine >= 28 with buildx >= 0.21"
@@ -32,7 +40,7 @@ class EngineInfo:
     os_type: str
 
 
-def docker_client(timeout: int = 10):
+def docker_client(timeout: int = 10) -> DockerClient:
     """A Docker SDK client from the environment (DOCKER_HOST etc.), or EngineError when no daemon answers."""
     from docker.errors import DockerException
 
@@ -55,7 +63,7 @@ def parse_major(version: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def uses_containerd_store(info: dict) -> bool:
+def uses_containerd_store(info: dict[str, Any]) -> bool:
     """`docker info` shows the containerd snapshotter as DriverStatus [["driver-type", "io.containerd.snapshotter.v1"]]."""
     for pair in info.get("DriverStatus") or []:
         if len(pair) == 2 and "containerd.snapshotter" in str(pair[1]):
@@ -63,7 +71,7 @@ def uses_containerd_store(info: dict) -> bool:
     return "containerd.snapshotter" in str(info.get("Driver", ""))
 
 
-def buildx_version(docker_cli: str = "docker", run=subprocess.run) -> str:
+def buildx_version(docker_cli: str = "docker", run: Run = subprocess.run) -> str:
     """`github.com/docker/buildx 0.29.1 ...`: the first line of `docker buildx version`."""
     try:
         proc = run([docker_cli, "buildx", "version"], capture_output=True, text=True, timeout=30)
@@ -80,13 +88,13 @@ def buildx_version(docker_cli: str = "docker", run=subprocess.run) -> str:
 
 
 def check_engine(
-    client=None,
+    client: DockerClient | None = None,
     *,
     need_containerd_store: bool = False,
     gha_version: int | None = None,
     builder: str | None = None,
     docker_cli: str = "docker",
-    run=subprocess.run,
+    run: Run = subprocess.run,
 ) -> EngineInfo:
     """Raise EngineError naming the first missing piece; return what was found.
 
@@ -127,7 +135,7 @@ def check_engine(
     )
 
 
-def builder_buildkit_version(builder: str, docker_cli: str = "docker", run=subprocess.run) -> str | None:
+def builder_buildkit_version(builder: str, docker_cli: str = "docker", run: Run = subprocess.run) -> str | None:
     """`BuildKit version: v0.20.2` from `docker buildx inspect BUILDER`, or None when it says nothing."""
     try:
         proc = run([docker_cli, "buildx", "inspect", builder], capture_output=True, text=True, timeout=60)

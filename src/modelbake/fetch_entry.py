@@ -13,6 +13,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from .errors import UsageError, exit_code_of
 from .filelayers import link_big_files, one_file, place_blob, read_file_ref, without_big_files
@@ -26,7 +27,7 @@ from .preload import plan_for, plan_from_entries, preload, read_hf_token, summar
 class _Parser(argparse.ArgumentParser):
     """A bad argument is one `error:` line and exit 2, like every other failure."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
 
 
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--split-over goes with --entry (a model's step), not --file")
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
         single = one_file(read_file_ref(text, args.file), args.lock)
-        plan, manifest_mirrors = plan_from_entries([single]), {}
+        plan, manifest_mirrors = plan_from_entries([single]), dict[str, str]()
     else:
         plan, manifest_mirrors = plan_for(args.entry, args.manifest, None, args.model)
     if args.split_over is not None:

@@ -20,13 +20,16 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .atomic import atomic_symlink
 from .errors import LockError, UsageError
 from .fetchers.huggingface import write_refs
 from .lockfile import LockedFile, LockedModel, read_lock
 from .manifest import HuggingFaceSpec
 from .paths import Layout
 
-LOCK_HINT = "pass the models.lock this Dockerfile was generated from as a build secret: --secret id=lock,src=models.lock"
+LOCK_HINT = (
+    "pass the models.lock this Dockerfile was generated from as a build secret: --secret id=lock,src=models.lock"
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def link_big_files(layout: Layout, entry: LockedModel, files: list[LockedFile]) 
         link = layout.hf_snapshot_dir(spec, entry.revision) / f.path
         blob = layout.hf_blob_file(spec, f.sha256)
         link.parent.mkdir(parents=True, exist_ok=True)
-        _symlink(os.path.relpath(blob, link.parent), link)
+        atomic_symlink(os.path.relpath(blob, link.parent), link)
     write_refs(layout, spec, entry.revision)
 
 
@@ -104,12 +107,5 @@ def place_blob(layout: Layout, entry: LockedModel) -> Path:
         return blob
     real = link.resolve(strict=True)
     os.replace(real, blob)
-    _symlink(os.path.relpath(blob, link.parent), link)
+    atomic_symlink(os.path.relpath(blob, link.parent), link)
     return blob
-
-
-def _symlink(target: str, link: Path) -> None:
-    tmp = link.with_name(f".{link.name}.modelbake-tmp")
-    tmp.unlink(missing_ok=True)
-    os.symlink(target, tmp)
-    os.replace(tmp, link)

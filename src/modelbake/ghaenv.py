@@ -16,12 +16,12 @@ caches nothing, or speaks a protocol GitHub retired, is what this module exists 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .digests import sha256_bytes
 from .errors import UsageError
 
 SERVICE_V2 = "ACTIONS_CACHE_SERVICE_V2"
@@ -36,7 +36,7 @@ MIN_BUILDKIT_V2 = (0, 20)
 MIN_DOCKERD_V2 = (28, 0)
 # The key prefix of BuildKit's cache index and the version go-actions-cache sends (`version()` in cache.go).
 INDEX_FORMAT = "1"
-CLIENT_VERSION = hashlib.sha256(b"|go-actionscache-1.0").hexdigest()
+CLIENT_VERSION = sha256_bytes(b"|go-actionscache-1.0")
 _GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _GO_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
@@ -60,7 +60,7 @@ class GhaTarget:
         scopes = token_scopes(self.token)
         writable = [s for s, permission in scopes if permission & 2]
         ref = (writable or [s for s, _ in scopes] or [""])[-1 if writable else 0]
-        return f"index-{scope}-{INDEX_FORMAT}-{hashlib.sha256(ref.encode()).hexdigest()[:8]}"
+        return f"index-{scope}-{INDEX_FORMAT}-{sha256_bytes(ref.encode())[:8]}"
 
 
 def parse_go_bool(value: str) -> bool | None:
@@ -147,7 +147,9 @@ def engine_gaps(version: int, buildx: str, dockerd: str | None, buildkit: str | 
     gaps = []
     found = parse_version(buildx)
     if found is None or found < MIN_BUILDX_V2:
-        gaps.append(f"buildx >= {_dotted(MIN_BUILDX_V2)} (found {buildx.split()[1] if len(buildx.split()) > 1 else buildx})")
+        gaps.append(
+            f"buildx >= {_dotted(MIN_BUILDX_V2)} (found {buildx.split()[1] if len(buildx.split()) > 1 else buildx})"
+        )
     kit = parse_version(buildkit or "")
     if kit is not None and kit > (0, 0):
         if kit < MIN_BUILDKIT_V2:

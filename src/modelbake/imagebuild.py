@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .bake import bake_argv, bake_definition, run_bake
 from .buildoptions import BuildOptions, build_parser, options_from
@@ -33,6 +34,7 @@ from .dockerfile import LOCK_HASH_LABEL
 from .engine import EngineError
 from .errors import UsageError, exit_code_of
 from .report import (
+    ImageLike,
     Report,
     StageSummary,
     cache_traffic,
@@ -43,6 +45,9 @@ from .report import (
     layer_history,
     stage_summaries,
 )
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 
 def run(options: BuildOptions, root: Path, environ: Mapping[str, str] | None = None) -> int:
@@ -71,7 +76,7 @@ def run(options: BuildOptions, root: Path, environ: Mapping[str, str] | None = N
     return 0
 
 
-def _check_engine(options: BuildOptions, plan: Plan):
+def _check_engine(options: BuildOptions, plan: Plan) -> DockerClient:
     """The engine answers and has what this build needs; the Docker SDK client for the later steps."""
     from .engine import check_engine, docker_client
 
@@ -97,12 +102,14 @@ def _probe_caches(
     return make_plan(options, root, plan.work, environ, alive)  # the same files: only the cache specs change
 
 
-def _build(options: BuildOptions, plan: Plan, client, report: Report) -> None:
+def _build(options: BuildOptions, plan: Plan, client: DockerClient, report: Report) -> None:
     """One bake: the models target (unless the image is up to date with the lock, or given) and the app on it."""
     started = time.perf_counter()
     present = plan.models_reusable and _is_current(client, plan.models_tag, options.source_date_epoch)
     if present:
-        _say(options, f"models image {plan.models_tag} is up to date with the lock: not rebuilt (--refresh-models does)")
+        _say(
+            options, f"models image {plan.models_tag} is up to date with the lock: not rebuilt (--refresh-models does)"
+        )
         report.durations["models build"] = 0.0
     targets = bake_targets(plan, models_present=present)
     if "models" in targets:
@@ -110,7 +117,10 @@ def _build(options: BuildOptions, plan: Plan, client, report: Report) -> None:
         for note in plan.notes:
             print(f"build.py: {note}", file=sys.stderr, flush=True)
     if "app" in targets:
-        _say(options, f"building app image {plan.app_tag}" + (f" on {plan.models_tag}" if "models" not in targets else ""))
+        _say(
+            options,
+            f"building app image {plan.app_tag}" + (f" on {plan.models_tag}" if "models" not in targets else ""),
+        )
     if not targets:  # --models-only, and the models image is already what the lock says
         report.durations["total"] = round(time.perf_counter() - started, 1)
         return
@@ -151,7 +161,7 @@ def _check_models_image(plan: Plan) -> None:
         )
 
 
-def _image_config(ref: str) -> dict:
+def _image_config(ref: str) -> dict[str, Any]:
     """An image's config (labels, history, diff ids) from its registry or the engine, without pulling layers."""
     argv = ["docker", "buildx", "imagetools", "inspect", ref, "--format", "{{json .Image}}"]
     try:
@@ -163,7 +173,7 @@ def _image_config(ref: str) -> dict:
     doc = json.loads(proc.stdout)
     if "config" not in doc and isinstance(doc, dict) and doc:  # a multi-platform index: one entry per platform
         doc = next(iter(doc.values()))
-    return doc
+    return dict(doc)
 
 
 def _finish(
@@ -185,7 +195,7 @@ def _finish(
         print(format_summary(report))
 
 
-def _is_current(client, tag: str, epoch: int) -> bool:
+def _is_current(client: DockerClient, tag: str, epoch: int) -> bool:
     """The image exists and was built with this SOURCE_DATE_EPOCH (its created time)."""
     from datetime import datetime
 
@@ -217,7 +227,7 @@ def _write_step_summary(report: Report, environ: Mapping[str, str]) -> None:
             stream.write(format_markdown(report))
 
 
-def _inspect(client, plan: Plan, report: Report) -> None:
+def _inspect(client: DockerClient, plan: Plan, report: Report) -> None:
     """Image sizes and each model's layer, from the engine's image store.
 
     Pushed images are there too with the `docker` driver and the containerd image store; with another builder
@@ -250,7 +260,7 @@ def _inspect(client, plan: Plan, report: Report) -> None:
         model.step = "fetched" if "built" in steps else "cached"
 
 
-def _models_image(client, plan: Plan, final):
+def _models_image(client: DockerClient, plan: Plan, final: ImageLike) -> ImageLike:
     """The models image as the engine has it, or (a `--models-image` only BuildKit pulled) as its registry
     describes it: its config's history and diff ids, the sizes from the app's copies of its layers."""
     from docker.errors import ImageNotFound
@@ -266,19 +276,19 @@ def _models_image(client, plan: Plan, final):
 class ConfigImage:
     """What report.py reads of a Docker SDK Image (`attrs`, `history()`, `id`, `tags`), from an image config."""
 
-    def __init__(self, ref: str, config: dict, sizes_from) -> None:
+    def __init__(self, ref: str, config: dict[str, Any], sizes_from: ImageLike) -> None:
         self.tags = [ref]
         self.id = ref.rpartition("@")[2] if "@" in ref else ref
         diffs = list(config.get("rootfs", {}).get("diff_ids") or [])
         known = dict(zip(sizes_from.attrs["RootFS"]["Layers"], (h[2] for h in layer_history(sizes_from)), strict=False))
-        self.attrs = {"RootFS": {"Layers": diffs}, "Size": sum(known.get(d, 0) for d in diffs)}
+        self.attrs: dict[str, Any] = {"RootFS": {"Layers": diffs}, "Size": sum(known.get(d, 0) for d in diffs)}
         entries = [h for h in config.get("history") or [] if not h.get("empty_layer")]
         self._history = [
             {"CreatedBy": h.get("created_by", ""), "Size": known.get(diff, 1)}
             for h, diff in zip(entries, diffs, strict=False)
         ]
 
-    def history(self) -> list[dict]:
+    def history(self) -> list[Any]:
         return list(reversed(self._history))  # newest first, as the engine reports it
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Protocol
+from typing import Protocol, TextIO
 
 
 class Progress(Protocol):
@@ -32,7 +32,7 @@ class NullProgress:
 class LineProgress:
     """One line per model start and end: readable in CI logs and `docker build` output."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.started: dict[str, float] = {}
         self.bytes: dict[str, int] = {}

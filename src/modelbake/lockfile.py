@@ -8,16 +8,15 @@ Each entry carries the manifest fields it was resolved from, so one entry alone 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .atomic import atomic_write_text
 from .constants import LOCK_VERSION
+from .digests import sha256_bytes, sha256_file
 from .errors import LockError, write_error
 from .manifest import HuggingFaceSpec, Manifest, ModelSpec, SpacySpec, WhisperSpec
 
@@ -52,7 +51,7 @@ class LockedModel:
     def digest(self) -> str:
         """A short digest of this entry alone: what a per-model build step keys on."""
         text = json.dumps({"id": self.id, **self.to_json()}, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return sha256_bytes(text.encode())[:16]
 
     def to_spec(self) -> ModelSpec:
         """Rebuild the manifest spec from the entry, for fetching without the manifest."""
@@ -97,19 +96,10 @@ def dumps(lock: Lock) -> str:
 
 def write_lock(lock: Lock, path: Path) -> None:
     """Write atomically (temp file + rename), so a crash or a full disk never leaves half a lock."""
-    text = dumps(lock)
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        atomic_write_text(path, dumps(lock))
     except OSError as exc:
         raise write_error(exc, path) from exc
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def entry_from_json(model_id: str, data: Any, where: str) -> LockedModel:
@@ -223,4 +213,4 @@ def check_drift(manifest: Manifest, lock: Lock, model_ids: list[str] | None = No
 
 def lock_hash(path: Path) -> str:
     """Short hash of the lock file's bytes (image tags and cache scopes carry it)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return sha256_file(path)[:12]

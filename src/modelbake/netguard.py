@@ -10,6 +10,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 class NetworkBlocked(OSError):
@@ -36,28 +37,30 @@ class NetworkGuard:
         original_connect_ex = socket.socket.connect_ex
         original_getaddrinfo = socket.getaddrinfo
 
-        def connect(sock: socket.socket, address, *args, **kwargs):
+        def connect(sock: socket.socket, address: Any) -> None:
             if sock.family == socket.AF_UNIX:
-                return original_connect(sock, address, *args, **kwargs)
+                return original_connect(sock, address)
             guard._record(address)
             raise NetworkBlocked(f"network blocked by modelbake verify: connect to {address!r}")
 
-        def connect_ex(sock: socket.socket, address, *args, **kwargs):
+        def connect_ex(sock: socket.socket, address: Any) -> int:
             if sock.family == socket.AF_UNIX:
-                return original_connect_ex(sock, address, *args, **kwargs)
+                return original_connect_ex(sock, address)
             guard._record(address)
             raise NetworkBlocked(f"network blocked by modelbake verify: connect to {address!r}")
 
-        def getaddrinfo(host, *args, **kwargs):
+        def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
             guard._record(host)
             raise NetworkBlocked(f"network blocked by modelbake verify: lookup of {host!r}")
 
-        socket.socket.connect = connect  # type: ignore[method-assign]
-        socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
-        socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+        # Patching the standard library on purpose (every socket of the process goes through these), and back
+        # below; mypy rejects assigning to a method, hence the ignores.
+        socket.socket.connect = connect  # type: ignore[method-assign,assignment]
+        socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
+        socket.getaddrinfo = getaddrinfo
         try:
             yield self
         finally:
             socket.socket.connect = original_connect  # type: ignore[method-assign]
             socket.socket.connect_ex = original_connect_ex  # type: ignore[method-assign]
-            socket.getaddrinfo = original_getaddrinfo  # type: ignore[assignment]
+            socket.getaddrinfo = original_getaddrinfo

@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -72,7 +73,8 @@ def read_hf_token(token_file: Path | None = None) -> str | None:
     `--hf-token-file` must be readable; MODELBAKE_HF_TOKEN_FILE may be absent (Dockerfile.models points it at
     a secret that is only mounted when a token was given).
     """
-    path = token_file or (Path(env(HF_TOKEN_FILE_ENV)) if env(HF_TOKEN_FILE_ENV) else None)
+    named = env(HF_TOKEN_FILE_ENV)
+    path = token_file or (Path(named) if named else None)
     if path is None or (token_file is None and not path.is_file()):
         return env("HF_TOKEN")
     try:
@@ -105,7 +107,7 @@ def preload(
         def run(item: tuple[ModelSpec, LockedModel | None]) -> FetchResult | tuple[str, ModelbakeError]:
             spec, entry = item
             try:
-                result = _writing(spec.id, lambda: fetcher_for(spec).fetch(spec, entry, ctx))
+                result = _writing(spec.id, lambda: fetcher_for(spec).fetch(entry, ctx))
             except ModelbakeError as exc:
                 progress.finish(spec.id, "failed")
                 return spec.id, exc
@@ -156,7 +158,6 @@ def lock_models(manifest: Manifest, mirrors: dict[str, str], hf_token: str | Non
     with make_client() as client:
         ctx = FetchContext(layout=layout, mirrors=mirrors, client=client, hf_token=hf_token)
         entries = {
-            spec.id: _writing(spec.id, lambda spec=spec: fetcher_for(spec).inventory(spec, ctx))
-            for spec in manifest.models.values()
+            spec.id: _writing(spec.id, partial(fetcher_for(spec).inventory, ctx)) for spec in manifest.models.values()
         }
     return Lock(models=entries)

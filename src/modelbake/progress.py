@@ -6,7 +6,12 @@ rich; they are re-exported here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .lineprogress import LineProgress, NullProgress, Progress
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 __all__ = ["LineProgress", "NullProgress", "Progress", "RichProgress"]
 
@@ -14,7 +19,7 @@ __all__ = ["LineProgress", "NullProgress", "Progress", "RichProgress"]
 class RichProgress:
     """Bars per model with bytes and speed (rich.progress)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -32,13 +37,13 @@ class RichProgress:
             TimeRemainingColumn(),
             transient=False,
         )
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> RichProgress:
         self._progress.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
     def start(self, model_id: str, total_bytes: int | None) -> None:

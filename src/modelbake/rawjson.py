@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 _STEP_NUMBER = re.compile(r"^\d+/\d+$")
 
@@ -62,8 +63,6 @@ class Step:
         return None
 
 
-
-
 def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -76,11 +75,11 @@ def parse_time(value: str | None) -> datetime | None:
         return None
 
 
-def rawjson_documents(text: str) -> tuple[list[dict], str]:
+def rawjson_documents(text: str) -> tuple[list[dict[str, Any]], str]:
     """`--progress rawjson` output split into its stream of JSON objects and the text after it (buildx's
     own error lines). Written by hand: the stream has no separators, so json.loads cannot read it whole."""
     decoder = json.JSONDecoder()
-    docs: list[dict] = []
+    docs: list[dict[str, Any]] = []
     i, n = 0, len(text)
     while i < n:
         while i < n and text[i].isspace():
@@ -108,16 +107,14 @@ def parse_rawjson(text: str) -> tuple[list[Step], list[str]]:
             if v.get("error"):
                 step.error = v["error"]
         for status in doc.get("statuses") or []:
-            step = steps.get(status.get("vertex", ""))
+            of = steps.get(status.get("vertex", ""))
             total = status.get("total") or status.get("current")
-            if step is not None and status.get("completed") and total:
-                step.transferred[status.get("id", "")] = int(total)
+            if of is not None and status.get("completed") and total:
+                of.transferred[status.get("id", "")] = int(total)
         for log in doc.get("logs") or []:
-            step = steps.get(log.get("vertex", ""))
-            if step is not None and log.get("data"):
+            of = steps.get(log.get("vertex", ""))
+            if of is not None and log.get("data"):
                 data = base64.b64decode(log["data"]).decode("utf-8", "replace")
-                step.logs.extend(data.splitlines())
+                of.logs.extend(data.splitlines())
     rest = [line for line in tail.splitlines() if line.strip()]
     return list(steps.values()), rest
-
-

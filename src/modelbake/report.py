@@ -11,11 +11,27 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from .buildx import BuildResult, Step
 from .layers import Layer
 from .manifest import ModelSpec
 from .paths import image_paths
+
+
+class ImageLike(Protocol):
+    """What the report reads of an image: a Docker SDK `Image`, or `imagebuild.ConfigImage` (a registry's
+    image config, for a `--models-image` only BuildKit pulled)."""
+
+    attrs: dict[str, Any]
+
+    @property
+    def id(self) -> str | None: ...
+
+    @property
+    def tags(self) -> list[str]: ...
+
+    def history(self) -> list[Any]: ...
 
 
 @dataclass
@@ -87,7 +103,7 @@ class Report:
     def model_bytes(self) -> int:
         return sum(m.bytes for m in self.models)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         return doc
 
@@ -95,18 +111,18 @@ class Report:
         path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
 
 
-def image_info(image) -> ImageInfo:
+def image_info(image: ImageLike) -> ImageInfo:
     """From a docker SDK Image."""
     attrs = image.attrs
     return ImageInfo(
         tag=(image.tags or [""])[0],
-        id=image.id,
+        id=image.id or "",
         size=int(attrs.get("Size") or 0),
         layers=list(attrs.get("RootFS", {}).get("Layers", [])),
     )
 
 
-def layer_history(image) -> list[tuple[str, str, int]]:
+def layer_history(image: ImageLike) -> list[tuple[str, str, int]]:
     """(diff id, created_by, size) for every layer, oldest first.
 
     History entries of metadata-only instructions (ENV, USER, ...) have no layer; BuildKit drops empty diffs
@@ -121,7 +137,11 @@ def layer_history(image) -> list[tuple[str, str, int]]:
 
 
 def find_model_layers(
-    models_image, specs: list[ModelSpec], layers: list[Layer], files_bytes: dict[str, int] | None = None, final=None
+    models_image: ImageLike,
+    specs: list[ModelSpec],
+    layers: list[Layer],
+    files_bytes: dict[str, int] | None = None,
+    final: ImageLike | None = None,
 ) -> list[ModelLayer]:
     """Each model's layers in `final` (default: the models image), by the models image's own history entries.
 
@@ -146,7 +166,9 @@ def find_model_layers(
             if layer.file is not None:
                 file_diff, file_size = by_root[layer.root]
                 files.append(
-                    FileLayer(layer.file.path, layer.file.sha256, file_diff if file_diff in in_final else None, file_size)
+                    FileLayer(
+                        layer.file.path, layer.file.sha256, file_diff if file_diff in in_final else None, file_size
+                    )
                 )
         found.append(
             ModelLayer(

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import tempfile
 from pathlib import Path
 
+from .atomic import atomic_write_text
 from .errors import write_error
 from .paths import Layout
 
@@ -41,14 +41,7 @@ def write_marker(layout: Layout, model_id: str, revision: str, files: list[Path]
     path = layout.marker_path(model_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"revision": revision, "files": {str(f): _stat_key(f) for f in sorted(files)}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)  # a full disk leaves no half marker behind
-        raise
+    atomic_write_text(path, json.dumps(doc, sort_keys=True))  # a full disk leaves no half marker behind
 
 
 def marker_valid(layout: Layout, model_id: str, revision: str, files: list[Path] | None = None) -> bool:

@@ -19,6 +19,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -49,7 +50,7 @@ class TransferWatch:
             return
         self.feed(doc)
 
-    def feed(self, doc: dict) -> None:
+    def feed(self, doc: dict[str, Any]) -> None:
         now = self.clock()
         for vertex in doc.get("vertexes") or []:
             digest, name = vertex.get("digest", ""), vertex.get("name", "")

@@ -11,6 +11,8 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,7 +101,7 @@ def verify_models(
             guard.label = spec.id
             result = VerifyResult(model_id=spec.id, family=spec.family)
             try:
-                _VERIFIERS[spec.family](spec, entry, layout, result)
+                _verify_model(spec, entry, layout, result)
                 result.ok = True
             except Exception as exc:  # noqa: BLE001 - any loader failure is reported per model, not raised
                 result.detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
@@ -115,15 +117,23 @@ def verify_models(
     return results
 
 
-def _timed(result: VerifyResult, phase: str):
-    class _Timer:
-        def __enter__(self):
-            self.start = time.perf_counter()
+@contextmanager
+def _timed(result: VerifyResult, phase: str) -> Iterator[None]:
+    """Add the block's duration to `result.<phase>` (`load_s`, `run_s`), whether it raises or not."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        setattr(result, phase, getattr(result, phase) + time.perf_counter() - start)
 
-        def __exit__(self, *exc):
-            setattr(result, phase, getattr(result, phase) + time.perf_counter() - self.start)
 
-    return _Timer()
+def _verify_model(spec: ModelSpec, entry: LockedModel | None, layout: Layout, result: VerifyResult) -> None:
+    if isinstance(spec, WhisperSpec):
+        _verify_whisper(spec, entry, layout, result)
+    elif isinstance(spec, SpacySpec):
+        _verify_spacy(spec, entry, layout, result)
+    else:
+        _verify_huggingface(spec, entry, layout, result)
 
 
 def _verify_whisper(spec: WhisperSpec, entry: LockedModel | None, layout: Layout, result: VerifyResult) -> None:
@@ -194,6 +204,3 @@ def _verify_huggingface(spec: HuggingFaceSpec, entry: LockedModel | None, layout
         else:
             output = model(**inputs)
             result.detail = "forward pass"
-
-
-_VERIFIERS = {"whisper": _verify_whisper, "spacy": _verify_spacy, "huggingface": _verify_huggingface}

@@ -74,7 +74,14 @@ class Signer:
     def url(self, base_url: str, kind: str, blob_id: int, now: float | None = None) -> str:
         issued = time.time() if now is None else now
         st, se, sp = _iso(issued), _iso(issued + self.ttl), PERMISSIONS[kind]
-        query = {"sv": SAS_VERSION, "st": st, "se": se, "sr": "b", "sp": sp, "sig": self._sig(kind, blob_id, st, se, sp)}
+        query = {
+            "sv": SAS_VERSION,
+            "st": st,
+            "se": se,
+            "sr": "b",
+            "sp": sp,
+            "sig": self._sig(kind, blob_id, st, se, sp),
+        }
         return f"{base_url}{BLOB_PREFIX}{kind}/{blob_id}?{urlencode(query)}"
 
     def check(self, path: str, query: str, valid_from: float, now: float | None = None) -> SignedTarget:

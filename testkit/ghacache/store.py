@@ -141,9 +141,9 @@ class CacheStore:
         if not version:
             raise StoreError("invalid_argument", "version is required")
         with self._lock:
-            taken = any(
-                (e.key, e.version, e.scope) == (key, version, scope) for e in self._entries.values()
-            ) or any(r.triple == (key, version, scope) for r in self._reservations.values())
+            taken = any((e.key, e.version, e.scope) == (key, version, scope) for e in self._entries.values()) or any(
+                r.triple == (key, version, scope) for r in self._reservations.values()
+            )
             if taken:
                 raise StoreError("already_exists", "cache entry with the same key, version, and scope already exists")
             upload_id = self._next_id

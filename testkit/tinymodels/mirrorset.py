@@ -180,8 +180,7 @@ def with_spacy_pipeline(manifest: str, model_id: str, name: str, sha256: str) ->
     """``manifest`` (a :func:`manifest_text`) with one more spaCy pipeline, in the ``test`` profile after
     ``spacy-ner``."""
     entry = (
-        f'[models.{model_id}]\nfamily = "spacy"\nname = "{name}"\nversion = "{SPACY_VERSION}"\n'
-        f'sha256 = "{sha256}"\n\n'
+        f'[models.{model_id}]\nfamily = "spacy"\nname = "{name}"\nversion = "{SPACY_VERSION}"\nsha256 = "{sha256}"\n\n'
     )
     profile = '"spacy-ner", '
     if "[profiles]" not in manifest or profile not in manifest:

@@ -9,21 +9,28 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
+from ..atomic import atomic_symlink, atomic_write_text
 from ..digests import git_blob_sha1, sha256_file
 from ..errors import FetchError, IntegrityError
 from ..lockfile import LockedFile, LockedModel, spec_fields
 from ..manifest import HuggingFaceSpec
 from ..paths import Layout
 from ..state import marker_valid, write_marker
-from .base import FetchContext, FetchResult, model_lock, staging_dir, write_text_atomic
+from .base import FetchContext, FetchResult, model_lock, staging_dir
 from .hub_errors import with_retries
 
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,7 @@ def resolve_url(spec: HuggingFaceSpec, ctx: FetchContext, commit: str, path: str
     return f"{ctx.mirrors['huggingface']}/{spec.repo}/resolve/{commit}/{path}"
 
 
-def _api(ctx: FetchContext):
+def _api(ctx: FetchContext) -> HfApi:
     from huggingface_hub import HfApi
 
     return HfApi(endpoint=ctx.mirrors["huggingface"], token=ctx.hf_token or False)
@@ -53,12 +60,12 @@ def api_url(spec: HuggingFaceSpec, ctx: FetchContext, what: str, revision: str) 
 def _with_retries(
     spec: HuggingFaceSpec,
     ctx: FetchContext,
-    func,
+    func: Callable[[], T],
     path: str = "",
     commit: str = "",
     url: str = "",
     transport_retried: bool = False,
-):
+) -> T:
     """`hub_errors.with_retries` for this model: a failure names `path` (or the repo) and `url` (or the file's)."""
     if not url:
         base = f"{ctx.mirrors['huggingface']}/{spec.repo}"
@@ -89,6 +96,9 @@ def list_expected(spec: HuggingFaceSpec, ctx: FetchContext) -> tuple[str, list[E
             lambda: api.model_info(spec.repo, revision=spec.revision),
             url=api_url(spec, ctx, "revision", spec.revision),
         )
+        if info.sha is None:  # a Hub always names the commit; a server that does not is no Hub
+            url = api_url(spec, ctx, "revision", spec.revision)
+            raise FetchError(spec.id, spec.repo, url, f"the Hub API named no commit for revision {spec.revision!r}")
         commit = info.sha
     entries = _with_retries(
         spec,
@@ -198,8 +208,8 @@ def fetch(spec: HuggingFaceSpec, entry: LockedModel | None, ctx: FetchContext) -
             expected = [Expected(f.path, f.size, f.sha256, None) for f in entry.files]
         else:
             # No lock: trust a commit already verified into this cache (zero network), else ask the Hub.
-            commit = spec.revision if COMMIT_RE.match(spec.revision) else _read_ref(spec, ctx, spec.revision)
-            if commit and marker_valid(ctx.layout, spec.id, commit):
+            known = spec.revision if COMMIT_RE.match(spec.revision) else _read_ref(spec, ctx, spec.revision)
+            if known and marker_valid(ctx.layout, spec.id, known):
                 return FetchResult(spec.id, "present", 0, ())
             commit, expected = list_expected(spec, ctx)
         snap = ctx.layout.hf_snapshot_dir(spec, commit)
@@ -249,14 +259,11 @@ def _merge_repo(staged: Path, final: Path, commit: str) -> None:
             continue
         dest = final / "snapshots" / commit / item.relative_to(staged_snap)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.modelbake-tmp")
         if item.is_symlink():
-            tmp.unlink(missing_ok=True)
-            os.symlink(os.readlink(item), tmp)
+            atomic_symlink(os.readlink(item), dest)
         else:  # filesystems without symlinks: huggingface_hub copies the file instead
             os.chmod(item, 0o644)
-            os.replace(item, tmp)
-        os.replace(tmp, dest)
+            os.replace(item, dest)
     # huggingface_hub 2.x keeps a listing cache readable by its writer only; an image's non-root user needs it.
     for tree in (staged / "trees").glob("*") if (staged / "trees").is_dir() else []:
         (final / "trees").mkdir(parents=True, exist_ok=True)
@@ -283,4 +290,5 @@ def write_refs(layout: Layout, spec: HuggingFaceSpec, commit: str) -> None:
                 continue
         except OSError:
             pass
-        write_text_atomic(path, commit)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, commit)

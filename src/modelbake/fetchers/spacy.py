@@ -15,7 +15,7 @@ import sysconfig
 import uuid
 from pathlib import Path
 
-from ..download import download_verified, remote_size
+from ..download import remote_size
 from ..errors import WRITE_ERRNOS, FetchError, write_error
 from ..lockfile import LockedFile, LockedModel, spec_fields
 from ..manifest import SpacySpec
@@ -59,15 +59,7 @@ def fetch(spec: SpacySpec, entry: LockedModel | None, ctx: FetchContext) -> Fetc
         ctx.progress.start(spec.id, expected_size)
         with staging_dir(layout.tmp_dir, f"{spec.id}.") as staging:
             wheel = staging / spec.wheel_filename
-            download_verified(
-                ctx.client,
-                url_for(spec, ctx),
-                wheel,
-                model_id=spec.id,
-                expected_sha256=spec.sha256,
-                expected_size=expected_size,
-                on_bytes=lambda n: ctx.progress.advance(spec.id, n),
-            )
+            ctx.download(spec.id, url_for(spec, ctx), wheel, spec.sha256, expected_size)
             if target is None:
                 _pip(spec, ["install", "--no-deps", "--no-index", "--force-reinstall", str(wheel)], None)
                 return FetchResult(spec.id, "fetched", wheel.stat().st_size, ())

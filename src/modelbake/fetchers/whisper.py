@@ -7,7 +7,7 @@ Unlike whisper's own `_download`, a file that fails the check is never left at t
 from __future__ import annotations
 
 from ..digests import sha256_file
-from ..download import download_verified, remote_size
+from ..download import remote_size
 from ..lockfile import LockedFile, LockedModel, spec_fields
 from ..manifest import WhisperSpec
 from ..mirrors import whisper_url
@@ -42,14 +42,6 @@ def fetch(spec: WhisperSpec, entry: LockedModel | None, ctx: FetchContext) -> Fe
                 write_marker(ctx.layout, spec.id, spec.sha256, [target])
                 return FetchResult(spec.id, "present", 0, (target,))
         ctx.progress.start(spec.id, expected_size)
-        download_verified(
-            ctx.client,
-            url_for(spec, ctx),
-            target,
-            model_id=spec.id,
-            expected_sha256=spec.sha256,
-            expected_size=expected_size,
-            on_bytes=lambda n: ctx.progress.advance(spec.id, n),
-        )
+        ctx.download(spec.id, url_for(spec, ctx), target, spec.sha256, expected_size)
         write_marker(ctx.layout, spec.id, spec.sha256, [target])
         return FetchResult(spec.id, "fetched", target.stat().st_size, (target,))

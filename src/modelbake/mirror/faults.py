@@ -90,9 +90,7 @@ class Throttle:
     clock of its own to check the schedule without waiting for it.
     """
 
-    def __init__(
-        self, clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None
-    ) -> None:
+    def __init__(self, clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._next = 0.0
         self._clock = clock

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from modelbake.digests import git_blob_sha1, sha256_file
+from modelbake.digests import git_blob_sha1, git_blob_sha1_bytes, sha256_file
 
 COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -39,10 +39,6 @@ def is_lfs(path: str, size: int) -> bool:
 def lfs_pointer(sha256: str, size: int) -> bytes:
     """The git-lfs pointer the Hub stores in git for an LFS file; the tree `oid` is this pointer's blob id."""
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-
-
-def git_blob_id(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def hub_time(timestamp: float) -> str:
@@ -198,7 +194,7 @@ class HubCache:
         pointer = lfs_pointer(sha, f.size)
         return {
             "type": "file",
-            "oid": git_blob_id(pointer),
+            "oid": git_blob_sha1_bytes(pointer),
             "size": f.size,
             "path": f.path,
             "lfs": {"oid": sha, "size": f.size, "pointerSize": len(pointer)},
