@@ -250,10 +250,14 @@ def test_a_multi_platform_app_fetches_and_stores_each_model_once(mirror, unique_
         }
 
     app = {p: [layer["digest"] for layer in layers] for p, layers in platform_layers("team/scratch-multi", run).items()}
-    models = {p: [layer["digest"] for layer in layers] for p, layers in platform_layers("team/models-multi-app", run).items()}
+    models = {
+        p: [layer["digest"] for layer in layers] for p, layers in platform_layers("team/models-multi-app", run).items()
+    }
     assert set(app) == set(models) == {"linux/amd64", "linux/arm64"}
     assert app["linux/amd64"] == app["linux/arm64"], "the platforms got different model layers"
-    assert sorted(app["linux/amd64"]) == sorted(models["linux/amd64"]), "the app's model layers are not the models image's"
+    assert sorted(app["linux/amd64"]) == sorted(models["linux/amd64"]), (
+        "the app's model layers are not the models image's"
+    )
     assert {m["id"] for m in report["models"]} <= {m["id"] for m in report["models"] if m["layer"]}
     uploads: dict[str, int] = {}
     for request in registry.requests(mark):

@@ -187,7 +187,9 @@ def test_a_foreign_old_engine_stops_with_one_line(debian12):
     lines = [line for line in out.splitlines() if line.strip()]
     assert code == 1, out
     assert len(lines) == 1, out
-    assert re.search(r"found dockerd 20\.10\S* and buildx none; need dockerd >= 28\.0 and buildx >= 0\.21", lines[0]), out
+    assert re.search(r"found dockerd 20\.10\S* and buildx none; need dockerd >= 28\.0 and buildx >= 0\.21", lines[0]), (
+        out
+    )
     code, out = sh(debian12, "dockerd --version")
     assert "20.10" in out, "the script must not touch an engine it did not install"
 
@@ -197,4 +199,3 @@ def _tar_of(path: Path, name: str) -> bytes:
     with tarfile.open(fileobj=out, mode="w") as tar:
         tar.add(path, arcname=name)
     return out.getvalue()
-
