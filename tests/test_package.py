@@ -87,3 +87,33 @@ def test_the_build_context_admits_no_test_tooling():
     assert not [a for a in admitted if a.startswith(("testkit", "tests", "bench"))], admitted
     app = (REPO / "Dockerfile").read_text()
     assert "COPY --link src/ /app/src/" in app and "testkit" not in app
+
+
+def test_the_wheel_ships_modelbake_typed_and_nothing_else(tmp_path):
+    """A wheel built from this tree (pip, no network: setuptools is in the venv) holds the `modelbake` package
+    with its PEP 561 marker, the reference app, and no test tooling."""
+    import zipfile
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("modelbake-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "modelbake/py.typed" in names
+    tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert tops == {"modelbake", "podcast_pipeline"}, tops
