@@ -66,10 +66,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, command: str) -> Outcome:
-    from bench import cache_restore
     from bench.enginecache import image_layer_blobs, load_average, machine
-    from bench.layers import wheel_unpacked_bytes
-    from bench.scenarios import PROFILE, Bench, realsize_models, tiny_models
+    from bench.layers_report import wheel_unpacked_bytes
+    from bench.modelsets import PROFILE, realsize_models, tiny_models
+    from bench.scenarios import Bench
+    from bench.tar_baseline import tar_baseline
 
     began = time.perf_counter()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="modelbake-bench-"))
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace, command: str) -> Outcome:
         restores = [bench.restore(b) for b in args.backends.split(",") if b]
         if args.lever:
             restores.append(bench.restore("local", args.lever))
-        baseline = cache_restore.tar_baseline(models.tar_tree(), PROFILE, work, 3, compressed=False)
+        baseline = tar_baseline(models.tar_tree(), PROFILE, work, 3, compressed=False)
     finally:
         bench.wipe(bench.started, bench.tags, free_disk=True)
         bench.close()

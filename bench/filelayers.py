@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import layers
+from bench import build_inputs, build_runs
 from bench.enginecache import BASE_IMAGE, CA_BUNDLE, CTR, WHEELHOUSE, Registry, remove_images, wipe_records_since
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ class Run:
         self.run_id = uuid.uuid4().hex[:8]
         self.epoch = int(time.time())
         self.tags: list[str] = []
-        self.repo = layers.copy_repo(work / "repo")
+        self.repo = build_inputs.copy_repo(work / "repo")
         self.mirror_root = link_repos(self.tree.root, [b.model.repo for b in BIG_MODELS], work / "mirror")
         self.mirror = MirrorServer(self.mirror_root).start()
         if bandwidth > 0:
@@ -105,11 +105,11 @@ class Run:
         from bench.realsize_big import BIG_KEYS, BIG_PROFILE, manifest_with_big
 
         text = manifest_with_big("[profiles]\n")
-        text += f'{ONE} = ["{MODEL}"]\n{layers.PROFILE_NONE} = []\n'
+        text += f'{ONE} = ["{MODEL}"]\n{build_inputs.PROFILE_NONE} = []\n'
         assert BIG_PROFILE in text and all(k in text for k in BIG_KEYS)
         dest.mkdir(parents=True, exist_ok=True)
         (dest / "models.toml").write_text(text)
-        layers.lock(dest / "models.toml", self.mirror_args)
+        build_inputs.lock(dest / "models.toml", self.mirror_args)
         return dest / "models.toml"
 
     def tag(self, name: str) -> str:
@@ -128,7 +128,7 @@ class Run:
     def build(self, label: str, args: list[str], registry: Registry | None = None, tolerant: bool = False) -> Step:
         self.mirror.clear_requests()
         offset = registry.log_offset() if registry else 0
-        run = layers.run_build_py(
+        run = build_runs.run_build_py(
             self.repo, args, self.work / "trace" / label.replace(" ", "-"), "filelayers", label, tolerant
         )
         fetched = sum(r.bytes_sent for r in self.mirror.requests)
@@ -184,7 +184,10 @@ def real_size(run: Run) -> RealSize:
     image = docker_client(timeout=300).images.get(models_tag)
     sizes = {diff: size for diff, _, size in layer_history(image)}
     app_tag = run.tag("app-none")
-    app_args = run.args(run.manifest, layers.PROFILE_NONE, "64", app_tag, app=True) + ["--models-tag", run.tag("none")]
+    app_args = run.args(run.manifest, build_inputs.PROFILE_NONE, "64", app_tag, app=True) + [
+        "--models-tag",
+        run.tag("none"),
+    ]
     run.build("app image with no models (for verify)", app_args, tolerant=True)
     command = ["docker", "run", "--rm", "--network", "none"]
     command += ["--mount", f"type=image,source={models_tag},target=/mnt/image", app_tag]
@@ -281,7 +284,7 @@ def publish_bump(run: Run) -> Path:
     manifest = run.work / "manifest-bumped"
     manifest.mkdir()
     shutil.copy(run.manifest, manifest / "models.toml")
-    layers.lock(manifest / "models.toml", run.mirror_args)
+    build_inputs.lock(manifest / "models.toml", run.mirror_args)
     return manifest / "models.toml"
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.buildtrace import Timed
-from bench.scenarios import ModelSet, Restore, Result
+from bench.modelsets import ModelSet
+from bench.scenarios import Restore, Result
 
 SPEEDUP_GOAL = 20.0
 ONE_MODEL_GOAL = 1.1
@@ -40,7 +41,7 @@ class Outcome:
     verify: Result | None = None
     elapsed: float = 0.0
     notes: list[str] = field(default_factory=list)
-    floors: dict[str, float] = field(default_factory=dict)  # the tar baseline's other timings (bench.cache_restore)
+    floors: dict[str, float] = field(default_factory=dict)  # the tar baseline's other timings (bench.tar_baseline)
 
     @property
     def naive_rebuild(self) -> Result:

@@ -3,12 +3,14 @@
 Why one place: every scenario needs the same surroundings (the mirror at a stated bandwidth whose request log
 counts the bytes fetched, a repository copy to edit, tags and build records to remove afterwards), and the
 order matters for the engine's disk: the naive images go before modelbake's cold build, everything of the run
-goes before the cache rounds. Builds go through build.py exactly as a user runs it (bench/layers.py's and
-bench/cache_restore.py's `run_build_py`, which keep BuildKit's step durations via bench/buildtrace.py).
+goes before the cache rounds. Builds go through build.py exactly as a user runs it (bench/build_runs.py's and
+bench/cache_builds.py's `run_build_py`, which keep BuildKit's step durations via bench/buildtrace.py).
 
 Nothing older can be reused by accident: every build of a run passes a `--source-date-epoch` of its own, which
 is an ARG of every model step, so each model step's cache key is new while the deps and fetch stages (warmed up
 before the clock starts, and never wiped) stay cached for naive and modelbake alike.
+
+The models measured: bench/modelsets.py.
 """
 
 from __future__ import annotations
@@ -22,94 +24,14 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
-from bench import cache_restore, layers
+from bench import build_inputs, build_runs, cache_builds
 from bench.buildtrace import Timed
 from bench.enginecache import BASE_IMAGE, CA_BUNDLE, WHEELHOUSE, Registry, remove_images, wipe_records_since
+from bench.modelsets import PROFILE, ModelSet
 from bench.naive import build_naive, naive_dockerfile, naive_plan, prepare_context
 
-PROFILE = "bench"
 REPO = Path(__file__).resolve().parents[1]
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    model_id: str
-    path: str  # relative to the model tree's root
-    size: int
-
-
-@dataclass
-class ModelSet:
-    """The models measured: a mirror tree, its manifest, the profile's ids, and the pin that changes."""
-
-    label: str
-    root: Path
-    manifest: Path
-    ids: list[str]
-    files: list[ModelFile]
-    spacy_wheel: Path
-    changed: str  # model id whose pin changes (Whisper tiny.en)
-    old_sha: str
-    new_sha: str
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files if f.model_id in self.ids)
-
-    def model_bytes(self, model_id: str) -> int:
-        return sum(f.size for f in self.files if f.model_id == model_id)
-
-    def tar_tree(self) -> SimpleNamespace:
-        """What bench.cache_restore.tar_baseline reads (root, profiles, files)."""
-        return SimpleNamespace(root=self.root, profiles={PROFILE: self.ids}, files=self.files)
-
-
-def realsize_models(root: Path) -> ModelSet:
-    """bench/realsize.py's tree, the union of the test and prod profiles, and a second tiny.en checkpoint."""
-    from bench.realsize import PROFILES, add_whisper_variant, build_realsize_tree
-
-    tree = build_realsize_tree(root)
-    wanted = set(PROFILES["test"]) | set(PROFILES["prod"])
-    ids = list(dict.fromkeys(f.model_id for f in tree.files if f.model_id in wanted))
-    files = [ModelFile(f.model_id, f.path, f.size) for f in tree.files]
-    new = add_whisper_variant(tree.root, "whisper-tiny-en")
-    label = "bench/realsize.py: the union of the `test` and `prod` profiles"
-    old = tree.whisper_sha256["tiny.en"]
-    return ModelSet(label, tree.root, tree.manifest, ids, files, tree.spacy_wheel, "whisper-tiny-en", old, new)
-
-
-def tiny_models(root: Path) -> ModelSet:
-    """modelbake's tiny models (a few MB): for developing the benchmark, not for results."""
-    from testkit.tinymodels import build_mirror_tree
-    from testkit.tinymodels.mirrorset import MODEL_KEYS, add_whisper_variant
-
-    tiny = build_mirror_tree(root)
-    files = []
-    for family, model_id in (("whisper", "whisper-tiny"), ("spacy", "spacy-ner")):
-        files += [
-            ModelFile(model_id, p.relative_to(tiny.root).as_posix(), p.stat().st_size)
-            for p in sorted((tiny.root / family).glob("*"))
-            if p.is_file()
-        ]
-    for model_id, snapshot in (("bart-map", tiny.bart_snapshot), ("led-reduce", tiny.led_snapshot)):
-        files += [
-            ModelFile(model_id, p.relative_to(tiny.root).as_posix(), p.stat().st_size)
-            for p in sorted(snapshot.iterdir())
-        ]
-    new = add_whisper_variant(tiny.root, seed=1)
-    return ModelSet(
-        "tiny models (development only)",
-        tiny.root,
-        tiny.manifest,
-        list(MODEL_KEYS),
-        files,
-        tiny.spacy_wheel,
-        "whisper-tiny",
-        tiny.whisper_sha256,
-        new,
-    )
 
 
 @dataclass
@@ -150,7 +72,7 @@ class Bench:
         self.tags: list[str] = []
         self.edits = 0
         self.notes: list[str] = []
-        self.repo = layers.copy_repo(work / "repo")
+        self.repo = build_inputs.copy_repo(work / "repo")
         self.mirror = MirrorServer(models.root).start()
         self.mirror_args = [a for f, u in sorted(self.mirror.mirrors.items()) for a in ("--mirror", f"{f}={u}")]
         self.manifest = self._manifest(work / "manifest", models.old_sha)
@@ -169,8 +91,8 @@ class Bench:
         dest.mkdir(parents=True, exist_ok=True)
         path = dest / "models.toml"
         # a JSON array is a TOML array; the empty profile warms the app's deps stage up (see warm_up)
-        path.write_text(text + f"\n{PROFILE} = {json.dumps(self.models.ids)}\n{layers.PROFILE_NONE} = []\n")
-        layers.lock(path, self.mirror_args)
+        path.write_text(text + f"\n{PROFILE} = {json.dumps(self.models.ids)}\n{build_inputs.PROFILE_NONE} = []\n")
+        build_inputs.lock(path, self.mirror_args)
         return path
 
     def close(self) -> None:
@@ -187,7 +109,7 @@ class Bench:
 
     def edit_app(self) -> None:
         self.edits += 1
-        layers.edit_app_code(self.repo, self.edits)
+        build_inputs.edit_app_code(self.repo, self.edits)
 
     def wipe(self, since: datetime, tags: list[str], *, free_disk: bool = False) -> int:
         """Images and every build record created since `since` (never the deps layer): the engine forgets.
@@ -225,9 +147,9 @@ class Bench:
         fetch = self._warm_fetch_stage(models_df)
         # The app's deps stage as build.py builds it (its Dockerfile, named contexts and target): the naive
         # build's deps record above is not always the one build.py's app build finds (measured: 42 s rerun).
-        app_deps = layers.run_build_py(
+        app_deps = build_runs.run_build_py(
             self.repo,
-            self.build_py_args(self.manifest, app=True, profile=layers.PROFILE_NONE)
+            self.build_py_args(self.manifest, app=True, profile=build_inputs.PROFILE_NONE)
             + ["--tag", self.tag("none"), "--models-tag", self.tag("none-models")],
             self.work / "trace" / "warm-app-deps",
             "warm-up",
@@ -241,7 +163,7 @@ class Bench:
 
     def _warm_fetch_stage(self, dockerfile: Path) -> float:
         """The models image's `fetch` stage with this run's SOURCE_DATE_EPOCH: BuildKit hands that build argument
-        to every RUN, so bench.cache_restore.warm_fetch_stage's record (without it) would not match."""
+        to every RUN, so bench.cache_builds.warm_fetch_stage's record (without it) would not match."""
         from modelbake.buildx import BuildSpec, run_build
 
         spec = BuildSpec(
@@ -286,7 +208,7 @@ class Bench:
         """`python build.py` (models image, then the app on it), as a user runs it."""
         extra = ["--tag", self.tag(f"app-{name}"), "--models-tag", self.tag(f"models-{name}")]
         self.mirror.clear_requests()
-        run = layers.run_build_py(
+        run = build_runs.run_build_py(
             self.repo,
             self.build_py_args(manifest or self.manifest, app=True) + extra,
             self.work / "trace" / f"modelbake-{name}",
@@ -341,7 +263,7 @@ class Bench:
                 args = self.build_py_args(self.manifest, app=False) + ["--models-tag", tag]
                 trace = self.work / "trace" / f"cache-{backend}-{compression}"
                 self.mirror.clear_requests()
-                cold = cache_restore.run_build_py(
+                cold = cache_builds.run_build_py(
                     self.repo,
                     args + ["--cache", spec],
                     trace / "export",
@@ -354,7 +276,7 @@ class Bench:
                     raise RuntimeError(f"export to {backend}: {cold.error}")
                 self.wipe(since, [tag])
                 self.mirror.clear_requests()
-                warm = cache_restore.run_build_py(
+                warm = cache_builds.run_build_py(
                     self.repo,
                     args + ["--cache", spec, "--cache-read-only"],
                     trace / "restore",
@@ -364,7 +286,7 @@ class Bench:
                 restored = self._result(f"restore from {backend} after a wipe", warm)
                 status = warm.stage_status()
                 model_stages = [s for s in status if s.startswith("fetch-")]
-                pulled = gha.bytes_downloaded if gha else cache_restore.pulled_bytes(warm.steps)
+                pulled = gha.bytes_downloaded if gha else cache_builds.pulled_bytes(warm.steps)
                 all_cached = bool(model_stages) and all(status[s] == "cached" for s in model_stages)
                 self.wipe(since, [tag])
                 return Restore(
@@ -375,7 +297,7 @@ class Bench:
                     gha.stop()
                 shutil.rmtree(store, ignore_errors=True)
 
-    def _result(self, scenario: str, build: cache_restore.Build) -> Result:
+    def _result(self, scenario: str, build: cache_builds.Build) -> Result:
         """A models-only build.py run and the bytes the mirror sent during it."""
         return Result(
             scenario,

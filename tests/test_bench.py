@@ -11,9 +11,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.modelsets import ModelFile, ModelSet  # noqa: E402
 from bench.naive import naive_dockerfile  # noqa: E402
 from bench.results import Outcome, main_table, render  # noqa: E402
-from bench.scenarios import ModelFile, ModelSet, Restore, Result  # noqa: E402
+from bench.scenarios import Restore, Result  # noqa: E402
 
 pytestmark = pytest.mark.unit
 

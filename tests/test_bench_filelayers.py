@@ -20,6 +20,7 @@ big = importlib.import_module("bench.realsize_big")
 report = importlib.import_module("bench.filelayers_report")
 filelayers = importlib.import_module("bench.filelayers")
 realsize = importlib.import_module("bench.realsize")
+realsize_set = importlib.import_module("bench.realsize_set")
 realsize_tensors = importlib.import_module("bench.realsize_tensors")
 
 
@@ -105,7 +106,7 @@ def _modes() -> list:
 
 
 def _run() -> SimpleNamespace:
-    gen = realsize.GeneratedFile
+    gen = realsize_set.GeneratedFile
     snap = "huggingface/models--modelbake-bench--bart-large-24l/snapshots/c/"
     files = [gen("bart-large-24l", snap + f"model-0000{i}-of-00004.safetensors", 750_000_000, "x") for i in range(1, 5)]
     files += [

@@ -23,6 +23,7 @@ if str(REPO) not in sys.path:  # `pytest` puts tests/ on sys.path, not the repo 
     sys.path.insert(0, str(REPO))
 realsize = importlib.import_module("bench.realsize")
 realsize_models = importlib.import_module("bench.realsize_models")
+realsize_set = importlib.import_module("bench.realsize_set")
 realsize_tensors = importlib.import_module("bench.realsize_tensors")
 
 HF_IDS = [m.key for m in realsize_models.HF_MODELS]
@@ -132,4 +133,4 @@ def test_a_complete_tree_is_reused_without_generating(tmp_path, monkeypatch):
     assert "| whisper-base-en | whisper/base.en.pt | 3 | 145,262,807 |" in tree.table()
 
     (tmp_path / "whisper" / "base.en.pt").write_bytes(b"xy")  # a file changed size: the tree is not complete
-    assert realsize._read_complete(tmp_path, stamp) is None
+    assert realsize_set.read_complete(tmp_path, stamp) is None

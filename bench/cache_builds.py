@@ -1,0 +1,106 @@
+"""build.py runs against one remote cache, and what a cache-restore run records of them.
+
+Why apart: bench.cache_restore and bench.scenarios' cache scenarios time the same kind of build (build.py
+through bench/buildtrace.py, `attrs` appended to every --cache-to) and read the same things of it: the model
+stages' status, the layers' diff ids, the blobs BuildKit pulled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.buildtrace import Timed, load_profile
+from bench.enginecache import CA_BUNDLE
+
+REPO = Path(__file__).resolve().parents[1]
+BACKENDS = ("local", "registry", "gha")  # the first gets the cold build
+DEFAULT_ROUND = "default"  # a pseudo-compression: build.py's --cache-to specs as shipped, no attributes
+
+
+@dataclass
+class Build:
+    """One build.py run."""
+
+    label: str
+    wall: float
+    ok: bool
+    report: dict = field(default_factory=dict)
+    steps: list[Timed] = field(default_factory=list)
+    error: str = ""
+
+    def step_seconds(self, prefix: str) -> float:
+        return sum(s.seconds for s in self.steps if s.parent is None and s.name.lower().startswith(prefix))
+
+    def stage_status(self) -> dict[str, str]:
+        return {s["stage"]: s["status"] for s in self.report.get("stages", []) if s["build"] == "models"}
+
+    def layers(self) -> dict[str, str]:
+        return {m["id"]: m["layer"] for m in self.report.get("models", [])}
+
+
+@dataclass
+class Restore:
+    compression: str
+    backend: str
+    build: Build
+    downloaded: int  # bytes, as the gha server counted them or as BuildKit reported its pulls
+    all_cached: bool
+    same_layers: bool
+
+
+@dataclass
+class Round:
+    compression: str
+    cold: Build
+    uploaded: dict[str, int]  # backend -> bytes written to it
+    stored: dict[str, list[dict]]  # backend -> layer descriptors (mediaType, size) of the cache
+    exports: dict[str, Build]  # backend -> the build that exported to it (the first one is the cold build)
+    restores: list[Restore] = field(default_factory=list)
+
+
+def run_build_py(repo: Path, args: list[str], trace: Path, label: str, env: dict[str, str], attrs: str = "") -> Build:
+    """One build.py process through bench.buildtrace (rawjson kept; `attrs` appended to every --cache-to)."""
+    trace.mkdir(parents=True, exist_ok=True)
+    json_file = trace / "report.json"
+    cmd = [sys.executable, "-m", "bench.buildtrace", "--engine-timeout", "900", "--trace", str(trace)]
+    cmd += ["--root", str(repo)] + (["--cache-to-attrs", attrs] if attrs else [])
+    cmd += ["--", *args, "--json", str(json_file), "--quiet"]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=REPO, env={**os.environ, **env})
+    wall = time.perf_counter() - started
+    (trace / "stderr.txt").write_text(proc.stderr)
+    ok = proc.returncode == 0 and json_file.is_file()
+    build = Build(label, round(wall, 2), ok)
+    if ok:
+        build.report = json.loads(json_file.read_text())
+    else:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        build.error = (lines or ["no output"])[-1][:300]
+    build.steps = load_profile(trace, "models")
+    print(f"bench.cache_restore: {label}: {f'{wall:.1f} s' if ok else 'FAILED: ' + build.error}", file=sys.stderr)
+    return build
+
+
+def pulled_bytes(steps: list[Timed]) -> int:
+    """Bytes of the blobs BuildKit reported pulling (statuses named by a blob digest)."""
+    return sum(s.bytes for s in steps if s.parent is not None and s.name.startswith("sha256:"))
+
+
+def warm_fetch_stage(dockerfile: Path, context: Path, base: str) -> float:
+    """Build the `fetch` stage (modelbake's venv) once on the fresh base: every round's cold build then measures
+    the model steps and the exports, not pip. Its record predates each round, so wipes keep it."""
+    cmd = ["docker", "buildx", "build", "--file", str(dockerfile), "--target", "fetch"]
+    cmd += ["--build-arg", f"BASE_IMAGE={base}", "--network", "host", "--allow", "network.host"]
+    cmd += ["--secret", f"id=ca,src={CA_BUNDLE}"] if CA_BUNDLE.is_file() else []
+    cmd += ["--provenance", "false", "--output", "type=cacheonly", "--progress", "quiet", str(context)]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"fetch stage: {proc.stderr.strip()[-800:]}")
+    return time.perf_counter() - started
