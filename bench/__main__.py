@@ -158,8 +158,10 @@ def layer_table(report: dict, blobs: list[dict], spacy_unpacked: int) -> list[di
     out = []
     for m in report["models"]:
         files = spacy_unpacked if m["family"] == "spacy" else int(m.get("files_bytes") or 0)
-        blob = blob_of.get(m.get("models_image_layer") or "")
-        out.append({"id": m["id"], "files": files, "layer": int(m["bytes"]), "blob": int(blob["size"]) if blob else 0})
+        # the model's rest layer and each of its file layers (uncompressed: a layer's blob is its diff id)
+        diffs = [m.get("models_image_layer") or "", *[f.get("layer") or "" for f in m.get("files", [])]]
+        blob = sum(int(blob_of[d]["size"]) for d in diffs if d in blob_of)
+        out.append({"id": m["id"], "files": files, "layer": int(m["bytes"]), "blob": blob})
     return out
 
 

@@ -104,7 +104,7 @@ def render(command: str, run, big, modes, elapsed: float) -> str:
         f"Command: `{command}`  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, total run time {elapsed / 60:.1f} min  ",
         f"Machine: {machine()}; load average at the end {load_average()}  ",
-        f"Code: {code_stamp(run.repo)}  ",
+        f"Code: {code_stamp(Path(__file__).resolve().parents[1])}  ",  # run.repo, the copy, is gone by now
         f"Model: `bart-large-24l` (bench/realsize_big.py: BART-large with 24+24 layers, float32, random weights, "
         f"loadable): {len(files)} files, {_mb(total)}, of which four shards of {', '.join(_mb(f.size) for f in files if 'model-' in f.path)}. "
         "Served by `modelbake mirror` on 127.0.0.1 ("

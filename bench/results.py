@@ -6,6 +6,8 @@ hand), and tests/test_bench.py checks the formatting without an engine.
 
 from __future__ import annotations
 
+import re
+
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -302,9 +304,10 @@ def _cold_section(o: Outcome) -> list[str]:
     cold = o.cold
     if not cold.ok or limit <= 0:
         return []
-    model_steps = [s for s in cold.steps if s.parent is None and "] RUN " in s.name and "[fetch-" in s.name]
+    steps = unique_steps(cold.steps)
+    model_steps = [s for s in steps if s.parent is None and _MODEL_STEP.search(s.name)]
     fetching = _span(model_steps)
-    rest = top_steps([s for s in cold.steps if s not in model_steps], n=6, floor=0.5)
+    rest = top_steps([s for s in steps if s not in model_steps], n=6, floor=0.5)
     return [
         "## The cold build against the network limit",
         "",
@@ -322,6 +325,26 @@ def _cold_section(o: Outcome) -> list[str]:
         " images: the models image and the app's copies), so a cold build writes the model bytes several times.",
         "",
     ]
+
+
+# A model step's vertex as a bake names it: `[models fetch-<id> 1/1] RUN ...`, `[models file-<sha>-<repo> 1/1] RUN
+# ...` (a single-target build has no target in the brackets).
+_MODEL_STEP = re.compile(r"^\[(?:[\w.-]+ )?(?:fetch|file)-[^\] ]+ \d+/\d+\] RUN ")
+_TARGET = re.compile(r"^\[[\w.-]+(?:\] | (?=\S))")
+
+
+def unique_steps(steps: list[Timed]) -> list[Timed]:
+    """Each vertex once. In one bake the app's graph holds the models target's vertices too (`target:models`),
+    and BuildKit reports a shared vertex under both targets though it runs once: `[models fetch-x 1/1] RUN`
+    and `[app fetch-x 1/1] RUN`, same span. Counted once, under the first target that reports it."""
+    seen: set[tuple[str, str | None, object, object]] = set()
+    out = []
+    for step in steps:
+        key = (_TARGET.sub("[", step.name, count=1), step.parent, step.started, step.completed)
+        if step.started is None or key not in seen:
+            seen.add(key)
+            out.append(step)
+    return out
 
 
 def _span(steps: list[Timed]) -> float:
@@ -345,7 +368,7 @@ def _profile_section(o: Outcome) -> list[str]:
     ]
     picks += [(f"restore from {r.backend} ({r.compression})", r.restore) for r in o.restores]
     for label, result in picks:
-        steps = top_steps(result.steps, floor=0.3 if result.wall > 10 else 0.05)
+        steps = top_steps(unique_steps(result.steps), floor=0.3 if result.wall > 10 else 0.05)
         text = "; ".join(f"{'↳ ' if s.parent else ''}{_short(s.name, 60)} {s.seconds:.1f} s" for s in steps)
         lines.append(f"- **{label}** ({result.wall:.1f} s): {text or 'no step over the floor'}")
     lines.append("")

@@ -128,3 +128,53 @@ def test_without_matplotlib_the_run_goes_on_and_skips_the_chart(tmp_path, monkey
     assert len(warning) == 1 and "matplotlib is not installed" in warning[0] and "modelbake[bench]" in warning[0]
     assert out.read_text() == render(_outcome()) and not chart.exists()
     assert "matplotlib" not in capsys.readouterr().err  # said once
+
+
+def test_a_bake_reports_shared_model_steps_once_and_the_cold_profile_finds_them():
+    """In one bake the app's graph holds the models target's vertices: BuildKit reports each under both targets."""
+    from datetime import datetime, timedelta
+
+    from bench.buildtrace import Timed
+    from bench.results import _MODEL_STEP, _span, unique_steps
+
+    t0 = datetime(2026, 1, 1)
+    fetch = dict(started=t0, completed=t0 + timedelta(seconds=9))
+    shard = dict(started=t0 + timedelta(seconds=1), completed=t0 + timedelta(seconds=12))
+    steps = [
+        Timed("[models fetch-whisper-tiny-en 1/1] RUN --mount=type=secret,id=lock x", 9, **fetch),
+        Timed("[app fetch-whisper-tiny-en 1/1] RUN --mount=type=secret,id=lock x", 9, **fetch),
+        Timed("[models file-35e25e8012f1dc1d-facebook--bart-large-cnn 1/1] RUN x", 11, **shard),
+        Timed("[app file-35e25e8012f1dc1d-facebook--bart-large-cnn 1/1] RUN x", 11, **shard),
+        Timed("[models] exporting to image", 3, started=t0, completed=t0 + timedelta(seconds=3)),
+        Timed("[app] exporting to image", 4, started=t0 + timedelta(seconds=20), completed=t0 + timedelta(seconds=24)),
+        Timed("[fetch-whisper-base-en 1/1] RUN x", 2, **fetch),  # a single-target build: no target in brackets
+        Timed("[app app 13/14] LINK COPY --link src/ /app/src/", 0.2, **fetch),
+    ]
+    unique = unique_steps(steps)
+    assert [s.name for s in unique] == [steps[i].name for i in (0, 2, 4, 5, 6, 7)]
+    model_steps = [s for s in unique if _MODEL_STEP.search(s.name)]
+    assert [s.seconds for s in model_steps] == [9, 11, 2]
+    assert _span(model_steps) == 12.0
+
+
+def test_the_layer_table_counts_a_models_file_layers_in_its_blob():
+    from bench.__main__ import layer_table
+
+    report = {
+        "models_image": {"layers": ["sha256:rest", "sha256:shard1", "sha256:shard2", "sha256:whisper"]},
+        "models": [
+            {
+                "id": "bart",
+                "family": "huggingface",
+                "files_bytes": 300,
+                "bytes": 310,
+                "models_image_layer": "sha256:rest",
+                "files": [{"layer": "sha256:shard1"}, {"layer": "sha256:shard2"}],
+            },
+            {"id": "tiny", "family": "whisper", "files_bytes": 70, "bytes": 72, "models_image_layer": "sha256:whisper"},
+        ],
+    }
+    blobs = [{"size": 11}, {"size": 150}, {"size": 149}, {"size": 71}]
+    rows = {row["id"]: row for row in layer_table(report, blobs, spacy_unpacked=0)}
+    assert rows["bart"]["blob"] == 11 + 150 + 149
+    assert rows["tiny"]["blob"] == 71
