@@ -7,7 +7,6 @@ hand), and tests/test_bench.py checks the formatting without an engine.
 from __future__ import annotations
 
 import re
-
 import statistics
 import time
 from dataclasses import dataclass, field
