@@ -225,7 +225,7 @@ ENV HF_HUB_CACHE=/models/huggingface/hub HF_HUB_OFFLINE=1
 """
 
 
-def test_a_multi_platform_app_fetches_and_stores_each_model_once(mirror, unique_manifest, registry, tmp_path):
+def test_a_multi_platform_app_fetches_and_stores_each_model_once(images, mirror, unique_manifest, registry, tmp_path):
     """Models and app in one graph for linux/amd64 and linux/arm64: every model file is fetched once, both
     platforms' app images hold the same model layers (the models image's), and each is uploaded once."""
     run = uuid.uuid4().hex[:8]
@@ -234,6 +234,7 @@ def test_a_multi_platform_app_fetches_and_stores_each_model_once(mirror, unique_
     (app_dir / "Dockerfile").write_text(SCRATCH_APP)
     models_tag = f"{registry.host}/team/models-multi-app:{run}"
     app_tag = f"{registry.host}/team/scratch-multi:{run}"
+    images += [models_tag, app_tag]
     mirror.clear_requests()
     mark = registry.log_offset()
     args = common(unique_manifest, mirror) + ["--context", str(app_dir), "--models-tag", models_tag]
