@@ -20,7 +20,9 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -28,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from localregistry import Registry
 
-from buildcache import prune_records_created_since
+from buildcache import prune_records_created_since, wait_content_gone
 from conftest import BASE_IMAGE, CA_BUNDLE, REPO, WHEELHOUSE, mirror_args, unavailable
 
 pytestmark = pytest.mark.docker
@@ -82,13 +84,17 @@ def models_image_layers(report: dict) -> dict[str, list[str]]:
     return {m["id"]: [m["models_image_layer"]] for m in report["models"]}
 
 
-def wipe(docker_client, since: datetime, tags: list[str]) -> None:
+def wipe(docker_client, since: datetime, tags: list[str], content: Iterable[str] = ()) -> None:
+    """What a fresh runner has: none of `tags`, no build record made since `since`, and none of `content` (layer
+    digests) in the engine's content store."""
     for tag in tags:
         try:
             docker_client.images.remove(tag, force=True)
         except Exception:  # noqa: BLE001 - never built here, or already gone
             pass
     prune_records_created_since(since)
+    left = wait_content_gone(content)
+    assert not left, f"the engine still holds {sorted(left)} after the wipe"
 
 
 def test_app_model_layers_are_reproducible_and_the_models_images_own(
@@ -118,17 +124,22 @@ def test_one_models_image_many_apps_on_wiped_engines(docker_client, images, mirr
     run = uuid.uuid4().hex[:8]
     models_tag = f"{registry.host}/team/models:{run}"
     images.append(models_tag)
+    # Model layers of this test alone (an epoch of its own stamps every file): the other tests' images hold the
+    # same tiny models' layers, and a wipe cannot make the engine forget content that another image keeps.
+    epoch = ["--source-date-epoch", str(int(time.time()))]
 
     # 1. The models image, pushed once.
     report, _ = build_py(
-        common(tiny_locked, mirror) + ["--models-only", "--models-tag", models_tag, "--push"], tmp_path / "m.json"
+        common(tiny_locked, mirror) + epoch + ["--models-only", "--models-tag", models_tag, "--push"],
+        tmp_path / "m.json",
     )
     digest, _ = registry.manifest("team/models", run)
     ref = f"{registry.host}/team/models@{digest}"
     models_layers = {m["id"]: m["layer"] for m in report["models"]}
 
     # 2. The reference app on it, on a wiped engine: no model step, no model fetch.
-    wipe(docker_client, started, [models_tag])
+    model_content = report["models_image"]["layers"]  # uncompressed: each layer's blob digest is its diff id
+    wipe(docker_client, started, [models_tag], model_content)
     mirror.clear_requests()
     app1 = f"{registry.host}/team/podcast:{run}"
     images.append(app1)
@@ -142,7 +153,7 @@ def test_one_models_image_many_apps_on_wiped_engines(docker_client, images, mirr
     first_uploads = registry.uploaded_blobs(since=mark)
 
     # 3. A second, minimal app, on another wiped engine: the same model layers; its push uploads none of them.
-    wipe(docker_client, started, [app1])
+    wipe(docker_client, started, [app1], model_content)
     app2 = f"{registry.host}/team/minimal:{run}"
     images.append(app2)
     mark = registry.mark()
