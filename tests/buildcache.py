@@ -112,26 +112,3 @@ def fresh_base_image(base: str, tag_prefix: str, timeout: float = 300) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"fresh base image from {base}: {proc.stderr.strip()[-500:]}")
     return tag
-
-
-# The engine's containerd (dockerd runs its own; the moby namespace holds the image store's content).
-CTR = ["ctr", "--address", "/var/run/docker/containerd/containerd.sock", "--namespace", "moby"]
-
-
-def content_left(digests: Iterable[str], run=subprocess.run) -> set[str]:
-    """Which of `digests` the engine's content store still holds."""
-    listed = run([*CTR, "content", "ls", "-q"], capture_output=True, text=True, timeout=60, check=True).stdout
-    return set(digests) & set(listed.split())
-
-
-def wait_content_gone(digests: Iterable[str], timeout: float = 120) -> set[str]:
-    """Wait until containerd's garbage collector, which runs on its own schedule after a delete, has dropped
-    `digests`; returns what is left (empty: gone). A wiped engine must not serve a layer from its content store:
-    content it built carries no registry source, so a later push would upload it instead of mounting it."""
-    import time
-
-    wanted = set(digests)
-    deadline = time.monotonic() + timeout
-    while (left := content_left(wanted)) and time.monotonic() < deadline:
-        time.sleep(2)
-    return left

@@ -19,18 +19,20 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return s.getsockname()[1]
 
 
 class Registry:
     """A registry serving `root/data` on a free loopback port (`host`) while the `with` block runs."""
 
-    def __init__(self, root: Path, log_level: str = "info") -> None:
+    def __init__(self, root: Path, log_level: str = "info", address: str = "127.0.0.1") -> None:
+        """`address`: any of 127.0.0.0/8 (all loopback on Linux, and all plain-HTTP registries to the engine)."""
         self.root = root
-        self.log_level = log_level  # "info" or lower: the request log `uploaded_blobs` reads
+        self.log_level = log_level
+        self.address = address  # "info" or lower: the request log `uploaded_blobs` reads
         self.proc: subprocess.Popen | None = None
         self.host = ""
 
@@ -39,26 +41,26 @@ class Registry:
         if exe is None:
             raise RuntimeError("docker-registry missing: apt-get install docker-registry")
         self.root.mkdir(parents=True, exist_ok=True)
-        port = free_port()
+        port = free_port(self.address)
         config = self.root / "config.yml"
         config.write_text(
             f"version: 0.1\nlog:\n  level: {self.log_level}\n  formatter: json\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.data}\n"
-            f"http:\n  addr: 127.0.0.1:{port}\n"
+            f"http:\n  addr: {self.address}:{port}\n"
         )
         with (self.root / "registry.log").open("wb") as log:
             self.proc = subprocess.Popen([exe, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
+                if httpx.get(f"http://{self.address}:{port}/v2/", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError((self.root / "registry.log").read_text())
             time.sleep(0.2)
-        self.host = f"127.0.0.1:{port}"
+        self.host = f"{self.address}:{port}"
         return self
 
     @property
