@@ -15,17 +15,6 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-REPO_FILES = (
-    "pyproject.toml",
-    "requirements",
-    "src",
-    "docker",
-    "Dockerfile",
-    "Dockerfile.models",
-    ".dockerignore",
-    "build.py",
-    "models.toml",
-)
 PROFILE_NONE = "bench-none"  # appended to the manifest copy: an empty profile, the app with no models at all
 PROFILE_TINY = "bench-tiny"  # fallback when build.py cannot build an empty profile: one small model
 TINY_MODEL = "spacy-en-core-web-sm"
@@ -34,17 +23,11 @@ EDITED_FILE = Path("src/podcast_pipeline/settings.py")
 
 def copy_repo(dest: Path) -> Path:
     """The files an app build needs, copied, so the benchmark can edit app code without touching src/."""
+    from testkit.checkout import copy_checkout
+
     if dest.exists():
         shutil.rmtree(dest)  # a --workdir reused from an earlier run
-    dest.mkdir(parents=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for name in REPO_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=ignore)
-        elif src.is_file():
-            shutil.copy2(src, dest / name)
-    return dest
+    return copy_checkout(dest)
 
 
 def bench_manifest(tree_manifest: Path, dest: Path) -> Path:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.buildtrace import Timed, load_profile
-from bench.enginecache import CA_BUNDLE
+from bench.enginecache import BASE_IMAGE, CA_BUNDLE
 
 REPO = Path(__file__).resolve().parents[1]
 BACKENDS = ("local", "registry", "gha")  # the first gets the cold build
@@ -104,3 +104,21 @@ def warm_fetch_stage(dockerfile: Path, context: Path, base: str) -> float:
     if proc.returncode != 0:
         raise RuntimeError(f"fetch stage: {proc.stderr.strip()[-800:]}")
     return time.perf_counter() - started
+
+
+def warm_epoch_fetch_stage(context: Path, dockerfile: Path, tag: str, epoch: int) -> float:
+    """The models image's `fetch` stage with a run's SOURCE_DATE_EPOCH, built before the clock: BuildKit hands
+    that build argument to every RUN, so `warm_fetch_stage`'s record (without it) would not match."""
+    from modelbake.buildx import BuildSpec, run_build
+
+    spec = BuildSpec(
+        context=context,
+        dockerfile=dockerfile,
+        target="fetch",
+        tags=[tag],
+        build_args={"BASE_IMAGE": BASE_IMAGE, "SOURCE_DATE_EPOCH": str(epoch)},
+        secrets={"ca": CA_BUNDLE} if CA_BUNDLE.is_file() else {},
+        network="host",
+        label="fetch stage",
+    )
+    return run_build(spec).seconds

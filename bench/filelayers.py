@@ -140,8 +140,8 @@ class Run:
         return step
 
     def warm_fetch_stage(self) -> float:
-        """The models image's fetch stage with this run's SOURCE_DATE_EPOCH, before the clock (see bench.scenarios)."""
-        from modelbake.buildx import BuildSpec, run_build
+        """The models image's fetch stage with this run's SOURCE_DATE_EPOCH, before the clock."""
+        from bench.cache_builds import warm_epoch_fetch_stage
         from modelbake.dockerfile import render_models_dockerfile
         from modelbake.lockfile import read_lock
         from modelbake.manifest import load_manifest
@@ -149,17 +149,7 @@ class Run:
         manifest = load_manifest(self.manifest)
         dockerfile = self.work / "Dockerfile.models"
         dockerfile.write_text(render_models_dockerfile(manifest, read_lock(manifest.lock_path), ONE))
-        spec = BuildSpec(
-            context=self.repo,
-            dockerfile=dockerfile,
-            target="fetch",
-            tags=[self.tag("fetch")],
-            build_args={"BASE_IMAGE": BASE_IMAGE, "SOURCE_DATE_EPOCH": str(self.epoch)},
-            secrets={"ca": CA_BUNDLE} if CA_BUNDLE.is_file() else {},
-            network="host",
-            label="fetch stage",
-        )
-        return run_build(spec).seconds
+        return warm_epoch_fetch_stage(self.repo, dockerfile, self.tag("fetch"), self.epoch)
 
 
 def link_repos(tree: Path, repos: list[str], dest: Path) -> Path:

@@ -144,7 +144,7 @@ class Bench:
         loaded = load_manifest(self.manifest)
         models_df = self.work / "Dockerfile.models"
         models_df.write_text(render_models_dockerfile(loaded, read_lock(loaded.lock_path), PROFILE))
-        fetch = self._warm_fetch_stage(models_df)
+        fetch = cache_builds.warm_epoch_fetch_stage(self.repo, models_df, self.tag("fetch"), self.epoch)
         # The app's deps stage as build.py builds it (its Dockerfile, named contexts and target): the naive
         # build's deps record above is not always the one build.py's app build finds (measured: 42 s rerun).
         app_deps = build_runs.run_build_py(
@@ -160,23 +160,6 @@ class Bench:
             raise RuntimeError(f"warm-up of the app's deps stage: {app_deps.error}")
         self.started = datetime.now(UTC)
         return {"deps stage": deps.wall, "fetch stage": fetch, "app deps stage (build.py)": app_deps.wall}
-
-    def _warm_fetch_stage(self, dockerfile: Path) -> float:
-        """The models image's `fetch` stage with this run's SOURCE_DATE_EPOCH: BuildKit hands that build argument
-        to every RUN, so bench.cache_builds.warm_fetch_stage's record (without it) would not match."""
-        from modelbake.buildx import BuildSpec, run_build
-
-        spec = BuildSpec(
-            context=self.repo,
-            dockerfile=dockerfile,
-            target="fetch",
-            tags=[self.tag("fetch")],
-            build_args={"BASE_IMAGE": BASE_IMAGE, "SOURCE_DATE_EPOCH": str(self.epoch)},
-            secrets={"ca": CA_BUNDLE} if CA_BUNDLE.is_file() else {},
-            network="host",
-            label="fetch stage",
-        )
-        return run_build(spec).seconds
 
     def build_py_args(self, manifest: Path, *, app: bool, profile: str = PROFILE) -> list[str]:
         args = ["--manifest", str(manifest), "--profile", profile, "--base-image", BASE_IMAGE, "--network", "host"]

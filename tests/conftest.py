@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import uuid
 from pathlib import Path
 from typing import NoReturn
 
@@ -185,6 +186,22 @@ def byte_locked(byte_tree, byte_mirror, tmp_path_factory):
 
 
 @pytest.fixture
+def unique_manifest(tiny_tree, tiny_locked, mirror, tmp_path, request) -> Path:
+    """The tiny manifest with a Whisper checkpoint no build has seen, locked: its layer can only come from
+    the mirror or a cache under test (the other models' layers may exist in the engine already)."""
+    from modelbake.cli import main as modelbake
+    from testkit.tinymodels import add_whisper_variant
+
+    sha = add_whisper_variant(tiny_tree.root, seed=uuid.uuid4().int % 2**31)
+    request.addfinalizer(lambda: shutil.rmtree(tiny_tree.root / "whisper" / sha, ignore_errors=True))
+    manifest = tmp_path / "manifest" / "models.toml"
+    manifest.parent.mkdir()
+    manifest.write_text(tiny_tree.manifest.read_text().replace(tiny_tree.whisper_sha256, sha))
+    assert modelbake(["lock", "--manifest", str(manifest), *mirror_args(mirror)]) == 0
+    return manifest
+
+
+@pytest.fixture
 def manifest_copy(tiny_locked, tmp_path):
     """A per-test copy of the locked tiny manifest, safe to edit."""
     dest = tmp_path / "m"
@@ -227,13 +244,19 @@ def usable_engine(connect=None):
     return client
 
 
-@pytest.fixture
-def images(docker_client):
-    """Tags a test creates (it appends them); removed afterwards, whether or not they were ever built."""
+def removed_after(client, force: bool = True):
+    """For a fixture of any scope: `yield from removed_after(docker_client)` gives a list the tests append the
+    tags they create to; every one is removed at the fixture's end, whether or not it was ever built."""
     created: list[str] = []
     yield created
     for tag in created:
         try:
-            docker_client.images.remove(tag, force=True)
+            client.images.remove(tag, force=force)
         except Exception:  # noqa: BLE001 - never built, or already gone
             pass
+
+
+@pytest.fixture
+def images(docker_client):
+    """Tags a test creates (it appends them); removed afterwards."""
+    yield from removed_after(docker_client)

@@ -75,8 +75,6 @@ class Registry:
         """Where the log ends now: `uploaded_blobs(since=...)` then counts only what came after."""
         return self.log.stat().st_size
 
-    mark = log_offset
-
     def requests(self, since: int = 0) -> list[dict]:
         """Every request completed after log offset `since`: `method`, `uri`, `status`, `bytes_in`."""
         with self.log.open("rb") as f:

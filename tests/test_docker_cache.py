@@ -50,22 +50,6 @@ def registry(tmp_path_factory):
         yield running.host
 
 
-@pytest.fixture
-def unique_manifest(tiny_tree, tiny_locked, mirror, tmp_path, request) -> Path:
-    """The tiny manifest with a Whisper checkpoint no build has seen, locked: its layer can only come from
-    the mirror or the cache under test (the other models' layers may exist in the engine already)."""
-    from modelbake.cli import main as modelbake
-    from testkit.tinymodels import add_whisper_variant
-
-    sha = add_whisper_variant(tiny_tree.root, seed=uuid.uuid4().int % 2**31)
-    request.addfinalizer(lambda: shutil.rmtree(tiny_tree.root / "whisper" / sha, ignore_errors=True))
-    manifest = tmp_path / "manifest" / "models.toml"
-    manifest.parent.mkdir()
-    manifest.write_text(tiny_tree.manifest.read_text().replace(tiny_tree.whisper_sha256, sha))
-    assert modelbake(["lock", "--manifest", str(manifest), *mirror_args(mirror)]) == 0
-    return manifest
-
-
 def build_py(args: list[str], json_file: Path, env: dict[str, str] | None = None) -> tuple[int, dict, str]:
     cmd = [sys.executable, str(REPO / "build.py"), *args, "--json", str(json_file)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT, env={**os.environ, **(env or {})})

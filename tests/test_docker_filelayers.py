@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import BASE_IMAGE, CA_BUNDLE, REPO, WHEELHOUSE, mirror_args, unavailable
+from conftest import BASE_IMAGE, CA_BUNDLE, REPO, WHEELHOUSE, mirror_args, removed_after, unavailable
 
 pytestmark = pytest.mark.docker
 
@@ -48,13 +48,7 @@ class Build:
 
 @pytest.fixture(scope="module")
 def tags(docker_client):
-    created: list[str] = []
-    yield created
-    for tag in created:
-        try:
-            docker_client.images.remove(tag, force=True)
-        except Exception:  # noqa: BLE001 - never built, or already gone
-            pass
+    yield from removed_after(docker_client)
 
 
 @pytest.fixture(scope="module")

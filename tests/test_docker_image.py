@@ -19,18 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BASE_IMAGE, CA_BUNDLE, WHEELHOUSE
+from conftest import BASE_IMAGE, CA_BUNDLE, WHEELHOUSE, removed_after
+from testkit.checkout import copy_checkout
 
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parents[1]
 CANARY = "hf_CANARY" + uuid.uuid4().hex  # an HF-token-shaped secret that must appear nowhere in the image
 RUN_ID = uuid.uuid4().hex[:8]
-# Files the app build needs; the app-code-change test builds from a copy of them.
-REPO_FILES = (
-    "pyproject.toml", "requirements", "src", "docker", "Dockerfile", "Dockerfile.models", ".dockerignore", "build.py",
-    "models.toml",
-)  # fmt: skip
 
 
 @dataclass
@@ -43,14 +39,8 @@ class Built:
 
 @pytest.fixture(scope="session")
 def tags(docker_client):
-    """Every tag the session creates; removed at the end."""
-    created: list[str] = []
-    yield created
-    for tag in created:
-        try:
-            docker_client.images.remove(tag)
-        except Exception:  # noqa: BLE001 - already gone, or never created
-            pass
+    """Every tag the session creates; removed at the end (not forced: an image still in use stays)."""
+    yield from removed_after(docker_client, force=False)
 
 
 @pytest.fixture(scope="session")
@@ -206,14 +196,7 @@ def test_pin_change_rebuilds_only_that_model(request, app_build, tiny_tree, mirr
 
 
 def test_app_code_change_reruns_no_model_step(app_build, base_manifest, mirror_server, tags, work):
-    copy = work / "repo-copy"
-    copy.mkdir()
-    for name in REPO_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, copy / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif src.is_file():
-            shutil.copy2(src, copy / name)
+    copy = copy_checkout(work / "repo-copy")
     with open(copy / "src" / "modelbake" / "verify.py", "a") as f:
         f.write(f"\n# app code changed {RUN_ID}\n")
     mirror_server.clear_requests()

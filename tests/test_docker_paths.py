@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -20,18 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BASE_IMAGE, CA_BUNDLE, REPO, WHEELHOUSE, mirror_args
+from conftest import BASE_IMAGE, CA_BUNDLE, REPO, WHEELHOUSE, mirror_args, removed_after
+from testkit.checkout import copy_checkout
 
 pytestmark = pytest.mark.docker
 
 RUN_ID = uuid.uuid4().hex[:8]
 SECOND = ("spacy-people", "en_tiny_people")  # the second pipeline: model id, package name
 PIPELINES = {"spacy-ner": "en_tiny_ner", SECOND[0]: SECOND[1]}
-# What build.py needs of a checkout (as tests/test_docker_image.py copies it).
-REPO_FILES = (
-    "pyproject.toml", "requirements", "src", "docker", "Dockerfile", "Dockerfile.models", ".dockerignore", "build.py",
-    "models.toml",
-)  # fmt: skip
 
 
 @dataclass
@@ -43,13 +38,7 @@ class Built:
 
 @pytest.fixture(scope="module")
 def tags(docker_client):
-    created: list[str] = []
-    yield created
-    for tag in created:
-        try:
-            docker_client.images.remove(tag, force=True)
-        except Exception:  # noqa: BLE001 - never built, or already gone
-            pass
+    yield from removed_after(docker_client)
 
 
 @pytest.fixture(scope="module")
@@ -154,24 +143,13 @@ def test_the_app_layer_carries_no_test_tooling(app, docker_client):
     ], out
 
 
-def repo_copy(dest: Path) -> Path:
-    dest.mkdir()
-    for name in REPO_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif src.is_file():
-            shutil.copy2(src, dest / name)
-    return dest
-
-
 def model_steps(report: dict) -> dict[str, str]:
     return {s["stage"]: s["status"] for s in report["stages"] if s["build"] == "models" and s["stage"] != "models"}
 
 
 def test_an_edit_outside_the_fetch_path_runs_no_model_step(app, two_pipelines, mirror, tags, tmp_path):
     """cli.py (a help string), progress.py and verify.py edited: every fetch step cached, no mirror request."""
-    copy = repo_copy(tmp_path / "repo")
+    copy = copy_checkout(tmp_path / "repo")
     cli = copy / "src/modelbake/cli.py"
     cli.write_text(cli.read_text().replace("parallel downloads (default 4)", f"parallel downloads ({RUN_ID})"))
     for rel in ("src/modelbake/progress.py", "src/modelbake/verify.py"):
@@ -192,7 +170,7 @@ def test_an_edit_outside_the_fetch_path_runs_no_model_step(app, two_pipelines, m
 def test_control_an_edit_of_a_fetch_module_runs_every_model_step(app, two_pipelines, mirror, tags, tmp_path):
     """The other side of the key: the fetch code is an input of every model step (so the test above is not
     vacuous), while the layers stay the same bytes."""
-    copy = repo_copy(tmp_path / "repo")
+    copy = copy_checkout(tmp_path / "repo")
     with open(copy / "src/modelbake/fetchers/whisper.py", "a") as f:
         f.write(f"\n# fetch code edited {RUN_ID}\n")
     models_tag = f"modelbake-test/paths-models:{RUN_ID}-control"

@@ -15,26 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BASE_IMAGE, CA_BUNDLE, REPO, WHEELHOUSE
+from conftest import BASE_IMAGE, CA_BUNDLE, WHEELHOUSE
 from modelbake.cli import main as modelbake
+from testkit.checkout import copy_checkout
 
 pytestmark = pytest.mark.docker
 
-REPO_FILES = (
-    "pyproject.toml", "requirements", "src", "docker", "Dockerfile", "Dockerfile.models", ".dockerignore",
-)  # fmt: skip
+# The plain `docker build` commands' inputs: no build.py, and the manifest comes from the tiny models.
+PLAIN_FILES = ("pyproject.toml", "requirements", "src", "docker", "Dockerfile", "Dockerfile.models", ".dockerignore")
 
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory, tiny_locked, mirror) -> Path:
     """A copy of the repository for the tiny manifest, with its Dockerfiles regenerated, and a mirrors file."""
-    copy = tmp_path_factory.mktemp("checkout")
-    for name in REPO_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, copy / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, copy / name)
+    copy = copy_checkout(tmp_path_factory.mktemp("checkout"), PLAIN_FILES)
     shutil.copy(tiny_locked, copy / "models.toml")
     shutil.copy(tiny_locked.with_suffix(".lock"), copy / "models.lock")
     assert modelbake(["dockerfile", "--manifest", str(copy / "models.toml"), "--root", str(copy)]) == 0

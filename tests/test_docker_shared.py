@@ -142,7 +142,7 @@ def test_one_models_image_many_apps_on_wiped_engines(docker_client, images, mirr
     mirror.clear_requests()
     app1 = f"{registry.host}/team/podcast:{run}"
     images.append(app1)
-    mark = registry.mark()
+    mark = registry.log_offset()
     reference_app = ["--models-image", ref, "--tag", app1, "--push", "--wheelhouse", str(WHEELHOUSE)]
     first, err = build_py(common(tiny_locked, mirror) + reference_app, tmp_path / "a1.json")
     assert not [s for s in first["stages"] if s["stage"].startswith(("fetch", "file-"))], first["stages"]
@@ -155,7 +155,7 @@ def test_one_models_image_many_apps_on_wiped_engines(docker_client, images, mirr
     wipe(docker_client, started, [app1])
     app2 = f"{registry.host}/team/minimal:{run}"
     images.append(app2)
-    mark = registry.mark()
+    mark = registry.log_offset()
     second, _ = build_py(
         common(tiny_locked, mirror) + ["--context", str(minimal_app(tmp_path / "minimal")), "--models-image", ref,
                                        "--tag", app2, "--push"],
@@ -205,21 +205,6 @@ def test_model_layers_are_the_same_for_every_platform_and_fetched_once(
         p: [x["digest"] for x in registry.manifest("team/models-multi", d)[1]["layers"]] for p, d in platforms.items()
     }
     assert layers["linux/amd64"] == layers["linux/arm64"] and len(layers["linux/amd64"]) == 4
-
-
-@pytest.fixture
-def unique_manifest(tiny_tree, mirror, tmp_path, request) -> Path:
-    """The tiny manifest with a Whisper checkpoint no build has seen (so its file must come from the mirror)."""
-    from modelbake.cli import main as modelbake
-    from testkit.tinymodels import add_whisper_variant
-
-    sha = add_whisper_variant(tiny_tree.root, seed=uuid.uuid4().int % 2**31)
-    request.addfinalizer(lambda: shutil.rmtree(tiny_tree.root / "whisper" / sha, ignore_errors=True))
-    manifest = tmp_path / "manifest" / "models.toml"
-    manifest.parent.mkdir()
-    manifest.write_text(tiny_tree.manifest.read_text().replace(tiny_tree.whisper_sha256, sha))
-    assert modelbake(["lock", "--manifest", str(manifest), *mirror_args(mirror)]) == 0
-    return manifest
 
 
 SCRATCH_APP = """\
