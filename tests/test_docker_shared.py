@@ -2,10 +2,11 @@
 
 - The app's model layers are the models image's, byte for byte: two cold builds of an app give the same model
   layers, equal to the models image's own.
-- `build.py --models-only --push` pushes the models image to a registry (Debian's docker-registry on
-  127.0.0.1); `--models-image REF@sha256:...` builds an app on it on a wiped engine, with no model step and no
-  model fetch; a second, minimal app built the same way shares every model layer, and its push uploads no
-  model blob (the registry's own request log says which blobs each push uploaded).
+- `build.py --models-only --push` pushes the models image to a registry (Debian's docker-registry on a
+  loopback address of its own, 127.x.y.z); `--models-image REF@sha256:...` builds an app on it on a wiped
+  engine, with no model step and no model fetch; a second, minimal app built the same way shares every model
+  layer, and its push uploads no model blob (the registry's own request log says which blobs each push
+  uploaded).
 - `--platform linux/amd64,linux/arm64` gives one set of model layers for both platforms, fetched once; an app
   built for both in the same graph (FROM scratch, so no emulator is needed here) holds those same layers on
   each platform, each uploaded once per repository.
