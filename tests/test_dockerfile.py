@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -390,7 +391,6 @@ def _raw(*docs) -> str:
 
 
 def test_rawjson_steps_and_failed_model_message():
-    import base64
 
     from modelbake.buildx import _error
 
@@ -451,3 +451,26 @@ def test_an_existing_models_image_is_reused_only_as_shipped(tmp_path):
     assert not plan("--layer-compression", "zstd").models_reusable
     assert not plan("--cache", f"local:{tmp_path}/c").models_reusable
     assert not plan("--models-tag", "me/models:1").models_reusable
+
+
+@pytest.mark.parametrize("first", ["app", "models"])
+def test_a_vertex_two_bake_targets_share_is_a_step_of_each(first):
+    """bake reports a shared vertex (a fetch step the app's graph also holds) under one digest, once per target,
+    in whichever order the solves get to it: the models target keeps its fetch step either way."""
+    order = [first, "models" if first == "app" else "app"]
+    fetch = [
+        {
+            "digest": "d1",
+            "name": f"[{target} fetch-whisper-tiny 1/1] RUN modelbake preload",
+            "cached": True,
+            "started": "2026-01-01T00:00:00Z",
+            "completed": "2026-01-01T00:00:00Z",
+        }
+        for target in order
+    ]
+    log = {"logs": [{"vertex": "d1", "stream": 1, "data": base64.b64encode(b"fetch whisper-tiny\n").decode()}]}
+    steps, _ = parse_rawjson(_raw({"vertexes": fetch}, log))
+    by_target = {s.target: s for s in steps}
+    assert sorted(by_target) == ["app", "models"]
+    for step in by_target.values():
+        assert step.stage == "fetch-whisper-tiny" and step.cached and step.logs == ["fetch whisper-tiny"]

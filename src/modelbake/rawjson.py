@@ -95,26 +95,41 @@ def rawjson_documents(text: str) -> tuple[list[dict[str, Any]], str]:
 
 
 def parse_rawjson(text: str) -> tuple[list[Step], list[str]]:
-    """Steps from `--progress rawjson` output (a stream of JSON objects); the non-JSON lines after it."""
-    steps: dict[str, Step] = {}
+    """Steps from `--progress rawjson` output (a stream of JSON objects); the non-JSON lines after it.
+
+    A vertex two bake targets share (the models target's fetch steps, also in the app's graph) comes under
+    one digest with each target's name, in whichever order the solves report it: it is a step of each
+    target, so a step is keyed by digest and name, and a status or log line (by digest) goes to all of them.
+    """
+    steps: dict[tuple[str, str], Step] = {}
+    by_digest: dict[str, list[Step]] = {}
     docs, tail = rawjson_documents(text)
     for doc in docs:
         for v in doc.get("vertexes") or []:
-            step = steps.setdefault(v["digest"], Step(digest=v["digest"], name=v.get("name", "")))
-            step.cached = step.cached or bool(v.get("cached"))
-            step.started = parse_time(v.get("started")) or step.started
-            step.completed = parse_time(v.get("completed")) or step.completed
-            if v.get("error"):
-                step.error = v["error"]
+            digest, name = v["digest"], v.get("name", "")
+            if name or digest not in by_digest:
+                key = (digest, name)
+                if key not in steps:
+                    steps[key] = Step(digest=digest, name=name)
+                    by_digest.setdefault(digest, []).append(steps[key])
+                named = [steps[key]]
+            else:  # an update without a name: it is about every target's copy of the vertex
+                named = by_digest[digest]
+            for step in named:
+                step.cached = step.cached or bool(v.get("cached"))
+                step.started = parse_time(v.get("started")) or step.started
+                step.completed = parse_time(v.get("completed")) or step.completed
+                if v.get("error"):
+                    step.error = v["error"]
         for status in doc.get("statuses") or []:
-            of = steps.get(status.get("vertex", ""))
             total = status.get("total") or status.get("current")
-            if of is not None and status.get("completed") and total:
-                of.transferred[status.get("id", "")] = int(total)
+            if status.get("completed") and total:
+                for step in by_digest.get(status.get("vertex", ""), []):
+                    step.transferred[status.get("id", "")] = int(total)
         for log in doc.get("logs") or []:
-            of = steps.get(log.get("vertex", ""))
-            if of is not None and log.get("data"):
+            if log.get("data"):
                 data = base64.b64decode(log["data"]).decode("utf-8", "replace")
-                of.logs.extend(data.splitlines())
+                for step in by_digest.get(log.get("vertex", ""), []):
+                    step.logs.extend(data.splitlines())
     rest = [line for line in tail.splitlines() if line.strip()]
     return list(steps.values()), rest
