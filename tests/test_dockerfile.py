@@ -474,3 +474,21 @@ def test_a_vertex_two_bake_targets_share_is_a_step_of_each(first):
     assert sorted(by_target) == ["app", "models"]
     for step in by_target.values():
         assert step.stage == "fetch-whisper-tiny" and step.cached and step.logs == ["fetch whisper-tiny"]
+
+
+@pytest.mark.parametrize("first", ["app", "models"])
+def test_a_shared_failed_step_is_named_as_the_models_builds(first):
+    """A fetch step that fails in a bake of both targets comes under each, in either order: the error names
+    the models build (whose step it is), and a step cancelled because of it is never the one named."""
+    from modelbake.bake import failed_step
+
+    order = [first, "models" if first == "app" else "app"]
+    vertexes = [
+        {"digest": "d1", "name": f"[{target} fetch-whisper-tiny 1/1] RUN modelbake preload", "error": "exit code: 1"}
+        for target in order
+    ]
+    vertexes.append({"digest": "d0", "name": "[app deps 2/2] RUN pip install", "error": "context canceled"})
+    steps, _ = parse_rawjson(_raw({"vertexes": vertexes}))
+    failed = failed_step(steps, ["models", "app"])
+    assert failed is not None and failed.target == "models" and failed.stage == "fetch-whisper-tiny"
+    assert failed_step([s for s in steps if s.digest == "d0"], ["models", "app"]) is None

@@ -123,7 +123,7 @@ def run_bake(specs: Mapping[str, BuildSpec], *, echo: Echo | None = None) -> dic
             label = "/".join(s.label for s in specs.values())
             raise CacheStalledError(f"{label} build stopped: {stalled}", argv, proc.returncode, rest[-5:], STALL_HINT)
         if proc.returncode != 0:
-            failed = next((s for s in steps if s.error and not s.error.startswith("context canceled")), None)
+            failed = failed_step(steps, list(specs))
             spec = specs.get(failed.target or "", next(iter(specs.values()))) if failed else next(iter(specs.values()))
             raise _error(spec, argv, proc.returncode, steps, rest + out.splitlines())
         metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
@@ -135,6 +135,15 @@ def run_bake(specs: Mapping[str, BuildSpec], *, echo: Echo | None = None) -> dic
         for name in specs
         for mine in [[s for s in steps if s.target == name]]
     }
+
+
+def failed_step(steps: list[Step], targets: list[str]) -> Step | None:
+    """The step that failed the bake (not one cancelled because of it). A step the targets share comes under
+    each (see parse_rawjson): it is named as the first target's (the models target, whose step it is), not as
+    whichever target the stream reported first."""
+    order = {name: i for i, name in enumerate(targets)}
+    errors = [s for s in steps if s.error and not s.error.startswith("context canceled")]
+    return min(errors, key=lambda s: order.get(s.target or "", len(order)), default=None)
 
 
 def _span(steps: list[Step]) -> float:
