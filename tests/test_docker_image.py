@@ -314,6 +314,32 @@ def test_corrupt_mirror_fails_naming_the_model(request, tiny_tree, mirror_server
     _assert_not_tagged(docker_client, models_tag)
 
 
+def test_a_bad_model_in_an_app_build_is_named_as_the_models_builds_step(
+    request, tiny_tree, mirror_server, docker_client, work
+):
+    """The models target and the app in one bake: the fetch step both graphs hold fails once, and the one error
+    line names the models build's step and the model, whichever target the stream reported it under first."""
+    sha = fresh_whisper_pin(tiny_tree, request)
+    manifest = manifest_copy(tiny_tree, work / "corrupt-app", whisper_sha=sha)
+    lock_manifest(manifest, mirror_server)
+    tag, models_tag = f"modelbake-test/app:{RUN_ID}-corrupt", f"modelbake-test/models:{RUN_ID}-corrupt-app"
+    args = common_args(manifest, mirror_server) + ["--tag", tag, "--models-tag", models_tag]
+    if WHEELHOUSE.is_dir():
+        args += ["--wheelhouse", str(WHEELHOUSE)]
+    mirror_server.faults.corrupt.add(sha)
+    try:
+        proc = run_build_py(args, work / "ca.json")
+    finally:
+        mirror_server.faults.corrupt.discard(sha)
+    assert proc.returncode != 0
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1, proc.stderr[-2000:]
+    assert error[0].startswith("error: models build: step fetch-whisper-tiny failed: model whisper-tiny:"), error
+    assert "sha256 mismatch" in error[0], error
+    _assert_not_tagged(docker_client, models_tag)
+    _assert_not_tagged(docker_client, tag)
+
+
 def test_mirror_down_fails_naming_the_model(request, tiny_tree, mirror_server, docker_client, work):
     from modelbake.mirror.server import MirrorServer
 
