@@ -130,11 +130,11 @@ def _build(options: BuildOptions, plan: Plan, client: DockerClient, report: Repo
     for label, result in results.items():
         report.durations[f"{label} build"] = round(result.seconds, 1)
     report.durations["total"] = round(time.perf_counter() - started, 1)
-    models_stages = {s.stage for s in results["models"].steps} if "models" in results else set()
+    models_stages = _models_stages(plan)
     for label, result in results.items():
         summaries = stage_summaries(label, result)
         if label == "app":  # the app's graph holds the models target's stages too: they are reported there
-            summaries = [s for s in summaries if s.stage not in models_stages and s.stage not in _models_stages(plan)]
+            summaries = [s for s in summaries if s.stage not in models_stages]
         report.stages += summaries
         for entry in cache_traffic(label, result):
             # BuildKit reports no sizes for a local cache export: the directory's growth is the bytes written.
