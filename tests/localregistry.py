@@ -31,8 +31,8 @@ class Registry:
     def __init__(self, root: Path, log_level: str = "info", address: str = "127.0.0.1") -> None:
         """`address`: any of 127.0.0.0/8 (all loopback on Linux, and all plain-HTTP registries to the engine)."""
         self.root = root
-        self.log_level = log_level
-        self.address = address  # "info" or lower: the request log `uploaded_blobs` reads
+        self.log_level = log_level  # "info" or lower: the request log `uploaded_blobs` reads
+        self.address = address
         self.proc: subprocess.Popen | None = None
         self.host = ""
 
