@@ -145,6 +145,16 @@ def mirror_args(server) -> list[str]:
     return [arg for family, url in server.mirrors.items() for arg in ("--mirror", f"{family}={url}")]
 
 
+def wheelhouse_args() -> list[str]:
+    """build.py's `--wheelhouse` when this machine has one (the deps stage installs from it, not PyPI)."""
+    return ["--wheelhouse", str(WHEELHOUSE)] if WHEELHOUSE.is_dir() else []
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The `error:` lines of a command's stderr (the error boundary prints exactly one)."""
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
 @pytest.fixture(scope="session")
 def tiny_locked(tiny_tree, mirror, tmp_path_factory):
     """A copy of the tiny manifest with its lock, written by `modelbake lock` against the mirror."""
@@ -185,15 +195,22 @@ def byte_locked(byte_tree, byte_mirror, tmp_path_factory):
     return manifest
 
 
+def fresh_whisper_pin(tiny_tree, request) -> str:
+    """A Whisper checkpoint no earlier session has built (BuildKit's cache outlives a session), removed after."""
+    from testkit.tinymodels import add_whisper_variant
+
+    sha = add_whisper_variant(tiny_tree.root, seed=uuid.uuid4().int % 2**31)
+    request.addfinalizer(lambda: shutil.rmtree(tiny_tree.root / "whisper" / sha, ignore_errors=True))
+    return sha
+
+
 @pytest.fixture
 def unique_manifest(tiny_tree, tiny_locked, mirror, tmp_path, request) -> Path:
     """The tiny manifest with a Whisper checkpoint no build has seen, locked: its layer can only come from
     the mirror or a cache under test (the other models' layers may exist in the engine already)."""
     from modelbake.cli import main as modelbake
-    from testkit.tinymodels import add_whisper_variant
 
-    sha = add_whisper_variant(tiny_tree.root, seed=uuid.uuid4().int % 2**31)
-    request.addfinalizer(lambda: shutil.rmtree(tiny_tree.root / "whisper" / sha, ignore_errors=True))
+    sha = fresh_whisper_pin(tiny_tree, request)
     manifest = tmp_path / "manifest" / "models.toml"
     manifest.parent.mkdir()
     manifest.write_text(tiny_tree.manifest.read_text().replace(tiny_tree.whisper_sha256, sha))

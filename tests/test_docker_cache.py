@@ -24,7 +24,7 @@ import pytest
 from localregistry import Registry
 
 from buildcache import fresh_base_image, prune_records_created_since
-from conftest import BASE_IMAGE, CA_BUNDLE, REPO, mirror_args, unavailable
+from conftest import BASE_IMAGE, CA_BUNDLE, REPO, error_lines, mirror_args, unavailable
 from testkit.ghacache import GhaCacheServer
 
 pytestmark = pytest.mark.docker
@@ -205,7 +205,7 @@ def test_a_blob_download_that_stalls_mid_build_is_bounded(
         stalled = [r for r in gha.requests if r.path.startswith("/_blob/download") and r.status == 0]
     assert stalled, "no blob download reached the stalled server"
     assert rc == 1 and took < 120, (rc, took, err)
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    errors = error_lines(err)
     assert len(errors) == 1 and "Traceback" not in err
     assert errors[0].startswith("error: models build stopped: the download of blob sha256:")
     assert re.search(r"from the cache stopped at [\d,]+ of [\d,]+ bytes for \d+ s$", errors[0]), errors[0]

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import BASE_IMAGE, CA_BUNDLE, REPO, WHEELHOUSE, mirror_args, removed_after, unavailable
+from conftest import BASE_IMAGE, CA_BUNDLE, REPO, mirror_args, removed_after, unavailable, wheelhouse_args
 
 pytestmark = pytest.mark.docker
 
@@ -226,7 +226,7 @@ def app(cold, manifest, server, tags, tmp_path_factory) -> Build:
     build, _ = cold
     tag = f"modelbake-test/filelayers-app:{RUN_ID}"
     tags.append(tag)
-    extra = ["--tag", tag] + (["--wheelhouse", str(WHEELHOUSE)] if WHEELHOUSE.is_dir() else [])
+    extra = ["--tag", tag, *wheelhouse_args()]
     report = build_py(manifest, server, build.tag, tmp_path_factory.mktemp("filelayers-app") / "app.json", *extra)
     return Build(tag, report)
 

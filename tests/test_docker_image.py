@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -19,7 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BASE_IMAGE, CA_BUNDLE, WHEELHOUSE, removed_after
+from conftest import (
+    BASE_IMAGE,
+    CA_BUNDLE,
+    error_lines,
+    fresh_whisper_pin,
+    mirror_args,
+    removed_after,
+    wheelhouse_args,
+)
 from testkit.checkout import copy_checkout
 
 pytestmark = pytest.mark.docker
@@ -54,13 +61,6 @@ def mirror_server(tiny_tree):
 @pytest.fixture(scope="session")
 def work(tmp_path_factory):
     return tmp_path_factory.mktemp("docker-work")
-
-
-def mirror_args(server) -> list[str]:
-    args = []
-    for family, url in sorted(server.mirrors.items()):
-        args += ["--mirror", f"{family}={url}"]
-    return args
 
 
 def lock_manifest(manifest: Path, server) -> None:
@@ -118,21 +118,11 @@ def app_build(docker_client, tags, base_manifest, mirror_server, work) -> Built:
         "--hf-token-file",
         str(token),
         "--refresh-models",
+        *wheelhouse_args(),
     ]
-    if WHEELHOUSE.is_dir():
-        args += ["--wheelhouse", str(WHEELHOUSE)]
     proc = run_build_py(args, work / "app.json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return Built(tag, models_tag, json.loads((work / "app.json").read_text()), proc.stderr)
-
-
-def fresh_whisper_pin(tiny_tree, request) -> str:
-    """A Whisper checkpoint no earlier session has built (BuildKit's cache outlives a session), removed after."""
-    from testkit.tinymodels import add_whisper_variant
-
-    sha = add_whisper_variant(tiny_tree.root, seed=uuid.uuid4().int % 2**31)
-    request.addfinalizer(lambda: shutil.rmtree(tiny_tree.root / "whisper" / sha, ignore_errors=True))
-    return sha
 
 
 def layers_by_model(report: dict) -> dict[str, str]:
@@ -203,8 +193,7 @@ def test_app_code_change_reruns_no_model_step(app_build, base_manifest, mirror_s
     tag = f"modelbake-test/app:{RUN_ID}-code"
     tags.append(tag)
     args = common_args(base_manifest, mirror_server) + ["--tag", tag, "--models-tag", app_build.models_tag]
-    if WHEELHOUSE.is_dir():
-        args += ["--wheelhouse", str(WHEELHOUSE)]
+    args += wheelhouse_args()
     proc = run_build_py(args, work / "code.json", repo=copy)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((work / "code.json").read_text())
@@ -296,48 +285,34 @@ def test_every_layer_uncompressed_and_the_apps_model_layers_the_models_images_bl
     assert all(t.endswith(("rootfs.diff.tar", "image.layer.v1.tar")) for t in app.values()), app
 
 
-def test_corrupt_mirror_fails_naming_the_model(request, tiny_tree, mirror_server, docker_client, work):
+@pytest.mark.parametrize("with_app", [False, True], ids=["models-only", "models-and-app"])
+def test_corrupt_mirror_fails_naming_the_model(with_app, request, tiny_tree, mirror_server, docker_client, work):
+    """One error line naming the models build's fetch step and the model, and no image tagged. With the app,
+    the models target and the app are one bake whose graphs both hold that fetch step: it is still named as the
+    models build's, whichever target the stream reported it under first."""
+    name = "corrupt-app" if with_app else "corrupt"
     sha = fresh_whisper_pin(tiny_tree, request)
-    manifest = manifest_copy(tiny_tree, work / "corrupt", whisper_sha=sha)
+    manifest = manifest_copy(tiny_tree, work / name, whisper_sha=sha)
     lock_manifest(manifest, mirror_server)
-    models_tag = f"modelbake-test/models:{RUN_ID}-corrupt"
+    models_tag = f"modelbake-test/models:{RUN_ID}-{name}"
+    args, absent = common_args(manifest, mirror_server) + ["--models-tag", models_tag], [models_tag]
+    if with_app:
+        absent.append(f"modelbake-test/app:{RUN_ID}-{name}")
+        args += ["--tag", absent[-1], *wheelhouse_args()]
+    else:
+        args.append("--models-only")
     mirror_server.faults.corrupt.add(sha)
     try:
-        proc = run_build_py(
-            common_args(manifest, mirror_server) + ["--models-only", "--models-tag", models_tag], work / "c.json"
-        )
+        proc = run_build_py(args, work / f"{name}.json")
     finally:
         mirror_server.faults.corrupt.discard(sha)
     assert proc.returncode != 0
-    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(error) == 1 and "whisper-tiny" in error[0] and "sha256 mismatch" in error[0], proc.stderr[-2000:]
-    _assert_not_tagged(docker_client, models_tag)
-
-
-def test_a_bad_model_in_an_app_build_is_named_as_the_models_builds_step(
-    request, tiny_tree, mirror_server, docker_client, work
-):
-    """The models target and the app in one bake: the fetch step both graphs hold fails once, and the one error
-    line names the models build's step and the model, whichever target the stream reported it under first."""
-    sha = fresh_whisper_pin(tiny_tree, request)
-    manifest = manifest_copy(tiny_tree, work / "corrupt-app", whisper_sha=sha)
-    lock_manifest(manifest, mirror_server)
-    tag, models_tag = f"modelbake-test/app:{RUN_ID}-corrupt", f"modelbake-test/models:{RUN_ID}-corrupt-app"
-    args = common_args(manifest, mirror_server) + ["--tag", tag, "--models-tag", models_tag]
-    if WHEELHOUSE.is_dir():
-        args += ["--wheelhouse", str(WHEELHOUSE)]
-    mirror_server.faults.corrupt.add(sha)
-    try:
-        proc = run_build_py(args, work / "ca.json")
-    finally:
-        mirror_server.faults.corrupt.discard(sha)
-    assert proc.returncode != 0
-    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    error = error_lines(proc.stderr)
     assert len(error) == 1, proc.stderr[-2000:]
     assert error[0].startswith("error: models build: step fetch-whisper-tiny failed: model whisper-tiny:"), error
     assert "sha256 mismatch" in error[0], error
-    _assert_not_tagged(docker_client, models_tag)
-    _assert_not_tagged(docker_client, tag)
+    for tag in absent:
+        _assert_not_tagged(docker_client, tag)
 
 
 def test_mirror_down_fails_naming_the_model(request, tiny_tree, mirror_server, docker_client, work):
@@ -351,7 +326,7 @@ def test_mirror_down_fails_naming_the_model(request, tiny_tree, mirror_server, d
     models_tag = f"modelbake-test/models:{RUN_ID}-down"
     proc = run_build_py(common_args(manifest, down) + ["--models-only", "--models-tag", models_tag], work / "d.json")
     assert proc.returncode != 0
-    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    error = error_lines(proc.stderr)
     assert len(error) == 1 and "whisper-tiny" in error[0], proc.stderr[-2000:]
     _assert_not_tagged(docker_client, models_tag)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BASE_IMAGE, CA_BUNDLE, REPO, WHEELHOUSE, mirror_args, removed_after
+from conftest import BASE_IMAGE, CA_BUNDLE, REPO, mirror_args, removed_after, wheelhouse_args
 from testkit.checkout import copy_checkout
 
 pytestmark = pytest.mark.docker
@@ -68,7 +68,7 @@ def app(docker_client, tags, two_pipelines, mirror, tmp_path_factory) -> Built:
     tag, models_tag = f"modelbake-test/paths-app:{RUN_ID}", f"modelbake-test/paths-models:{RUN_ID}"
     tags += [tag, models_tag]
     extra = ["--tag", tag, "--models-tag", models_tag]
-    extra += ["--wheelhouse", str(WHEELHOUSE)] if WHEELHOUSE.is_dir() else []
+    extra += wheelhouse_args()
     report = build_py(REPO, two_pipelines, mirror, tmp_path_factory.mktemp("app") / "app.json", *extra)
     return Built(tag, models_tag, report)
 
