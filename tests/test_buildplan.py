@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from modelbake.buildnetwork import choose_network, is_loopback_url
 from modelbake.buildoptions import BuildOptions, parse_options
-from modelbake.buildplan import choose_network, is_loopback_url, make_plan, materialize
+from modelbake.buildplan import make_plan, materialize
 from modelbake.cachespec import CacheBackend
 from modelbake.errors import LockError, UsageError
 from modelbake.lockfile import Lock, LockedFile, LockedModel, spec_fields, write_lock
 from modelbake.manifest import load_manifest
+from plans import inputs_of, plan_of
 from testkit.tinymodels import manifest_text
 
 pytestmark = pytest.mark.unit
@@ -40,9 +42,8 @@ def manifest(tmp_path) -> Path:
     return path
 
 
-def plan_for(manifest: Path, *argv: str, environ: dict[str, str] | None = None, work: Path | None = None):
-    options = parse_options(["--manifest", str(manifest), *argv])
-    return make_plan(options, REPO, work or manifest.parent / "work", environ or {})
+def plan_for(manifest: Path, *argv: str, environ: dict[str, str] | None = None, work: Path | None = None, **facts):
+    return plan_of(["--manifest", str(manifest), *argv], work or manifest.parent / "work", environ, **facts)
 
 
 # --- item 4: typed options, pure planning ----------------------------------------------------------------
@@ -98,7 +99,7 @@ def test_no_flag_was_dropped_and_each_is_a_field():
     from modelbake.buildoptions import build_parser
 
     actions = [a for a in build_parser()._actions if a.dest != "help"]
-    added = {"--file-layers-over", "--models-image"}  # since: new options, none renamed
+    added = {"--file-layers-over", "--models-image", "--rawjson"}  # since: new options, none renamed
     assert {flag for a in actions for flag in a.option_strings} == BUILD_PY_FLAGS | added
     fields = {f.name for f in dataclasses.fields(BuildOptions)}
     assert {a.dest for a in actions} - {"mirror", "cache"} | {"mirrors", "caches"} == fields
@@ -120,10 +121,11 @@ def test_planning_writes_nothing_prints_nothing_and_probes_nothing(manifest, tmp
     assert plan.warnings == (
         f"{manifest.with_name('models.lock')} missing: models are fetched unpinned; run `modelbake lock`",
     )
-    assert [b.kind for b in plan.caches] == ["registry", "gha"] and plan.gha_version == 2
-    # What the builds need is listed, and written by the I/O step only.
-    assert set(plan.files) == {work / "Dockerfile.models", work / "Dockerfile", work / "manifest/models.toml"}
-    assert plan.models.dockerfile == work / "Dockerfile.models"
+    assert [(b.kind, b.gha_version) for b in plan.caches] == [("registry", 2), ("gha", 2)]
+    # What the builds need is listed, and written by the I/O step only; the app's Dockerfile is the context's own.
+    assert set(plan.files) == {work / "Dockerfile.models", work / "manifest/models.toml"}
+    assert plan.targets["models"].dockerfile == work / "Dockerfile.models"
+    assert plan.targets["app"].dockerfile == REPO / "Dockerfile"
     materialize(plan)
     assert (work / "manifest/models.toml").read_bytes() == manifest.read_bytes()
     assert (work / "Dockerfile.models").read_text().startswith("# Dockerfile.models: GENERATED")
@@ -132,23 +134,23 @@ def test_planning_writes_nothing_prints_nothing_and_probes_nothing(manifest, tmp
 def test_the_plan_reads_the_environment_it_is_given_only(manifest, monkeypatch):
     monkeypatch.setenv("GITHUB_REF_NAME", "from-os-environ")
     plan = plan_for(manifest, "--cache", "local:/tmp/c", environ={"GITHUB_REF_NAME": "feature/x"})
-    assert plan.app is not None and any("app-all-feature-x" in spec for spec in plan.app.cache_from)
-    assert not any("from-os-environ" in spec for spec in plan.app.cache_from)
+    app = plan.targets["app"]
+    assert any("app-all-feature-x" in spec for spec in app.cache_from)
+    assert not any("from-os-environ" in spec for spec in app.cache_from)
     with pytest.raises(UsageError, match="ACTIONS_CACHE_URL and ACTIONS_RUNTIME_TOKEN not set"):
         plan_for(manifest, "--cache", "gha", environ={})
 
 
-def test_a_probe_that_drops_a_cache_replans_without_it(manifest):
-    plan = plan_for(manifest, "--cache", "local:/tmp/a", "--cache", "registry:127.0.0.1:9/c")
-    again = make_plan(
-        parse_options(["--manifest", str(manifest), "--cache", "local:/tmp/a"]),
-        REPO,
-        plan.work,
-        {},
-        caches=plan.caches[:1],
-    )
-    assert any("127.0.0.1:9" in s for s in plan.models.cache_from)
-    assert not any("127.0.0.1:9" in s for s in again.models.cache_from) and again.files == plan.files
+def test_a_cache_the_probe_dropped_is_planned_out_once(manifest):
+    """The probe runs while the inputs are gathered: the one plan has no trace of a dropped cache but its warning."""
+    argv = ["--manifest", str(manifest), "--cache", "local:/tmp/a", "--cache", "registry:127.0.0.1:9/c"]
+    inputs = inputs_of(argv, manifest.parent / "work")
+    both = make_plan(inputs, parse_options(argv))
+    assert any("127.0.0.1:9" in s for s in both.targets["models"].cache_from)  # the control: planned when it answers
+    dropped = dataclasses.replace(inputs, caches=inputs.caches[:1], cache_warnings=("registry cache ... unreachable",))
+    plan = make_plan(dropped, parse_options(argv))
+    assert not any("127.0.0.1:9" in s for t in plan.targets.values() for s in t.cache_from + t.cache_to)
+    assert plan.warnings[0] == "registry cache ... unreachable" and plan.files == both.files
 
 
 def test_build_and_preload_share_one_drift_check(manifest, tmp_path):
@@ -197,14 +199,14 @@ def _network(*argv: str, environ: dict[str, str] | None = None, mirror: str = LO
 
 def test_a_loopback_mirror_puts_the_models_build_on_the_host_network_and_says_so(manifest):
     plan = plan_for(manifest, "--mirror", f"whisper={LOOPBACK}")
-    assert plan.models.network == "host" and plan.app is not None and plan.app.network is None
+    assert plan.targets["models"].network == "host" and plan.targets["app"].network is None
     assert plan.notes == (
         f"the models build runs with --network host: the whisper mirror {LOOPBACK} is on this machine's loopback, "
         "which build steps reach only on the host network",
     )
     # The manifest's own [mirrors] count too: they are what the mirrors secret holds.
     manifest.write_text(manifest.read_text() + '\n[mirrors]\nhuggingface = "http://localhost:9/huggingface"\n')
-    assert plan_for(manifest).models.network == "host"
+    assert plan_for(manifest).targets["models"].network == "host"
     # An engine reached through a local socket or loopback TCP is this machine's.
     for docker_host in ("unix:///run/docker.sock", "tcp://127.0.0.1:2375"):
         assert _network(environ={"DOCKER_HOST": docker_host}).models == "host"

@@ -17,8 +17,9 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from conftest import BASE_IMAGE, CA_BUNDLE, REPO, WHEELHOUSE
-from modelbake.buildx import BuildSpec, run_build
+from modelbake.bake import BuildSpec
 from reqlock import APP_LOCK, pins
+from testkit.buildx import run_build
 
 pytestmark = pytest.mark.docker
 

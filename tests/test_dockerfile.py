@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 
 from modelbake import dockerfile
-from modelbake.buildx import BuildSpec, BuildxError, build_argv, parse_rawjson
-from modelbake.dockerfile import render_app_dockerfile, render_models_dockerfile
+from modelbake.bake import BuildSpec, output_spec
+from modelbake.bakeerrors import BuildxError, bake_error
+from modelbake.dockerfile import render_models_dockerfile
 from modelbake.layers import plan_layers
 from modelbake.lockfile import Lock, LockedFile, LockedModel, entry_json, spec_fields
 from modelbake.manifest import load_manifest
+from modelbake.rawjson import parse_rawjson
 from testkit.tinymodels import manifest_text
 
 pytestmark = pytest.mark.unit
@@ -120,16 +122,33 @@ def test_unlocked_entry_parses_back_to_the_same_spec(tiny, tmp_path):
         tomllib.loads(path.read_text())
 
 
-def test_app_block_one_copy_per_model(tiny):
-    manifest, _ = tiny
-    template = (REPO / "Dockerfile").read_text()
-    text = render_app_dockerfile(template, manifest, None, "test")
-    block = text[text.index(dockerfile.APP_BLOCK_BEGIN) : text.index(dockerfile.APP_BLOCK_END)]
-    assert block.count("COPY --link --from=models ") == 4
-    assert "COPY --link --from=models /models /models" not in text  # that would merge all models in one layer
+def test_the_app_dockerfile_starts_from_the_models_image_and_depends_on_no_manifest():
+    """Models at the bottom: the app stage is FROM the models stage, the base's root filesystem and the venv are
+    one layer each above it, and nothing in the file is generated (any models image fits it)."""
+    text = (REPO / "Dockerfile").read_text()
+    instructions = [line for line in text.splitlines() if line and not line.startswith(("#", " "))]
+    app = instructions[instructions.index("FROM models AS app") :]
+    assert app[:3] == ["FROM models AS app", "COPY --link --from=base / /", "COPY --link --from=deps /opt/venv /opt/venv"]
+    assert "FROM ${MODELS_IMAGE} AS models" in instructions
+    assert "USER 10001:10001" in app and app[-2:] == ['ENTRYPOINT ["/usr/local/bin/modelbake-entrypoint"]', 'CMD ["verify"]']
+    assert "generated" not in text.lower() and "--exclude" not in text
 
 
-def test_layers_largest_locked_first_then_unlocked_in_both_dockerfiles(tiny):
+def test_the_models_image_says_where_its_spacy_pipelines_are(tiny):
+    """The app's PYTHONPATH lists every pipeline through the models image's MODELBAKE_SPACY_PATH (the app
+    inherits the models image's config); a models image without pipelines sets nothing."""
+    manifest, lock = tiny
+    text = render_models_dockerfile(manifest, lock, "test")
+    models_stage = text[text.index("FROM scratch AS models") :]
+    assert "ENV MODELBAKE_SPACY_PATH=/models/spacy/" in models_stage
+    assert "${MODELBAKE_SPACY_PATH:+:${MODELBAKE_SPACY_PATH}}" in (REPO / "Dockerfile").read_text()
+    whisper = next(s for s in manifest.models.values() if s.family == "whisper")
+    path = manifest.path.with_name("whisper.toml")
+    path.write_text(f'[models.{whisper.id}]\nfamily = "whisper"\nname = "{whisper.name}"\nsha256 = "{"a" * 64}"\n')
+    assert "MODELBAKE_SPACY_PATH" not in render_models_dockerfile(load_manifest(path), None)
+
+
+def test_layers_largest_locked_first_then_unlocked(tiny):
     """An image store unpacks again every layer above a changed one: big models go to the bottom, unlocked on top."""
     manifest, _ = tiny
     ids = [spec.id for spec in manifest.select("test")]
@@ -143,9 +162,6 @@ def test_layers_largest_locked_first_then_unlocked_in_both_dockerfiles(tiny):
     models_text = render_models_dockerfile(manifest, lock, "test")
     copies = [line for line in models_text.splitlines() if line.startswith("COPY --link --from=fetch-")]
     assert copies == [dockerfile.layer_copy_line(layer) for layer in layers]
-    app_text = render_app_dockerfile((REPO / "Dockerfile").read_text(), manifest, lock, "test")
-    app_copies = [line for line in app_text.splitlines() if line.startswith("COPY --link --from=models ")]
-    assert app_copies == [dockerfile.app_copy_line(layer, layers) for layer in layers]
     # the fetch stages keep manifest order (they are independent; only the layer stack has an order)
     stages = [line.split(" AS ")[1] for line in models_text.splitlines() if line.startswith("FROM fetch AS ")]
     assert stages == [dockerfile.stage_name(i) for i in ids]
@@ -158,10 +174,6 @@ def test_committed_dockerfiles_match_models_toml():
         cwd=REPO,
         capture_output=True,
         text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
-    proc = subprocess.run(
-        [sys.executable, "-m", "modelbake.dockerfile", "--check"], cwd=REPO, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
 
@@ -186,41 +198,17 @@ def test_drift_is_detected(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 1
-    assert "out of date" in proc.stderr and "make dockerfile" in proc.stderr
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modelbake.dockerfile",
-            "--manifest",
-            str(tmp_path / "models.toml"),
-            "--root",
-            str(tmp_path),
-            "--check",
-        ],
-        capture_output=True,
-        text=True,
-    )
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert proc.returncode == 1 and len(errors) == 1  # both files named in one line
-    assert "Dockerfile.models and " in errors[0] and "/Dockerfile: out of date" in errors[0]
-    # regenerating fixes it
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modelbake.dockerfile",
-            "--manifest",
-            str(tmp_path / "models.toml"),
-            "--root",
-            str(tmp_path),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    assert proc.returncode == 1 and len(errors) == 1 and errors[0].endswith("/Dockerfile.models: out of date with "
+                                                                           f"{tmp_path / 'models.toml'} and its lock")
+    assert "make dockerfile" in proc.stderr
+    before = (tmp_path / "Dockerfile").read_text()
+    # regenerating fixes it, and leaves the app Dockerfile alone
+    argv = [sys.executable, "-m", "modelbake.cli", "dockerfile", "--manifest", str(tmp_path / "models.toml"),
+            "--root", str(tmp_path)]  # fmt: skip
+    subprocess.run(argv, check=True, capture_output=True)
     assert "fetch-extra" in (tmp_path / "Dockerfile.models").read_text()
-    assert "--exclude=models/whisper/small.en.pt" in (tmp_path / "Dockerfile").read_text()  # the others' copies
+    assert (tmp_path / "Dockerfile").read_text() == before
 
 
 # --- build.py: argv assembly (dry run) ---------------------------------------------------------------
@@ -312,8 +300,6 @@ def test_dry_run_cache_blobs_follow_each_images_layer_compression(tmp_path, caps
 
 
 def test_output_spec_per_builder_and_push():
-    from modelbake.buildx import output_spec
-
     spec = BuildSpec(context=Path("/c"), dockerfile=Path("/c/D"), layer_compression="gzip")
     assert output_spec(spec) == "type=image,compression=gzip"
     spec.builder = "ci"  # another builder's image lands in the engine through the docker exporter
@@ -350,17 +336,19 @@ def test_bad_option_values_are_one_line_errors(tmp_path, capsys):
     assert main(["--manifest", str(manifest), "--profile", "nope", "--dry-run"], root=REPO) == 2
 
 
-def test_buildx_gets_each_value_as_one_argument_never_through_a_shell(tmp_path, monkeypatch):
-    """What `docker` receives from run_build: a stand-in `docker` on PATH records its argv. A tag, build arg and
-    secret path full of shell syntax arrive whole, and nothing of them ran."""
-    from modelbake.buildx import run_build
+def test_bake_gets_each_value_as_one_argument_never_through_a_shell(tmp_path, monkeypatch):
+    """What `docker` receives from run_bake: a stand-in `docker` on PATH records its argv and the bake definition
+    it was given. A tag, build arg and secret path full of shell syntax arrive whole, and nothing of them ran."""
+    from modelbake.bake import bake_argv, bake_definition, run_bake
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     record = tmp_path / "argv.json"
     stub = bin_dir / "docker"
     stub.write_text(
-        f"#!{sys.executable}\nimport json, sys\nopen({str(record)!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
+        f"#!{sys.executable}\nimport json, sys\nargv = sys.argv[1:]\n"
+        f"definition = json.load(open(argv[argv.index('--file') + 1]))\n"
+        f"open({str(record)!r}, 'w').write(json.dumps([argv, definition]))\n"
     )
     stub.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
@@ -372,14 +360,15 @@ def test_buildx_gets_each_value_as_one_argument_never_through_a_shell(tmp_path, 
         tags=[evil],
         build_args={"X": evil},
         secrets={"ca": tmp_path / "my ca;.pem"},
-        label="x",
     )
-    run_build(spec)
-    received = json.loads(record.read_text())
-    at = received.index("--metadata-file")  # a temp file of run_build's own
-    assert received[:at] + received[at + 2 :] == [str(a) for a in build_argv(spec)][1:]
-    assert received[received.index("--tag") + 1] == evil and f"X={evil}" in received
-    assert f"id=ca,src={tmp_path / 'my ca;.pem'}" in received and received[-1] == str(tmp_path / "ctx dir")
+    run_bake({"x": spec})
+    received, definition = json.loads(record.read_text())
+    assert definition == bake_definition({"x": spec})
+    for flag, stand_in in (("--file", "D"), ("--metadata-file", "M")):  # temp files of run_bake's own
+        received[received.index(flag) + 1] = stand_in
+    assert received == [str(a) for a in bake_argv({"x": spec}, Path("D"), Path("M"))][1:]
+    assert definition["target"]["x"]["tags"] == [evil] and definition["target"]["x"]["args"] == {"X": evil}
+    assert definition["target"]["x"]["secret"] == [f"id=ca,src={tmp_path / 'my ca;.pem'}"]
     assert not canary.exists()
 
 
@@ -391,9 +380,6 @@ def _raw(*docs) -> str:
 
 
 def test_rawjson_steps_and_failed_model_message():
-
-    from modelbake.buildx import _error
-
     logs = "fetch whisper-tiny\nerror: model whisper-tiny: x.pt: sha256 mismatch: expected a, got b; file discarded (http://m/x.pt)\n"
     text = (
         _raw(
@@ -428,7 +414,7 @@ def test_rawjson_steps_and_failed_model_message():
     assert by["d1"].seconds == pytest.approx(2.0) and by["d1"].stage == "fetch-whisper-tiny"
     assert by["d2"].cached
     assert rest == ["ERROR: failed to solve: process did not complete"]
-    err = _error(BuildSpec(context=Path("."), dockerfile=Path("D"), label="models"), ["docker"], 1, steps, rest)
+    err = bake_error(["models"], ["docker"], 1, steps, rest)
     assert type(err) is BuildxError  # a failed step, not mistaken for a network or secret problem (subclasses)
     assert err.message.startswith("models build: step fetch-whisper-tiny failed: model whisper-tiny: x.pt: sha256")
     assert "\n" not in err.message
@@ -436,21 +422,24 @@ def test_rawjson_steps_and_failed_model_message():
 
 def test_an_existing_models_image_is_reused_only_as_shipped(tmp_path):
     """The lock-hash tag says which models, not how their layers were packed: another compression rebuilds."""
-    from modelbake.buildoptions import parse_options
-    from modelbake.buildplan import make_plan
+    from modelbake.buildplan import MODELS_BUILT, MODELS_REUSED
     from modelbake.lockfile import write_lock
+    from plans import plan_of
 
     manifest = tmp_path / "models.toml"
     manifest.write_text(TINY_MANIFEST)
     write_lock(_lock_for(load_manifest(manifest)), manifest.with_name("models.lock"))
 
-    def plan(*extra: str):
-        return make_plan(parse_options(["--manifest", str(manifest), *extra]), REPO, tmp_path / "work", {})
+    def plan(*extra: str, present: bool = True):
+        return plan_of(["--manifest", str(manifest), *extra], tmp_path / "work", models_image_present=present)
 
-    assert plan().models_reusable
-    assert not plan("--layer-compression", "zstd").models_reusable
-    assert not plan("--cache", f"local:{tmp_path}/c").models_reusable
-    assert not plan("--models-tag", "me/models:1").models_reusable
+    reused = plan()
+    assert reused.models_from == MODELS_REUSED and list(reused.targets) == ["app"]
+    assert reused.targets["app"].build_contexts["models"] == f"docker-image://{reused.models_tag}"
+    assert plan(present=False).models_from == MODELS_BUILT  # the positive control: not in the engine, built
+    assert plan("--layer-compression", "zstd").models_from == MODELS_BUILT
+    assert plan("--cache", f"local:{tmp_path}/c").models_from == MODELS_BUILT
+    assert plan("--models-tag", "me/models:1").models_from == MODELS_BUILT
 
 
 @pytest.mark.parametrize("first", ["app", "models"])
@@ -480,7 +469,7 @@ def test_a_vertex_two_bake_targets_share_is_a_step_of_each(first):
 def test_a_shared_failed_step_is_named_as_the_models_builds(first):
     """A fetch step that fails in a bake of both targets comes under each, in either order: the error names
     the models build (whose step it is), and a step cancelled because of it is never the one named."""
-    from modelbake.bake import failed_step
+    from modelbake.bakeerrors import failed_step
 
     order = [first, "models" if first == "app" else "app"]
     vertexes = [

@@ -376,10 +376,10 @@ CASES = [
         lambda c: [str(c.tmp / "nope")],
     ),
     Case(
-        "dockerfile-root-without-dockerfile",
-        lambda c: ["dockerfile", "--manifest", str(c.manifest), "--root", str(c.tmp)],
+        "dockerfile-root-is-a-file",
+        lambda c: ["dockerfile", "--manifest", str(c.manifest), "--root", str(c.manifest)],
         2,
-        lambda c: [f"{c.tmp}/Dockerfile"],
+        lambda c: [f"cannot write {c.manifest}: not a directory"],
     ),
     # -- a missing optional dependency: checked before any model loads -------------------------------------
     Case(

@@ -3,7 +3,6 @@ BuildKit evaluates `COPY --exclude`), the fetch side's links and errors, and the
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import subprocess
@@ -12,16 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from modelbake.dockerfile import (
-    LOCK_MOUNT,
-    app_copy_line,
-    layer_copy_line,
-    render_app_dockerfile,
-    render_models_dockerfile,
-)
+from modelbake.dockerfile import LOCK_MOUNT, layer_copy_line, render_models_dockerfile
 from modelbake.errors import LockError
 from modelbake.filelayers import FileRef, link_big_files, one_file, place_blob, read_file_ref, without_big_files
-from modelbake.layers import DEFAULT_SPLIT_BYTES, Layer, excludes, plan_layers
+from modelbake.layers import DEFAULT_FILE_LAYERS_OVER, Layer, plan_layers
 from modelbake.lockfile import Lock, LockedFile, LockedModel, entry_json, spec_fields, write_lock
 from modelbake.manifest import HuggingFaceSpec, load_manifest
 from modelbake.paths import Layout, hub_repo_folder
@@ -179,28 +172,10 @@ def test_a_blob_two_entries_of_one_repo_share_is_one_layer(manifest):
     assert text.count(f"FROM fetch AS {files[0].stage}\n") == 1
     # the second entry leaves its (shared) big file out of its own step as well
     step = text.split("FROM fetch AS fetch-bart-again\n")[1].split("ENTRY\n")[0]
-    assert f"--entry - --split-over {SPLIT} --dest /models" in step
+    assert f"--entry - --file-layers-over-bytes {SPLIT} --dest /models" in step
 
 
-# --- the app's copies: COPY --exclude, evaluated as BuildKit does ------------------------------------------
-
-
-def excluded(path: str, patterns: list[str]) -> bool:
-    """moby's patternmatcher: the last pattern that matches the path or one of its parents decides; `!` keeps."""
-    out = False
-    for pattern in patterns:
-        negate = pattern.startswith("!")
-        body = pattern.removeprefix("!")
-        parts = path.split("/")
-        prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
-        if any(_match(body, p) for p in prefixes):
-            out = not negate
-    return out
-
-
-def _match(pattern: str, path: str) -> bool:
-    p, s = pattern.split("/"), path.split("/")
-    return len(p) == len(s) and all(fnmatch.fnmatchcase(b, a) for a, b in zip(p, s, strict=True))
+# --- the merged tree ---------------------------------------------------------------------------------------
 
 
 def layer_tree(layer: Layer, lock: Lock) -> set[str]:
@@ -220,29 +195,16 @@ def layer_tree(layer: Layer, lock: Lock) -> set[str]:
     return out
 
 
-def test_each_app_copy_leaves_exactly_its_layer_of_the_merged_image(manifest):
+def test_the_layers_together_are_the_models_tree_each_file_once(manifest):
+    """The models image is its layers stacked: each path of the merged tree is in exactly one layer (a big file
+    in its own, never also in the rest of its model), so the app FROM it sees every model whole."""
     lock = lock_of(manifest)
     layers = plan_layers(manifest.select("all"), lock, SPLIT)
-    trees = {layer.label: layer_tree(layer, lock) for layer in layers}
-    merged = set().union(*trees.values())
-    for layer in layers:
-        patterns = excludes(layer, layers)
-        kept = {path for path in merged if not excluded(path, patterns)}
-        assert kept == trees[layer.label], (layer.label, patterns)
-        assert (
-            app_copy_line(layer, layers)
-            == "COPY --link --from=models " + "".join(f"--exclude={p} " for p in patterns) + "/ /"
-        )
-    # a big file's copy keeps the path down to its blob and nothing else of its repo
+    trees = [layer_tree(layer, lock) for layer in layers]
+    merged = set().union(*trees)
+    assert sum(len(tree) for tree in trees) == len(merged)
     shard = next(layer for layer in layers if layer.label == "bart:model-00002-of-00002.safetensors")
-    patterns = excludes(shard, layers)
-    start = patterns.index(f"{hub('org/bart')}/*")
-    assert patterns[start : start + 4] == [
-        f"{hub('org/bart')}/*",
-        f"!{hub('org/bart')}/blobs",
-        f"{hub('org/bart')}/blobs/*",
-        f"!{shard.owns[0]}",
-    ]
+    assert layer_tree(shard, lock) == {shard.owns[0]}
 
 
 # --- the fetch side ----------------------------------------------------------------------------------------
@@ -361,23 +323,19 @@ def test_dockerfile_text_of_a_split_model(manifest):
     ]
     # the model's own step: its whole lock entry (the key), fetching all but the big files
     model = text.split("FROM fetch AS fetch-bart\n")[1].split("\nENTRY\n")[0]
-    assert f"fetch_entry --entry - --split-over {SPLIT} --dest /models <<'ENTRY'" in model
+    assert f"fetch_entry --entry - --file-layers-over-bytes {SPLIT} --dest /models <<'ENTRY'" in model
     assert entry_json(lock.models["bart"]) in model and "id=lock" not in model
     assert "# Its 2 file(s) over 67,108,864 bytes are layers of their own (file-* stages)." in text
     huge = text.split("FROM fetch AS fetch-huge\n")[1].split("\nENTRY\n")[0]
-    assert "--split-over" in huge
-    assert "--split-over" not in text.split("FROM fetch AS fetch-whisper\n")[1].split("\nENTRY\n")[0]
+    assert "--file-layers-over-bytes" in huge
+    assert "--file-layers-over-bytes" not in text.split("FROM fetch AS fetch-whisper\n")[1].split("\nENTRY\n")[0]
     copies = [line for line in text.splitlines() if line.startswith("COPY --link --from=")]
     assert copies == [layer_copy_line(layer) for layer in layers]
-    app = render_app_dockerfile((REPO / "Dockerfile").read_text(), manifest, lock, "all", SPLIT)
-    assert [line for line in app.splitlines() if line.startswith("COPY --link --from=models ")] == [
-        app_copy_line(layer, layers) for layer in layers
-    ]
     # one stage per name; the default threshold is the plan's
     stages = [line.split(" AS ")[1] for line in text.splitlines() if line.startswith("FROM fetch AS ")]
     assert len(stages) == len(set(stages)) == len(layers)
     assert render_models_dockerfile(manifest, lock, "all") == render_models_dockerfile(
-        manifest, lock, "all", DEFAULT_SPLIT_BYTES
+        manifest, lock, "all", DEFAULT_FILE_LAYERS_OVER
     )
 
 

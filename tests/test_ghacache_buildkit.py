@@ -23,7 +23,7 @@ import pytest
 
 from buildcache import cache_records, prune_records
 from conftest import BASE_IMAGE
-from modelbake.buildx import Step, parse_rawjson
+from modelbake.rawjson import Step, parse_rawjson
 from testkit.ghacache import GhaCacheServer
 
 pytestmark = pytest.mark.docker

@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from modelbake.rawjson import decode_line
 from modelbake.transferwatch import TransferWatch
 
 pytestmark = pytest.mark.unit
@@ -29,17 +30,24 @@ def line(**doc) -> str:
     return json.dumps(doc)
 
 
+def feed(watch: TransferWatch, text: str) -> None:
+    """One line of buildx's stream, decoded as build.py decodes it (rawjson.decode_line): other text is skipped."""
+    doc = decode_line(text)
+    if doc is not None:
+        watch.feed(doc)
+
+
 def test_a_cached_steps_blob_that_stops_moving_is_a_stall():
     clock = Clock()
     watch = TransferWatch(20, clock)
-    watch.feed_line(line(vertexes=[{"digest": "v1", "name": "[2/2] RUN x", "cached": True, "started": "t"}]))
+    feed(watch, line(vertexes=[{"digest": "v1", "name": "[2/2] RUN x", "cached": True, "started": "t"}]))
     for current in (0, 1_000_000, 2_000_000):
         clock.now += 5
-        watch.feed_line(line(statuses=[{"vertex": "v1", "id": BLOB, "current": current, "total": 41946846}]))
+        feed(watch, line(statuses=[{"vertex": "v1", "id": BLOB, "current": current, "total": 41946846}]))
     assert watch.stalled() is None
     for _ in range(5):  # BuildKit keeps repeating the status every 150 ms, with the same `current`
         clock.now += 5
-        watch.feed_line(line(statuses=[{"vertex": "v1", "id": BLOB, "current": 2_000_000, "total": 41946846}]))
+        feed(watch, line(statuses=[{"vertex": "v1", "id": BLOB, "current": 2_000_000, "total": 41946846}]))
     stalled = watch.stalled()
     assert stalled == (
         "the download of blob sha256:08049cdcd907 from the cache stopped at 2,000,000 of 41,946,846 bytes for 25 s"
@@ -49,8 +57,8 @@ def test_a_cached_steps_blob_that_stops_moving_is_a_stall():
 def test_a_finished_blob_is_no_stall():
     clock = Clock()
     watch = TransferWatch(20, clock)
-    watch.feed_line(line(vertexes=[{"digest": "v1", "name": "[2/2] RUN x", "cached": True}]))
-    watch.feed_line(line(statuses=[{"vertex": "v1", "id": BLOB, "current": 5, "total": 5, "completed": "t"}]))
+    feed(watch, line(vertexes=[{"digest": "v1", "name": "[2/2] RUN x", "cached": True}]))
+    feed(watch, line(statuses=[{"vertex": "v1", "id": BLOB, "current": 5, "total": 5, "completed": "t"}]))
     clock.now += 600
     assert watch.stalled() is None
 
@@ -59,12 +67,12 @@ def test_work_that_is_not_a_cache_transfer_never_counts():
     """A long RUN (a model download) and a base image pull make no stall however long they take."""
     clock = Clock()
     watch = TransferWatch(20, clock)
-    watch.feed_line(
+    feed(watch, 
         line(vertexes=[{"digest": "run", "name": "[fetch-bart 1/1] RUN modelbake preload", "started": "t"}])
     )
-    watch.feed_line(line(statuses=[{"vertex": "pull", "id": BLOB, "current": 0, "total": 10}]))  # not cached
-    watch.feed_line("ERROR: not json")
-    watch.feed_line("{broken json")
+    feed(watch, line(statuses=[{"vertex": "pull", "id": BLOB, "current": 0, "total": 10}]))  # not cached
+    feed(watch, "ERROR: not json")
+    feed(watch, "{broken json")
     clock.now += 3600
     assert watch.stalled() is None
 
@@ -73,13 +81,13 @@ def test_a_cache_index_import_that_never_completes_is_a_stall():
     clock = Clock()
     watch = TransferWatch(20, clock)
     name = "importing cache manifest from gha:4501407485514207131"
-    watch.feed_line(line(vertexes=[{"digest": "imp", "name": name, "started": "t"}]))
+    feed(watch, line(vertexes=[{"digest": "imp", "name": name, "started": "t"}]))
     clock.now += 19
     assert watch.stalled() is None
     clock.now += 2
     assert watch.stalled() == f"{name!r} made no progress for 21 s"
     done = TransferWatch(20, clock)
-    done.feed_line(line(vertexes=[{"digest": "imp", "name": name, "started": "t"}]))
-    done.feed_line(line(vertexes=[{"digest": "imp", "name": name, "started": "t", "completed": "u"}]))
+    feed(done, line(vertexes=[{"digest": "imp", "name": name, "started": "t"}]))
+    feed(done, line(vertexes=[{"digest": "imp", "name": name, "started": "t", "completed": "u"}]))
     clock.now += 100
     assert done.stalled() is None

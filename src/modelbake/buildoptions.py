@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from .buildx import LAYER_COMPRESSIONS
+from .bake import LAYER_COMPRESSIONS
 from .cachespec import CACHE_COMPRESSIONS, CACHE_MODES, CacheBackend, parse_cache
 from .dockerfile import DEFAULT_BASE_IMAGE
-from .layers import DEFAULT_SPLIT_BYTES
+from .errors import ArgumentParser, UsageError
+from .layers import DEFAULT_FILE_LAYERS_OVER
 from .mirrors import parse_mirror_args
 
 DEFAULT_MODELS_REPO = "modelbake/models"
@@ -60,7 +61,7 @@ class BuildOptions:
     app_layer_compression: str = DEFAULT_APP_LAYER_COMPRESSION
     cache_budget: float = 10.0  # GB
     source_date_epoch: int = 0
-    split_bytes: int | None = DEFAULT_SPLIT_BYTES  # files over this get a layer of their own; None: never
+    file_layers_over: int | None = DEFAULT_FILE_LAYERS_OVER  # bytes: a bigger file is a layer of its own; None: never
     refresh_models: bool = False
     no_cache: bool = False
     push: bool = False
@@ -70,11 +71,26 @@ class BuildOptions:
     context: Path | None = None
     dry_run: bool = False
     json: Path | None = None
+    rawjson: Path | None = None  # where buildx's progress stream goes, as it comes
     quiet: bool = False
 
 
+def profile_name(options: BuildOptions) -> str:
+    """The profile as tags and cache scopes name it: `all` without --profile."""
+    return options.profile or "all"
+
+
+def models_tag(options: BuildOptions, lock_hash: str) -> str:
+    """The models image: --models-image, --models-tag, or `modelbake/models:<profile>-<lock hash>`."""
+    return options.models_image or options.models_tag or f"{DEFAULT_MODELS_REPO}:{profile_name(options)}-{lock_hash}"
+
+
+def app_tag(options: BuildOptions) -> str:
+    return options.tag or f"{DEFAULT_APP_REPO}:{profile_name(options)}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="build.py",
         description="Build the models image (one layer per model) and the app image on it with docker buildx.",
     )
@@ -174,12 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     layers.add_argument(
         "--file-layers-over",
-        dest="split_bytes",
-        type=_split_bytes,
-        default=DEFAULT_SPLIT_BYTES,
+        type=_mib_or_off,
+        default=DEFAULT_FILE_LAYERS_OVER,
         metavar="MIB",
         help=f"a Hugging Face file larger than this is a layer of its own, keyed by its sha256 (default "
-        f"{DEFAULT_SPLIT_BYTES >> 20}; `off`: one layer per model)",
+        f"{DEFAULT_FILE_LAYERS_OVER >> 20}; `off`: one layer per model)",
     )
     layers.add_argument(
         "--refresh-models", action="store_true", help="re-run every model's fetch step (ignore its cache)"
@@ -192,11 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--platform", help="target platform, e.g. linux/amd64")
     where.add_argument("--dry-run", action="store_true", help="print the docker buildx commands, build nothing")
     where.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
+    where.add_argument(
+        "--rawjson",
+        type=Path,
+        metavar="FILE",
+        help="write buildx's progress stream (`--progress rawjson`, one JSON document per line) to FILE, for "
+        "profiling a build step by step",
+    )
     where.add_argument("--quiet", action="store_true", help="no summary on stdout")
     return p
 
 
-def _split_bytes(value: str) -> int | None:
+def _mib_or_off(value: str) -> int | None:
     """`--file-layers-over`: MiB (a positive number), or `off`."""
     if value.strip().lower() == "off":
         return None
@@ -214,15 +236,24 @@ def options_from(namespace: argparse.Namespace) -> BuildOptions:
     values = dict(vars(namespace))
     values["mirrors"] = MappingProxyType(parse_mirror_args(values.pop("mirror")))
     values["caches"] = tuple(parse_cache(spec) for spec in values.pop("cache") or ())
-    return BuildOptions(**values)
+    options = BuildOptions(**values)
+    if options.models_image and options.models_only:
+        raise UsageError(
+            "--models-image and --models-only: the first builds an app on a models image, the second only a "
+            "models image; pick one"
+        )
+    return options
 
 
 def parse_options(argv: Sequence[str] | None = None) -> BuildOptions:
-    """argv -> BuildOptions (argparse's own errors exit 2 with the usage, as before)."""
+    """argv -> BuildOptions; a bad argument is a UsageError (one `error:` line, exit 2)."""
     return options_from(build_parser().parse_args(argv))
 
 
 __all__ = [
+    "app_tag",
+    "models_tag",
+    "profile_name",
     "DEFAULT_APP_REPO",
     "DEFAULT_MODELS_REPO",
     "BuildOptions",

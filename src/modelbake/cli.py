@@ -1,7 +1,7 @@
 """The `modelbake` command line: argparse in front, the commands' work in the modules behind it.
 
 `main(argv) -> int` parses and runs one command inside `errors.exit_code_of`, the one place where errors
-become an `error:` line and an exit code; argparse's own errors go the same way (`_Parser.error`).
+become an `error:` line and an exit code; argparse's own errors go the same way (`ArgumentParser.error`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import textwrap
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .errors import StaleError, UsageError, VerifyError, exit_code_of
+from .errors import ArgumentParser, StaleError, UsageError, VerifyError, exit_code_of
 
 if TYPE_CHECKING:  # imported where used, so `modelbake --help` stays fast
     from .lineprogress import Progress
@@ -83,19 +83,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "  modelbake mirror serve ./models --port 8765",
     ),
     "dockerfile": (
-        "regenerate Dockerfile.models and the model block of Dockerfile",
-        "Regenerate Dockerfile.models (one fetch step and one layer per model) and the model-layer block of the "
-        "app Dockerfile from the manifest and its lock.",
-        "  modelbake dockerfile\n  modelbake dockerfile --check                 # in CI: exit 1 when either is stale",
+        "regenerate Dockerfile.models",
+        "Regenerate Dockerfile.models (one fetch step and one layer per model) from the manifest and its lock. The "
+        "app Dockerfile is not generated: it starts FROM the models image.",
+        "  modelbake dockerfile\n  modelbake dockerfile --check                 # in CI: exit 1 when it is stale",
     ),
 }
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad argument is a UsageError: one `error:` line and exit 2 like every other failure."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
 
 
 def _manifest_arg(p: argparse.ArgumentParser) -> None:
@@ -114,7 +107,7 @@ def _port(value: str) -> int:
     return port
 
 
-def _command(sub: argparse._SubParsersAction[_Parser], name: str, **kwargs: Any) -> argparse.ArgumentParser:
+def _command(sub: argparse._SubParsersAction[ArgumentParser], name: str, **kwargs: Any) -> argparse.ArgumentParser:
     summary, description, examples = COMMANDS[name]
     return sub.add_parser(
         name,
@@ -127,7 +120,7 @@ def _command(sub: argparse._SubParsersAction[_Parser], name: str, **kwargs: Any)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="modelbake", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"modelbake {__version__}")
@@ -181,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "dockerfile")
     _manifest_arg(p)
-    p.add_argument("--root", type=Path, default=Path("."), help="where Dockerfile and Dockerfile.models live")
-    p.add_argument("--check", action="store_true", help="exit 1 when either file is out of date; write nothing")
+    p.add_argument("--root", type=Path, default=Path("."), help="where Dockerfile.models lives")
+    p.add_argument("--check", action="store_true", help="exit 1 when it is out of date; write nothing")
     return parser
 
 
@@ -329,9 +322,11 @@ def cmd_mirror(args: argparse.Namespace) -> int:
 
 
 def cmd_dockerfile(args: argparse.Namespace) -> int:
-    from .dockerfile import run
+    from .dockerfile import sync_dockerfile
 
-    return run(args.manifest, args.root, args.check)
+    for path in sync_dockerfile(args.manifest, args.root, args.check):
+        print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":

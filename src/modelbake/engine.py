@@ -9,27 +9,22 @@ Each gap raises an EngineError whose message names exactly what is missing and w
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import ModelbakeError
+from .dockercli import INSTALL_HINT, Run, run_docker
+from .errors import EngineError
 from .ghaenv import engine_gaps
 
 if TYPE_CHECKING:
     from docker import DockerClient
 
-# subprocess.run, or what a test stands in for the buildx CLI with.
-Run = Callable[..., subprocess.CompletedProcess[str]]
-
 MIN_ENGINE_MAJOR = 24
-INSTALL_HINT = "run docker/install-engine.sh (Debian: dockerd 28 and buildx 0.29), or install Docker Engine >= 28 with buildx >= 0.21"
-
-
-class EngineError(ModelbakeError):
-    """The Docker engine is missing, too old, or lacks buildx / the containerd image store."""
-
-    exit_code = 3
+# The Docker SDK's read timeout. Not its 60 s default, nor a short one: with the containerd image store,
+# inspecting an image the engine is still unpacking (a GB-sized models image just built) waits on that unpacking.
+SDK_TIMEOUT_SECONDS = 600
+# How long a daemon may take to answer a ping before build.py says none answers.
+PING_TIMEOUT_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -40,15 +35,16 @@ class EngineInfo:
     os_type: str
 
 
-def docker_client(timeout: int = 10) -> DockerClient:
-    """A Docker SDK client from the environment (DOCKER_HOST etc.), or EngineError when no daemon answers."""
+def docker_client(timeout: int = SDK_TIMEOUT_SECONDS) -> DockerClient:
+    """A Docker SDK client from the environment (DOCKER_HOST etc.), or EngineError when no daemon answers
+    within PING_TIMEOUT_SECONDS."""
     from docker.errors import DockerException
 
     import docker
 
     try:
+        docker.from_env(timeout=PING_TIMEOUT_SECONDS).ping()
         client = docker.from_env(timeout=timeout)
-        client.ping()
     except DockerException as exc:
         raise EngineError(
             f"no Docker daemon answers ({_first_line(exc)})",
@@ -73,12 +69,7 @@ def uses_containerd_store(info: dict[str, Any]) -> bool:
 
 def buildx_version(docker_cli: str = "docker", run: Run = subprocess.run) -> str:
     """`github.com/docker/buildx 0.29.1 ...`: the first line of `docker buildx version`."""
-    try:
-        proc = run([docker_cli, "buildx", "version"], capture_output=True, text=True, timeout=30)
-    except FileNotFoundError as exc:
-        raise EngineError(f"the `{docker_cli}` command is not on PATH", hint=INSTALL_HINT) from exc
-    except subprocess.TimeoutExpired as exc:
-        raise EngineError("`docker buildx version` did not answer within 30 s", hint=INSTALL_HINT) from exc
+    proc = run_docker([docker_cli, "buildx", "version"], timeout=30, run=run)
     if proc.returncode != 0:
         raise EngineError(
             "docker buildx is not installed (`docker buildx version` failed)",
@@ -137,10 +128,7 @@ def check_engine(
 
 def builder_buildkit_version(builder: str, docker_cli: str = "docker", run: Run = subprocess.run) -> str | None:
     """`BuildKit version: v0.20.2` from `docker buildx inspect BUILDER`, or None when it says nothing."""
-    try:
-        proc = run([docker_cli, "buildx", "inspect", builder], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise EngineError(f"`docker buildx inspect {builder}` failed: {exc}", hint=INSTALL_HINT) from exc
+    proc = run_docker([docker_cli, "buildx", "inspect", builder], timeout=60, run=run)
     if proc.returncode != 0:
         raise EngineError(f"buildx builder {builder!r} not found: {_first_line(RuntimeError(proc.stderr))}")
     for line in proc.stdout.splitlines():
@@ -153,3 +141,6 @@ def builder_buildkit_version(builder: str, docker_cli: str = "docker", run: Run 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+__all__ = ["EngineError", "EngineInfo", "check_engine", "docker_client", "parse_major", "uses_containerd_store"]

@@ -1,16 +1,26 @@
 """Typed errors: each names the file, model, field or URL at fault and says what to do next.
 
-Library code raises these; only `exit_code_of` (behind `modelbake`, `build.py` and `python -m
-modelbake.dockerfile`) turns them into one line and an exit code.
+Library code raises these; only `exit_code_of` (behind `modelbake`, `build.py` and the Docker fetch step) turns
+them into one line and an exit code, the same set for every entry point:
+
+- 0: done;
+- 1: the work failed (a download, a build, a model that does not load, no usable Docker engine);
+- 2: bad input (a file, a flag or a value), said before any work starts where it can be;
+- 130: interrupted.
 """
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NoReturn
+
+# How every failure starts on stderr; a build step's failure is found again by it in the step's log.
+ERROR_PREFIX = "error: "
 
 
 class ModelbakeError(Exception):
@@ -70,10 +80,8 @@ class IntegrityError(FetchError):
         self.actual = actual
 
 
-class DockerfileError(ModelbakeError, ValueError):
-    """The app Dockerfile cannot take the generated model layers (its block markers are missing)."""
-
-    exit_code = 2
+class EngineError(ModelbakeError):
+    """The Docker engine is missing, too old, or lacks buildx / the containerd image store."""
 
 
 class StaleError(ModelbakeError):
@@ -156,15 +164,32 @@ def exit_code_of(action: Callable[[], int]) -> int:
     try:
         return action()
     except ModelbakeError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"{ERROR_PREFIX}{exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        print(f"{ERROR_PREFIX}interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # `modelbake ... | head`: the reader left. Point stdout at /dev/null so the interpreter's final flush
         # does not fail again, and exit quietly, as other command-line tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def error_line_in(lines: Iterable[str]) -> str | None:
+    """The message of the last `error:` line `exit_code_of` printed among `lines` (a build step's log), or None."""
+    found = None
+    for line in lines:
+        if line.strip().startswith(ERROR_PREFIX):
+            found = line.strip()[len(ERROR_PREFIX) :]
+    return found
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is a UsageError: one `error:` line, a hint and exit 2, like every other
+    failure, from every entry point (argparse's own `error` prints the usage and exits by itself)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")

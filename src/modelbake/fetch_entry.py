@@ -13,9 +13,8 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
 
-from .errors import UsageError, exit_code_of
+from .errors import ArgumentParser, UsageError, exit_code_of
 from .filelayers import link_big_files, one_file, place_blob, read_file_ref, without_big_files
 from .lineprogress import LineProgress
 from .lockfile import LockedFile, LockedModel
@@ -24,22 +23,15 @@ from .paths import Layout
 from .preload import plan_for, plan_from_entries, preload, read_hf_token, summary_line
 
 
-class _Parser(argparse.ArgumentParser):
-    """A bad argument is one `error:` line and exit 2, like every other failure."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m modelbake.fetch_entry", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m modelbake.fetch_entry", description=__doc__.splitlines()[0])
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--entry", metavar="FILE", help="the single lock entry in FILE ('-' for stdin)")
     what.add_argument("--manifest", type=Path, help="a manifest (an unlocked model: with --model)")
     what.add_argument("--file", metavar="FILE", help="one big file of a model, as JSON in FILE ('-' for stdin)")
     parser.add_argument("--lock", type=Path, help="with --file: the lock that says which revision to fetch it from")
     parser.add_argument(
-        "--split-over",
+        "--file-layers-over-bytes",
         type=int,
         metavar="BYTES",
         help="with --entry: leave out files larger than this (their own steps fetch them) but link them",
@@ -63,15 +55,17 @@ def run(args: argparse.Namespace) -> int:
     if args.file:
         if args.lock is None:
             raise UsageError("--file needs --lock (where the file's revision comes from)")
-        if args.split_over is not None:
-            raise UsageError("--split-over goes with --entry (a model's step), not --file")
+        if args.file_layers_over_bytes is not None:
+            raise UsageError("--file-layers-over-bytes goes with --entry (a model's step), not --file")
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
         single = one_file(read_file_ref(text, args.file), args.lock)
         plan, manifest_mirrors = plan_from_entries([single]), dict[str, str]()
     else:
         plan, manifest_mirrors = plan_for(args.entry, args.manifest, None, args.model)
-    if args.split_over is not None:
-        split = [without_big_files(entry, args.split_over) if entry else (entry, []) for _, entry in plan.items]
+    if args.file_layers_over_bytes is not None:
+        split = [
+            without_big_files(entry, args.file_layers_over_bytes) if entry else (entry, []) for _, entry in plan.items
+        ]
         big = [(entry, files) for entry, files in split if files and entry is not None]
         # A model of big files only has nothing left to fetch here: its layer is its links and refs.
         plan = plan_from_entries([entry for entry, _ in split if entry is not None and entry.files])
@@ -86,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
     )
     for entry, files in big:
         link_big_files(layout, entry, files)
-        print(f"linked {entry.id}: {len(files)} file(s) over {args.split_over:,} bytes, each a layer of its own")
+        print(
+            f"linked {entry.id}: {len(files)} file(s) over {args.file_layers_over_bytes:,} bytes, each a layer of its own"
+        )
     if single is not None:
         place_blob(layout, single)
     print(summary_line(results, str(args.dest), time.perf_counter() - started))

@@ -53,12 +53,12 @@ def read_file_ref(text: str, where: str) -> FileRef:
     return ref
 
 
-def without_big_files(entry: LockedModel, split_bytes: int) -> tuple[LockedModel, list[LockedFile]]:
-    """The entry less its files over `split_bytes`, and those files (for Hugging Face entries only)."""
+def without_big_files(entry: LockedModel, file_layers_over: int) -> tuple[LockedModel, list[LockedFile]]:
+    """The entry less its files over `file_layers_over`, and those files (for Hugging Face entries only)."""
     if entry.family != "huggingface":
         return entry, []
-    big = [f for f in entry.files if f.size > split_bytes]
-    small = tuple(f for f in entry.files if f.size <= split_bytes)
+    big = [f for f in entry.files if f.size > file_layers_over]
+    small = tuple(f for f in entry.files if f.size <= file_layers_over)
     return replace(entry, files=small), big
 
 

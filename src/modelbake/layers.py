@@ -3,7 +3,7 @@
 Why files get layers of their own: a 7B model is 14 GB in a few shards, and a model is otherwise one layer of
 that size (registries fail on such layers, and a push or pull cannot resume inside one). Worse, any new
 revision of a Hugging Face repo re-fetched and re-pushed the whole model, even one that touched only
-`config.json`. So every file over `split_bytes` (default 64 MiB, Cog's threshold; bench/results.md measures
+`config.json`. So every file over `file_layers_over` (default 64 MiB, Cog's threshold; bench/results.md measures
 it) is a layer of its own, keyed by that file's sha256 alone, and the rest of the model (configs, tokenizer,
 the hub cache's snapshot links and refs) is one more. A revision that changes only small files re-fetches
 and re-pushes only the rest; every big layer keeps its digest. Loaders see the same tree as before: the hub
@@ -12,8 +12,8 @@ cache's snapshot links point at `blobs/<sha256>`, which the file layers fill in.
 Only Hugging Face models are split: a Whisper checkpoint is one file (its layer already is that file's), and
 a spaCy pipeline is one wheel whose files exist only after pip unpacks it.
 
-Pure: the plan comes from the manifest's specs and the lock; `dockerfile.py` writes it as text, and the app
-image's copies use `excludes()` to take each layer out of the models image whole, byte for byte.
+Pure: the plan comes from the manifest's specs and the lock; `dockerfile.py` writes it as text. The app image
+starts FROM the models image, so its bottom layers are these, byte for byte and chain for chain.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .lockfile import Lock, LockedModel
 from .manifest import HuggingFaceSpec, ModelSpec
 from .paths import file_layer_name, file_layer_root, image_blob_path, image_paths, layer_root, slug
 
-DEFAULT_SPLIT_BYTES = 64 * 1024 * 1024
+DEFAULT_FILE_LAYERS_OVER = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -71,20 +71,20 @@ def stage_name(model_id: str) -> str:
     return "fetch-" + slug(model_id)
 
 
-def big_files(spec: ModelSpec, entry: LockedModel | None, split_bytes: int | None) -> list[BigFile]:
-    """The files of a locked Hugging Face model larger than `split_bytes` (none when splitting is off)."""
-    if split_bytes is None or entry is None or not isinstance(spec, HuggingFaceSpec):
+def big_files(spec: ModelSpec, entry: LockedModel | None, file_layers_over: int | None) -> list[BigFile]:
+    """The files of a locked Hugging Face model larger than `file_layers_over` (none when splitting is off)."""
+    if file_layers_over is None or entry is None or not isinstance(spec, HuggingFaceSpec):
         return []
     return [
         BigFile(spec.id, spec.repo, f.path, f.sha256, f.size)
         for f in sorted(entry.files, key=lambda f: f.path)
-        if f.size > split_bytes
+        if f.size > file_layers_over
     ]
 
 
-def model_layers(spec: ModelSpec, entry: LockedModel | None, split_bytes: int | None) -> list[Layer]:
+def model_layers(spec: ModelSpec, entry: LockedModel | None, file_layers_over: int | None) -> list[Layer]:
     """A model's layers: one per big file, then the rest of the model."""
-    files = big_files(spec, entry, split_bytes)
+    files = big_files(spec, entry, file_layers_over)
     layers = [
         Layer(
             model_id=spec.id,
@@ -111,13 +111,13 @@ def model_layers(spec: ModelSpec, entry: LockedModel | None, split_bytes: int | 
     return layers
 
 
-def plan_layers(specs: Iterable[ModelSpec], lock: Lock | None, split_bytes: int | None) -> list[Layer]:
+def plan_layers(specs: Iterable[ModelSpec], lock: Lock | None, file_layers_over: int | None) -> list[Layer]:
     """Every layer of the models image, bottom to top (see `layer_order`); a blob two models share (two
     entries of one repo) is one layer."""
     seen: set[str] = set()
     out = []
     for spec in specs:
-        for layer in model_layers(spec, lock.get(spec.id) if lock else None, split_bytes):
+        for layer in model_layers(spec, lock.get(spec.id) if lock else None, file_layers_over):
             if layer.file is not None and layer.owns[0] in seen:
                 continue
             seen.update(layer.owns if layer.file is not None else ())
@@ -141,60 +141,6 @@ def layer_order(layers: list[Layer]) -> list[Layer]:
         return (0, -layer.size, index) if layer.locked else (1, 0, index)
 
     return [layer for _, layer in sorted(enumerate(layers), key=key)]
-
-
-def excludes(layer: Layer, layers: Iterable[Layer]) -> list[str]:
-    """`COPY --exclude` patterns that leave exactly `layer`'s tree of the merged models image.
-
-    The app image copies each layer with `COPY --link --from=models <excludes> / /`: the source's directories
-    come along with their own (SOURCE_DATE_EPOCH) times and modes, so the copy is the models image's layer
-    byte for byte, digest included. (Copying `/models/x` to `/models/x` instead makes BuildKit create the
-    parent directories with the build's clock: a new digest on every cold build.) Patterns follow
-    .dockerignore's rules: the last match decides, and `!` takes a path back.
-    """
-    mine = set(layer.owns)
-    out: list[str] = []
-    for hole in layer.holes:
-        out.append(hole)
-    for other in layers:
-        if other is layer:
-            continue
-        for path in other.owns:
-            if path in layer.holes:
-                continue
-            owner = next((m for m in mine if _within(path, m)), None)
-            if owner is not None:  # inside my tree but not a hole of mine: cannot happen in a plan
-                continue
-            container = next((m for m in mine if _within(m, path)), None)
-            if container is not None:
-                out += _all_but(path, container)  # I am a file inside `path` (the rest of my model)
-            else:
-                out.append(_top_outside(path, mine))
-    return list(dict.fromkeys(out))
-
-
-def _all_but(outer: str, keep: str) -> list[str]:
-    """Patterns excluding everything under `outer` except the path down to `keep` (and `keep` itself)."""
-    parts = keep[len(outer) + 1 :].split("/")
-    patterns, base = [], outer
-    for part in parts:
-        patterns += [f"{base}/*", f"!{base}/{part}"]
-        base = f"{base}/{part}"
-    return patterns
-
-
-def _top_outside(path: str, mine: set[str]) -> str:
-    """The shortest ancestor of `path` (or itself) that is on no path to one of `mine`."""
-    parts = path.split("/")
-    for n in range(1, len(parts) + 1):
-        candidate = "/".join(parts[:n])
-        if not any(_within(m, candidate) for m in mine):
-            return candidate
-    return path
-
-
-def _within(path: str, ancestor: str) -> bool:
-    return path == ancestor or path.startswith(ancestor + "/")
 
 
 def _rel(image_path: str) -> str:

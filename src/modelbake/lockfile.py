@@ -16,7 +16,7 @@ from typing import Any
 from . import __version__
 from .atomic import atomic_write_text
 from .constants import LOCK_VERSION
-from .digests import sha256_bytes, sha256_file
+from .digests import sha256_bytes
 from .errors import LockError, write_error
 from .manifest import HuggingFaceSpec, Manifest, ModelSpec, SpacySpec, WhisperSpec
 
@@ -211,6 +211,19 @@ def check_drift(manifest: Manifest, lock: Lock, model_ids: list[str] | None = No
     return problems
 
 
+def require_current(manifest: Manifest, lock: Lock | None, model_ids: list[str]) -> None:
+    """LockError naming the first model whose lock entry is missing or stale (no lock at all: nothing to check)."""
+    if lock is None:
+        return
+    drift = check_drift(manifest, lock, model_ids)
+    if drift:
+        raise LockError(f"{manifest.lock_path}: out of date: {drift[0]}", hint="run `modelbake lock`")
+
+
 def lock_hash(path: Path) -> str:
     """Short hash of the lock file's bytes (image tags and cache scopes carry it)."""
-    return sha256_file(path)[:12]
+    return lock_hash_of(path.read_bytes())
+
+
+def lock_hash_of(data: bytes) -> str:
+    return sha256_bytes(data)[:12]

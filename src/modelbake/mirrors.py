@@ -3,11 +3,17 @@
 Precedence: --mirror FAMILY=URL > MODELBAKE_MIRROR_<FAMILY> > (huggingface) HF_ENDPOINT >
 MODELBAKE_MIRRORS_FILE (a [mirrors] table; Docker builds pass it as a secret so a mirror's address never
 changes a layer's cache key) > the manifest's [mirrors] > the official URL.
+
+A Docker build's steps see no variable of the shell that runs build.py: they get the mirrors secret alone, which
+holds `build_mirrors()` (--mirror over the manifest's [mirrors]); `unforwarded_variables()` names the mirror
+variables set in that shell which the build would therefore not follow.
 """
 
 from __future__ import annotations
 
+import json
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 from .constants import FAMILIES, MIRROR_ENV_PREFIX, MIRRORS_FILE_ENV, OFFICIAL_BASES, env, hf_endpoint_env
@@ -56,6 +62,29 @@ def resolve_mirrors(cli: dict[str, str] | None = None, manifest: dict[str, str] 
         ]
         resolved[family] = next(c for c in candidates if c).rstrip("/")
     return resolved
+
+
+def build_mirrors(cli: Mapping[str, str], manifest: Mapping[str, str]) -> dict[str, str]:
+    """The mirrors a Docker build's steps get (its mirrors secret): --mirror over the manifest's [mirrors]."""
+    return {**manifest, **cli}
+
+
+def mirrors_toml(mirrors: Mapping[str, str]) -> str:
+    """A `[mirrors]` table, as MODELBAKE_MIRRORS_FILE reads it."""
+    return "[mirrors]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in sorted(mirrors.items()))
+
+
+def unforwarded_variables(mirrors: Mapping[str, str], environ: Mapping[str, str]) -> list[str]:
+    """The mirror variables set in `environ` that a build whose steps get `mirrors` would not follow."""
+    names = [MIRROR_ENV_PREFIX + family.upper() for family in FAMILIES] + ["HF_ENDPOINT", MIRRORS_FILE_ENV]
+    found = []
+    for name in names:
+        value = environ.get(name)
+        family = name.removeprefix(MIRROR_ENV_PREFIX).lower() if name.startswith(MIRROR_ENV_PREFIX) else None
+        family = "huggingface" if name == "HF_ENDPOINT" else family
+        if value and (family is None or mirrors.get(family) != value.rstrip("/")):
+            found.append(name)
+    return found
 
 
 def whisper_url(base: str, name: str, sha256: str, explicit: str | None = None) -> str:

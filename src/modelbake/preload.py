@@ -13,10 +13,10 @@ from typing import TypeVar
 
 from .constants import HF_TOKEN_FILE_ENV, env
 from .download import make_client
-from .errors import LockError, ModelbakeError, UsageError, write_error
+from .errors import ModelbakeError, UsageError, write_error
 from .fetchers import FetchContext, FetchResult, fetcher_for
 from .lineprogress import NullProgress, Progress
-from .lockfile import Lock, LockedModel, check_drift, read_entry, read_lock
+from .lockfile import Lock, LockedModel, read_entry, read_lock, require_current
 from .manifest import Manifest, ModelSpec, load_manifest
 from .paths import Layout
 from .state import prepare
@@ -33,10 +33,7 @@ class Plan:
 
 def plan_from_manifest(manifest: Manifest, lock: Lock | None, specs: list[ModelSpec]) -> Plan:
     """Pair specs with lock entries; a lock that no longer matches the manifest is an error, not a guess."""
-    if lock is not None:
-        drift = check_drift(manifest, lock, [s.id for s in specs])
-        if drift:
-            raise LockError(f"{manifest.lock_path}: out of date: {drift[0]}", hint="run `modelbake lock`")
+    require_current(manifest, lock, [s.id for s in specs])
     return Plan(items=[(s, lock.get(s.id) if lock else None) for s in specs])
 
 

@@ -94,6 +94,12 @@ def rawjson_documents(text: str) -> tuple[list[dict[str, Any]], str]:
     return docs, text[i:]
 
 
+def decode_line(line: str) -> dict[str, Any] | None:
+    """One line of the stream as it comes (buildx writes one JSON document per line), or None for other text."""
+    docs, _ = rawjson_documents(line)
+    return docs[0] if len(docs) == 1 else None
+
+
 def parse_rawjson(text: str) -> tuple[list[Step], list[str]]:
     """Steps from `--progress rawjson` output (a stream of JSON objects); the non-JSON lines after it.
 

@@ -1,37 +1,31 @@
-"""The build summary: stages built or cached, each model's layers, image size, durations; as text and JSON.
+"""The build report: stages built or cached, each model's layers, the images, cache traffic, durations; as text,
+Markdown (`$GITHUB_STEP_SUMMARY`) and JSON (`--json`). `build_report` assembles it from the plan, the bake's
+results and the engine's images (imageinspect).
 
-A layer of the models image is found by the history entry that created it (`COPY <its layer root>/ /`), never
-by position: BuildKit caches COPY by content, so positions shift while digests stay put. The app image copies
-each of those layers byte for byte (dockerfile.app_copy_line), so there it is found by the same diff id; one
-that is missing there says the app's copy differs.
+The app image starts FROM the models image: its bottom layers are the models image's, in the same order, which
+`models_at_bottom` says; a model whose layer is missing from the app says its stack is not the models image's.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from .buildx import BuildResult, Step
+from .atomic import atomic_write_text
+from .bake import BuildResult
+from .buildplan import MODELS_GIVEN, BuildPlan
+from .errors import write_error
+from .imageinspect import ConfigImage, ImageLike, image_config, layer_history, local_image
 from .layers import Layer
 from .manifest import ModelSpec
 from .paths import image_paths
+from .rawjson import Step
 
-
-class ImageLike(Protocol):
-    """What the report reads of an image: a Docker SDK `Image`, or `imagebuild.ConfigImage` (a registry's
-    image config, for a `--models-image` only BuildKit pulled)."""
-
-    attrs: dict[str, Any]
-
-    @property
-    def id(self) -> str | None: ...
-
-    @property
-    def tags(self) -> list[str]: ...
-
-    def history(self) -> list[Any]: ...
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 
 @dataclass
@@ -52,9 +46,9 @@ class ModelLayer:
     layer: str | None  # the diff id of the model's layer (all of it but its big files) in the built image
     bytes: int  # the model's layers' sizes as the engine reports them, its file layers included
     files_bytes: int | None = None  # the model files' bytes according to the lock
-    # The same layer in the models image: the app copies it byte for byte, so the two are equal.
+    # The same layer in the models image (the app's bottom layers are the models image's).
     models_image_layer: str | None = None
-    step: str = "?"  # fetched / cached / (not built here)
+    step: str = "?"  # fetched / cached / not built here (a models image reused or given)
     files: list[FileLayer] = field(default_factory=list)
 
 
@@ -98,42 +92,94 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     # What the gha exports store (cachebudget.footprint), when this build exported to gha.
     gha_cache_bytes: dict[str, int] = field(default_factory=dict)
+    # Whether the app image's bottom layers are the models image's layers, in order (None: no app image here).
+    models_at_bottom: bool | None = None
 
     @property
     def model_bytes(self) -> int:
         return sum(m.bytes for m in self.models)
 
     def to_json(self) -> dict[str, Any]:
-        doc = asdict(self)
-        return doc
+        return asdict(self)
 
     def write_json(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+        """Temp file + rename: a report is there whole or not at all."""
+        try:
+            atomic_write_text(path, json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+        except OSError as exc:
+            raise write_error(exc, path) from exc
 
 
-def image_info(image: ImageLike) -> ImageInfo:
-    """From a docker SDK Image."""
+def build_report(
+    plan: BuildPlan,
+    results: Mapping[str, BuildResult],
+    client: DockerClient,
+    *,
+    total_seconds: float,
+    local_cache_growth: int = 0,
+) -> Report:
+    """The report of one bake: what each target did (a stage both graphs hold is the models build's), the cache
+    steps, and the images as the engine holds them."""
+    report = Report(warnings=list(plan.warnings))
+    if "models" not in results:
+        report.durations["models build"] = 0.0
+    for name, result in results.items():
+        report.durations[f"{name} build"] = round(result.seconds, 1)
+        summaries = stage_summaries(name, result)
+        if name == "app":
+            summaries = [s for s in summaries if s.stage not in plan.models_stages]
+        report.stages += summaries
+        for entry in cache_traffic(name, result):
+            # BuildKit reports no sizes for a local cache export: the directory's growth is the bytes written.
+            if entry.direction == "export" and not entry.bytes and "client directory" in entry.step:
+                entry.bytes, local_cache_growth = local_cache_growth, 0
+            report.caches.append(entry)
+    report.durations["total"] = round(total_seconds, 1)
+    _inspect(plan, client, report)
+    return report
+
+
+def _inspect(plan: BuildPlan, client: DockerClient, report: Report) -> None:
+    """Image sizes and each model's layers, from the engine's image store.
+
+    Pushed images are there too with the `docker` driver and the containerd image store; with another builder
+    a pushed image may exist only in the registry, and the report then has no image part.
+    """
+    final = local_image(client, plan.app_tag or plan.models_tag)
+    if final is None:
+        report.warnings.append("the built images are not in the engine (pushed only): no layer report")
+        return
+    models_image: ImageLike | None = final if plan.app_tag is None else local_image(client, plan.models_tag)
+    if models_image is None and plan.models_from == MODELS_GIVEN:
+        models_image = ConfigImage(plan.models_tag, image_config(plan.models_tag), final)
+    if models_image is None:
+        report.warnings.append(f"the models image {plan.models_tag} is not in the engine: no model layer report")
+        return
+    report.models_image = image_info(models_image, plan.models_tag)
+    report.image = image_info(final, plan.app_tag or plan.models_tag)
+    files_bytes = {
+        s.id: plan.lock.models[s.id].total_bytes for s in plan.specs if plan.lock and s.id in plan.lock.models
+    }
+    report.models = find_model_layers(models_image, list(plan.specs), list(plan.layers), files_bytes, final=final)
+    if plan.app_tag is not None:
+        bottom = report.models_image.layers
+        report.models_at_bottom = report.image.layers[: len(bottom)] == bottom
+        if not report.models_at_bottom:
+            report.warnings.append(f"the app image's bottom layers are not the models image's ({plan.models_tag})")
+    status = {s.stage: s.status for s in report.stages if s.build == "models"}
+    for model in report.models:
+        steps = [status.get(layer.stage) for layer in plan.layers if layer.model_id == model.id]
+        model.step = "fetched" if "built" in steps else "cached" if steps and None not in steps else "not built here"
+
+
+def image_info(image: ImageLike, tag: str) -> ImageInfo:
     attrs = image.attrs
     return ImageInfo(
-        tag=(image.tags or [""])[0],
+        tag=tag,
         id=image.id or "",
         size=int(attrs.get("Size") or 0),
-        layers=list(attrs.get("RootFS", {}).get("Layers", [])),
+        layers=list(attrs.get("RootFS", {}).get("Layers") or []),
     )
-
-
-def layer_history(image: ImageLike) -> list[tuple[str, str, int]]:
-    """(diff id, created_by, size) for every layer, oldest first.
-
-    History entries of metadata-only instructions (ENV, USER, ...) have no layer; BuildKit drops empty diffs
-    and marks their entries empty, which the engine reports as size 0. So the entries with a size, oldest
-    first, pair up with RootFS.Layers.
-    """
-    layers = image.attrs.get("RootFS", {}).get("Layers", [])
-    entries = [e for e in reversed(image.history() or []) if int(e.get("Size") or 0) > 0]
-    if len(entries) != len(layers):
-        raise ValueError(f"{image.id}: {len(entries)} history entries with a layer for {len(layers)} layers")
-    return [(diff, str(e.get("CreatedBy", "")), int(e["Size"])) for diff, e in zip(layers, entries, strict=True)]
 
 
 def find_model_layers(
@@ -185,7 +231,7 @@ def find_model_layers(
     return found
 
 
-def stage_summaries(label: str, result: BuildResult) -> list[StageSummary]:
+def stage_summaries(build: str, result: BuildResult) -> list[StageSummary]:
     """Per stage: built when any of its steps ran, cached when all came from the cache."""
     by_stage: dict[str, list[Step]] = {}
     for step in result.steps:
@@ -194,7 +240,7 @@ def stage_summaries(label: str, result: BuildResult) -> list[StageSummary]:
             by_stage.setdefault(step.stage, []).append(step)
     return [
         StageSummary(
-            build=label,
+            build=build,
             stage=stage,
             status="cached" if all(s.cached for s in steps) else "built",
             seconds=round(sum(s.seconds for s in steps if not s.cached), 2),
@@ -203,7 +249,7 @@ def stage_summaries(label: str, result: BuildResult) -> list[StageSummary]:
     ]
 
 
-def cache_traffic(label: str, result: BuildResult) -> list[CacheTraffic]:
+def cache_traffic(build: str, result: BuildResult) -> list[CacheTraffic]:
     """The cache import/export steps of a build (names are BuildKit's progress names)."""
     found = []
     for step in result.steps:
@@ -214,7 +260,7 @@ def cache_traffic(label: str, result: BuildResult) -> list[CacheTraffic]:
             direction = "import"
         else:
             continue
-        found.append(CacheTraffic(label, step.name, direction, sum(step.transferred.values()), round(step.seconds, 2)))
+        found.append(CacheTraffic(build, step.name, direction, sum(step.transferred.values()), round(step.seconds, 2)))
     return found
 
 

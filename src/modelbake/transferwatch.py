@@ -3,7 +3,7 @@
 BuildKit's cache clients have no HTTP timeout: go-actions-cache's twirp calls, the Azure blob client it
 downloads with (retries, but no per-try timeout) and the registry client all wait forever on a server that
 accepted the connection and went quiet. buildx offers no option for it either, so build.py watches the
-progress stream and stops a build whose cache transfer is stuck (then builds again without that cache).
+progress stream and stops a build whose cache transfer is stuck, with one error line saying what stalled.
 
 Two signs, both seen on dockerd 28.5 / BuildKit 0.2x against a stalled cache server:
 - the vertex `importing cache manifest from ...` started and did not complete (the index download);
@@ -15,7 +15,6 @@ A step that runs for long (a `RUN` downloading a model) is never a stall: only c
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,23 +31,14 @@ class _Transfer:
 
 @dataclass
 class TransferWatch:
-    """Feed it rawjson lines; `stalled()` says which cache transfer made no progress for `limit` seconds."""
+    """Feed it the rawjson stream's documents (rawjson.decode_line); `stalled()` says which cache transfer made no
+    progress for `limit` seconds."""
 
     limit: float
     clock: Callable[[], float] = time.monotonic
     _cached: set[str] = field(default_factory=set)
     _imports: dict[str, tuple[str, float]] = field(default_factory=dict)  # vertex -> (name, started)
     _transfers: dict[tuple[str, str], _Transfer] = field(default_factory=dict)
-
-    def feed_line(self, line: str) -> None:
-        line = line.strip()
-        if not line.startswith("{"):
-            return
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            return
-        self.feed(doc)
 
     def feed(self, doc: dict[str, Any]) -> None:
         now = self.clock()
