@@ -85,7 +85,8 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 COPY --link --chmod=0755 docker/entrypoint.sh /usr/local/bin/modelbake-entrypoint
 COPY --link --from=manifest / /app/
 COPY --link src/ /app/src/
-USER 10001:10001
+# Before USER, so that /app stays root-owned like the code in it (WORKDIR adds a layer of one directory entry).
 WORKDIR /app
+USER 10001:10001
 ENTRYPOINT ["/usr/local/bin/modelbake-entrypoint"]
 CMD ["verify"]

@@ -128,9 +128,16 @@ def test_the_app_dockerfile_starts_from_the_models_image_and_depends_on_no_manif
     text = (REPO / "Dockerfile").read_text()
     instructions = [line for line in text.splitlines() if line and not line.startswith(("#", " "))]
     app = instructions[instructions.index("FROM models AS app") :]
-    assert app[:3] == ["FROM models AS app", "COPY --link --from=base / /", "COPY --link --from=deps /opt/venv /opt/venv"]
+    assert app[:3] == [
+        "FROM models AS app",
+        "COPY --link --from=base / /",
+        "COPY --link --from=deps /opt/venv /opt/venv",
+    ]
     assert "FROM ${MODELS_IMAGE} AS models" in instructions
-    assert "USER 10001:10001" in app and app[-2:] == ['ENTRYPOINT ["/usr/local/bin/modelbake-entrypoint"]', 'CMD ["verify"]']
+    assert "USER 10001:10001" in app and app[-2:] == [
+        'ENTRYPOINT ["/usr/local/bin/modelbake-entrypoint"]',
+        'CMD ["verify"]',
+    ]
     assert "generated" not in text.lower() and "--exclude" not in text
 
 
@@ -199,8 +206,11 @@ def test_drift_is_detected(tmp_path):
         text=True,
     )
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert proc.returncode == 1 and len(errors) == 1 and errors[0].endswith("/Dockerfile.models: out of date with "
-                                                                           f"{tmp_path / 'models.toml'} and its lock")
+    assert (
+        proc.returncode == 1
+        and len(errors) == 1
+        and errors[0].endswith(f"/Dockerfile.models: out of date with {tmp_path / 'models.toml'} and its lock")
+    )
     assert "make dockerfile" in proc.stderr
     before = (tmp_path / "Dockerfile").read_text()
     # regenerating fixes it, and leaves the app Dockerfile alone

@@ -13,9 +13,9 @@ import pytest
 
 from modelbake.dockerfile import LOCK_MOUNT, layer_copy_line, render_models_dockerfile
 from modelbake.errors import LockError
-from modelbake.filelayers import FileRef, link_big_files, one_file, place_blob, read_file_ref, without_big_files
+from modelbake.filelayers import link_big_files, one_file, place_blob, without_big_files
 from modelbake.layers import DEFAULT_FILE_LAYERS_OVER, Layer, plan_layers
-from modelbake.lockfile import Lock, LockedFile, LockedModel, entry_json, spec_fields, write_lock
+from modelbake.lockfile import FileRef, Lock, LockedFile, LockedModel, entry_json, spec_fields, write_lock
 from modelbake.manifest import HuggingFaceSpec, load_manifest
 from modelbake.paths import Layout, hub_repo_folder
 
@@ -122,7 +122,7 @@ def hub(repo: str) -> str:
 
 def test_one_layer_per_big_file_then_the_rest_largest_first(manifest):
     layers = plan_layers(manifest.select("all"), lock_of(manifest), SPLIT)
-    labels = [layer.label for layer in layers]
+    labels = [layer.name for layer in layers]
     assert labels == [
         "huge:model.safetensors",
         "bart:model-00001-of-00002.safetensors",  # one layer, though bart-fork holds the same bytes...
@@ -135,7 +135,7 @@ def test_one_layer_per_big_file_then_the_rest_largest_first(manifest):
         "bart-fork",
         "huge",  # links and refs only
     ]
-    by = {layer.label: layer for layer in layers}
+    by = {layer.name: layer for layer in layers}
     shard = by["bart:model-00001-of-00002.safetensors"]
     assert shard.owns == (f"{hub('org/bart')}/blobs/{sha('bart shard 1')}",)
     assert shard.stage == f"file-{sha('bart shard 1')[:16]}-org--bart" and shard.root == f"/out/{shard.stage}"
@@ -152,21 +152,21 @@ def test_one_layer_per_big_file_then_the_rest_largest_first(manifest):
 
 def test_off_and_unlocked_mean_one_layer_per_model(manifest):
     off = plan_layers(manifest.select("all"), lock_of(manifest), None)
-    assert [layer.label for layer in off] == ["huge", "bart", "bart-fork", "ner", "whisper"]
+    assert [layer.name for layer in off] == ["huge", "bart", "bart-fork", "ner", "whisper"]
     assert all(layer.file is None and layer.holes == () for layer in off)
     unlocked = plan_layers(manifest.select("all"), None, SPLIT)
-    assert [layer.label for layer in unlocked] == ["whisper", "ner", "bart", "bart-fork", "huge"]  # manifest order
+    assert [layer.name for layer in unlocked] == ["whisper", "ner", "bart", "bart-fork", "huge"]  # manifest order
     assert not any(layer.locked for layer in unlocked)
 
 
 def test_a_blob_two_entries_of_one_repo_share_is_one_layer(manifest):
     layers = plan_layers(manifest.select("same-repo"), lock_of(manifest), SPLIT)
     files = [layer for layer in layers if layer.file is not None]
-    assert [layer.label for layer in files] == [
+    assert [layer.name for layer in files] == [
         "bart:model-00001-of-00002.safetensors",
         "bart:model-00002-of-00002.safetensors",
     ]
-    again = next(layer for layer in layers if layer.label == "bart-again")
+    again = next(layer for layer in layers if layer.name == "bart-again")
     assert again.holes == (files[0].owns[0],)  # its shard is a hole there too: the shared layer fills it
     text = render_models_dockerfile(manifest, lock_of(manifest), "same-repo", SPLIT)
     assert text.count(f"FROM fetch AS {files[0].stage}\n") == 1
@@ -203,7 +203,7 @@ def test_the_layers_together_are_the_models_tree_each_file_once(manifest):
     trees = [layer_tree(layer, lock) for layer in layers]
     merged = set().union(*trees)
     assert sum(len(tree) for tree in trees) == len(merged)
-    shard = next(layer for layer in layers if layer.label == "bart:model-00002-of-00002.safetensors")
+    shard = next(layer for layer in layers if layer.name == "bart:model-00002-of-00002.safetensors")
     assert layer_tree(shard, lock) == {shard.owns[0]}
 
 
@@ -276,10 +276,10 @@ def test_one_file_takes_the_locked_revision_and_fails_in_one_line(manifest, tmp_
             one_file(bad, where)
         message = info.value.message
         assert "\n" not in message and info.value.hint is None, name
-        assert message.startswith(f"model {bad.model}: {bad.path} (sha256 {bad.sha256[:12]}): "), name
+        assert message.startswith(f"model {bad.model_id}: {bad.path} (sha256 {bad.sha256[:12]}): "), name
         assert words.replace("is not", "not") in message and fix in message, (name, message)
     with pytest.raises(Exception, match="not a file reference"):
-        read_file_ref('{"model": "bart"}', "<stdin>")
+        FileRef.from_json('{"model": "bart"}', "<stdin>")
 
 
 def test_the_file_step_without_the_lock_secret_is_one_error_line(tmp_path):
@@ -304,7 +304,7 @@ def test_dockerfile_text_of_a_split_model(manifest):
     lock = lock_of(manifest)
     text = render_models_dockerfile(manifest, lock, "all", SPLIT)
     layers = plan_layers(manifest.select("all"), lock, SPLIT)
-    shard = next(layer for layer in layers if layer.label == "bart:model-00001-of-00002.safetensors")
+    shard = next(layer for layer in layers if layer.name == "bart:model-00001-of-00002.safetensors")
     stage = text.split(f"FROM fetch AS {shard.stage}\n")[1].split("\n\n")[0]
     blob = f"models/huggingface/hub/models--org--bart/blobs/{sha('bart shard 1')}"
     assert stage.splitlines() == [

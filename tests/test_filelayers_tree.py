@@ -44,7 +44,7 @@ def stack(layers, steps: Path, image: Path) -> None:
         for own in layer.owns:
             source = steps / layer.stage / own.removeprefix("models/")
             target = image / own.removeprefix("models/")
-            assert source.exists() or source.is_symlink(), (layer.label, own)
+            assert source.exists() or source.is_symlink(), (layer.name, own)
             if source.is_dir() and not source.is_symlink():
                 shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
             else:

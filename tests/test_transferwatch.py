@@ -67,9 +67,7 @@ def test_work_that_is_not_a_cache_transfer_never_counts():
     """A long RUN (a model download) and a base image pull make no stall however long they take."""
     clock = Clock()
     watch = TransferWatch(20, clock)
-    feed(watch, 
-        line(vertexes=[{"digest": "run", "name": "[fetch-bart 1/1] RUN modelbake preload", "started": "t"}])
-    )
+    feed(watch, line(vertexes=[{"digest": "run", "name": "[fetch-bart 1/1] RUN modelbake preload", "started": "t"}]))
     feed(watch, line(statuses=[{"vertex": "pull", "id": BLOB, "current": 0, "total": 10}]))  # not cached
     feed(watch, "ERROR: not json")
     feed(watch, "{broken json")

@@ -48,7 +48,8 @@ def failed_step(steps: list[Step], targets: list[str]) -> Step | None:
     each (see rawjson.parse_rawjson): it is named as the first target's (the models target, whose step it is),
     not as whichever target the stream reported first."""
     order = {name: i for i, name in enumerate(targets)}
-    errors = [s for s in steps if s.error and not s.error.startswith("context canceled")]
+    # A step stopped because another failed says so at the end of its error ("...: exit code: 137: context canceled").
+    errors = [s for s in steps if s.error and "context canceled" not in s.error]
     return min(errors, key=lambda s: order.get(s.target or "", len(order)), default=None)
 
 

@@ -15,11 +15,11 @@ import json
 from pathlib import Path
 
 from .errors import StaleError, write_error
-from .layers import DEFAULT_FILE_LAYERS_OVER, BigFile, Layer, big_files, plan_layers, stage_name
-from .lockfile import Lock, LockedModel, entry_json, spec_fields
+from .layers import DEFAULT_FILE_LAYERS_OVER, Layer, big_files, plan_layers, stage_name
+from .lockfile import FileRef, Lock, LockedModel, entry_json, spec_fields
 from .manifest import Manifest, ModelSpec
 from .paths import MODELS_ROOT as _MODELS_ROOT
-from .paths import image_paths, image_spacy_path, layer_paths, layer_root
+from .paths import image_paths, image_spacy_path, in_layer_root, layer_paths, layer_root
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
 MODELS_ROOT = _MODELS_ROOT.as_posix()
@@ -98,7 +98,7 @@ def _describe(spec: ModelSpec, entry: LockedModel | None) -> str:
 
 
 def _model_stage(
-    spec: ModelSpec, entry: LockedModel | None, big: list[BigFile], file_layers_over: int | None
+    spec: ModelSpec, entry: LockedModel | None, big: list[FileRef], file_layers_over: int | None
 ) -> list[str]:
     name = stage_name(spec.id)
     lines = [f"# {spec.id}: {_describe(spec, entry)}"]
@@ -146,15 +146,10 @@ def _file_stage(layer: Layer) -> list[str]:
     which revision to fetch it from, and a new revision that keeps the file keeps this step and its layer."""
     big = layer.file
     assert big is not None
-    dest = layer.root + "/" + layer.owns[0]
-    source = f"{MODELS_ROOT}/{layer.owns[0].removeprefix('models/')}"
-    file_json = json.dumps(
-        {"model": big.model_id, "repo": big.repo, "path": big.path, "sha256": big.sha256, "size": big.size},
-        sort_keys=True,
-    )
+    source, dest = "/" + layer.owns[0], in_layer_root(layer.root, layer.owns[0])
     return [
         f"# {big.model_id}: {big.path}, {big.size:,} bytes (sha256 {big.sha256[:12]})",
-        f"FROM fetch AS {big.stage}",
+        f"FROM fetch AS {layer.stage}",
         "ARG SOURCE_DATE_EPOCH=0",
         f"RUN {CA_MOUNT} \\",
         f"    {MIRRORS_MOUNT} \\",
@@ -163,7 +158,7 @@ def _file_stage(layer: Layer) -> list[str]:
         f"    {FETCH_COMMAND} --file - --lock /run/secrets/lock --dest {MODELS_ROOT} <<'FILE' "
         f"&& mkdir -p {dest.rsplit('/', 1)[0]} && mv {source} {dest} && chmod -R a+rX,go-w {layer.root} "
         f'&& find {layer.root} -exec touch -h -d "@$SOURCE_DATE_EPOCH" {{}} +',
-        file_json,
+        big.to_json(),
         "FILE",
     ]
 
@@ -234,7 +229,7 @@ def render_models_dockerfile(
     """
     specs = manifest.select(profile)
     layers = plan_layers(specs, lock, file_layers_over)
-    files = {layer.file.stage: layer for layer in layers if layer.file is not None}
+    files = {layer.stage: layer for layer in layers if layer.file is not None}
     lines = _header(manifest, lock, profile) + _fetch_stage()
     for spec in specs:
         entry = lock.get(spec.id) if lock else None

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from .errors import ArgumentParser, UsageError, exit_code_of
-from .filelayers import link_big_files, one_file, place_blob, read_file_ref, without_big_files
+from .filelayers import link_big_files, one_file, place_blob, without_big_files
 from .lineprogress import LineProgress
-from .lockfile import LockedFile, LockedModel
+from .lockfile import FileRef, LockedFile, LockedModel
 from .mirrors import parse_mirror_args, resolve_mirrors
 from .paths import Layout
 from .preload import plan_for, plan_from_entries, preload, read_hf_token, summary_line
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         if args.file_layers_over_bytes is not None:
             raise UsageError("--file-layers-over-bytes goes with --entry (a model's step), not --file")
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-        single = one_file(read_file_ref(text, args.file), args.lock)
+        single = one_file(FileRef.from_json(text, args.file), args.lock)
         plan, manifest_mirrors = plan_from_entries([single]), dict[str, str]()
     else:
         plan, manifest_mirrors = plan_for(args.entry, args.manifest, None, args.model)

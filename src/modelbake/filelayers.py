@@ -15,42 +15,20 @@ In the fetch path (FETCH_SOURCES): the standard library and modelbake's fetch mo
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from .atomic import atomic_symlink
-from .errors import LockError, UsageError
+from .errors import LockError
 from .fetchers.huggingface import write_refs
-from .lockfile import LockedFile, LockedModel, read_lock
+from .lockfile import FileRef, LockedFile, LockedModel, read_lock
 from .manifest import HuggingFaceSpec
 from .paths import Layout
 
 LOCK_HINT = (
     "pass the models.lock this Dockerfile was generated from as a build secret: --secret id=lock,src=models.lock"
 )
-
-
-@dataclass(frozen=True)
-class FileRef:
-    """What a big file's step is keyed on."""
-
-    model: str
-    repo: str
-    path: str
-    sha256: str
-    size: int
-
-
-def read_file_ref(text: str, where: str) -> FileRef:
-    """The JSON a file step hands over (`{"model", "repo", "path", "sha256", "size"}`), checked."""
-    try:
-        doc = json.loads(text)
-        ref = FileRef(str(doc["model"]), str(doc["repo"]), str(doc["path"]), str(doc["sha256"]), int(doc["size"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"{where}: not a file reference ({type(exc).__name__}: {exc})") from exc
-    return ref
 
 
 def without_big_files(entry: LockedModel, file_layers_over: int) -> tuple[LockedModel, list[LockedFile]]:
@@ -83,11 +61,11 @@ def link_big_files(layout: Layout, entry: LockedModel, files: list[LockedFile]) 
 
 def one_file(ref: FileRef, lock_path: Path) -> LockedModel:
     """A one-file entry of `ref`'s model at the locked revision; LockError when the lock does not hold it."""
-    where = f"model {ref.model}: {ref.path} (sha256 {ref.sha256[:12]})"
+    where = f"model {ref.model_id}: {ref.path} (sha256 {ref.sha256[:12]})"
     if not lock_path.is_file():
         raise LockError(f"{where}: no lock at {lock_path} to find its revision: {LOCK_HINT}")
     lock = read_lock(lock_path)
-    entry = lock.get(ref.model) if lock is not None else None
+    entry = lock.get(ref.model_id) if lock is not None else None
     match = [f for f in (entry.files if entry else ()) if f.path == ref.path and f.sha256 == ref.sha256]
     if entry is None or entry.family != "huggingface" or not match:
         raise LockError(

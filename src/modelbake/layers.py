@@ -21,27 +21,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .lockfile import Lock, LockedModel
+from .lockfile import FileRef, Lock, LockedModel
 from .manifest import HuggingFaceSpec, ModelSpec
 from .paths import file_layer_name, file_layer_root, image_blob_path, image_paths, layer_root, slug
 
 DEFAULT_FILE_LAYERS_OVER = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class BigFile:
-    """A file of a model that is a layer of its own."""
-
-    model_id: str
-    repo: str
-    path: str  # in the repo, e.g. model-00001-of-00003.safetensors
-    sha256: str
-    size: int
-
-    @property
-    def stage(self) -> str:
-        """`file-<sha16>-<org>--<name>`: one stage per (repo, blob), see `paths.file_layer_name`."""
-        return file_layer_name(self.repo, self.sha256)
 
 
 @dataclass(frozen=True)
@@ -58,11 +42,12 @@ class Layer:
     owns: tuple[str, ...]
     holes: tuple[str, ...] = ()
     size: int = 0
-    file: BigFile | None = None
+    file: FileRef | None = None  # the big file this layer holds alone, if it is one
     locked: bool = True
 
     @property
-    def label(self) -> str:
+    def name(self) -> str:
+        """`<model id>`, or `<model id>:<path>` for a big file's own layer (messages and tests)."""
         return f"{self.model_id}:{self.file.path}" if self.file else self.model_id
 
 
@@ -71,12 +56,17 @@ def stage_name(model_id: str) -> str:
     return "fetch-" + slug(model_id)
 
 
-def big_files(spec: ModelSpec, entry: LockedModel | None, file_layers_over: int | None) -> list[BigFile]:
+def file_stage(ref: FileRef) -> str:
+    """`file-<sha16>-<org>--<name>`: one stage per (repo, blob), see `paths.file_layer_name`."""
+    return file_layer_name(ref.repo, ref.sha256)
+
+
+def big_files(spec: ModelSpec, entry: LockedModel | None, file_layers_over: int | None) -> list[FileRef]:
     """The files of a locked Hugging Face model larger than `file_layers_over` (none when splitting is off)."""
     if file_layers_over is None or entry is None or not isinstance(spec, HuggingFaceSpec):
         return []
     return [
-        BigFile(spec.id, spec.repo, f.path, f.sha256, f.size)
+        FileRef(spec.id, spec.repo, f.path, f.sha256, f.size)
         for f in sorted(entry.files, key=lambda f: f.path)
         if f.size > file_layers_over
     ]
@@ -88,7 +78,7 @@ def model_layers(spec: ModelSpec, entry: LockedModel | None, file_layers_over: i
     layers = [
         Layer(
             model_id=spec.id,
-            stage=f.stage,
+            stage=file_stage(f),
             root=file_layer_root(f.repo, f.sha256),
             owns=(_rel(image_blob_path(spec, f.sha256)),),  # type: ignore[arg-type]
             size=f.size,

@@ -17,7 +17,7 @@ from . import __version__
 from .atomic import atomic_write_text
 from .constants import LOCK_VERSION
 from .digests import sha256_bytes
-from .errors import LockError, write_error
+from .errors import LockError, UsageError, write_error
 from .manifest import HuggingFaceSpec, Manifest, ModelSpec, SpacySpec, WhisperSpec
 
 
@@ -209,6 +209,31 @@ def check_drift(manifest: Manifest, lock: Lock, model_ids: list[str] | None = No
         elif entry.family != spec.family or entry.spec != spec_fields(spec):
             problems.append(f"models.{model_id}: manifest entry changed since the lock was written")
     return problems
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One locked file of a model: what a big file's own build step is keyed on (layers.py, filelayers.py)."""
+
+    model_id: str
+    repo: str
+    path: str  # in the repo, e.g. model-00001-of-00003.safetensors
+    sha256: str
+    size: int
+
+    def to_json(self) -> str:
+        """The step's key, as Dockerfile.models writes it: one sorted JSON object."""
+        doc = {"model": self.model_id, "repo": self.repo, "path": self.path, "sha256": self.sha256, "size": self.size}
+        return json.dumps(doc, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> FileRef:
+        """What `to_json` wrote, checked: a UsageError naming `where` for anything else."""
+        try:
+            doc = json.loads(text)
+            return cls(str(doc["model"]), str(doc["repo"]), str(doc["path"]), str(doc["sha256"]), int(doc["size"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"{where}: not a file reference ({type(exc).__name__}: {exc})") from exc
 
 
 def require_current(manifest: Manifest, lock: Lock | None, model_ids: list[str]) -> None:

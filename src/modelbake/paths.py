@@ -247,7 +247,12 @@ def file_layer_root(repo: str, sha256: str) -> str:
     return (LAYERS_ROOT / file_layer_name(repo, sha256)).as_posix()
 
 
+def in_layer_root(root: str, image_path: str) -> str:
+    """Where an image path (`/models/...`, with or without its leading `/`) sits under a fetch step's layer root."""
+    return f"{root}/{image_path.lstrip('/')}"
+
+
 def layer_paths(spec: ModelSpec) -> list[str]:
     """Where each of `image_paths(spec)` sits under the layer root in the fetch step."""
     root = layer_root(spec)
-    return [root + path for path in image_paths(spec)]
+    return [in_layer_root(root, path) for path in image_paths(spec)]
