@@ -5,7 +5,7 @@
 #   MIRRORS_FILE=models.toml WHEELHOUSE=/opt/wheels docker buildx bake
 #
 # The app's `models` stage is the models target itself (contexts = { models = "target:models" }), so one bake
-# builds both; the per-model layers come through unchanged. Secrets are optional: without CA_BUNDLE,
+# builds both, and the app image stands on the models image's layers. Secrets are optional: without CA_BUNDLE,
 # MIRRORS_FILE or HF_TOKEN_FILE the steps use the system CA bundle, the official hubs and no token.
 # A mirror on 127.0.0.1 needs NETWORK=host, which bake applies only from buildx 0.17 on (older bake ignores
 # `network` silently: checked with 0.13, where the fetch steps then get "connection refused"); there, use
@@ -21,8 +21,9 @@ variable "HF_TOKEN_FILE" { default = "" }
 variable "WHEELHOUSE" { default = "" }
 variable "NETWORK" { default = "default" }
 
+# Both targets: the models image is tagged too (a target only another target's context names is built, not exported).
 group "default" {
-  targets = ["app"]
+  targets = ["models", "app"]
 }
 
 target "models" {
