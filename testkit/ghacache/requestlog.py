@@ -9,7 +9,9 @@ from time import time as _now
 
 @dataclass
 class CacheRequest:
-    """One request. `status` 0 means never answered (stalled); bytes are bodies only (no headers)."""
+    """One request. `status` 0 means never answered (stalled, or reset); bytes are bodies only (no headers);
+    `fault` names the fault that answered it (`testkit.ghacache.faults`: "refused", "busy", "reset",
+    "throttled", "expired"), empty for a normal answer."""
 
     method: str
     path: str
@@ -17,6 +19,7 @@ class CacheRequest:
     bytes_received: int = 0
     bytes_sent: int = 0
     time: float = field(default_factory=_now)
+    fault: str = ""
 
 
 class RequestLog:
