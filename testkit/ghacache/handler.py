@@ -60,6 +60,7 @@ class CacheHandler(TrackedHandler):
         self._body_pending = chunked or int(self.headers.get("Content-Length") or 0) > 0
         service = self.server.service
         key = self._download_key()
+        self._record.key = key or ""
         if not self._wait_out_stall(lambda: service.faults.stall or prefixed(key, service.faults.stall_downloads)):
             return
         try:
@@ -98,7 +99,7 @@ class CacheHandler(TrackedHandler):
         if self.server.stopping.is_set():
             self.close_connection = True
             return False
-        self._record = CacheRequest(self.command, self.path, 0)
+        self._record = CacheRequest(self.command, self.path, 0, key=self._record.key)
         return True
 
     # -- bodies ---------------------------------------------------------------------------------------

@@ -66,7 +66,9 @@ class _Handler(BlobRoutes):
             return self._twirp_error(TwirpError("unauthenticated", str(e)))
         try:
             body = self._json_body()
-            fault = service.faults.lookup_fault(body.get("key") if isinstance(body.get("key"), str) else None)
+            key = body.get("key") if isinstance(body.get("key"), str) else None
+            self._record.key = key or ""
+            fault = service.faults.lookup_fault(key)
             if fault is not None:
                 return self._throttled(fault.retry_after)
             answer = method(service.store, claims, body, service.urls_for(self._base_url()))
