@@ -1,12 +1,12 @@
 """The GitHub Actions cache probe: the lookup BuildKit will make, then the first byte of the blob behind a hit,
 each tried again where BuildKit's own client tries again, all within one `--cache-timeout`.
 
-What that client does, read from its source (go-actions-cache as vendored in BuildKit 0.25, the one dockerd
-28.5 builds in: `cache.go`, `cache_v2.go`; and the Azure SDK for Go it downloads with, azcore's
-`policy_retry.go`):
+What that client does, read from its source (go-actions-cache `cache.go`, `cache_v2.go` as vendored in
+BuildKit 0.24 to 0.26, the one dockerd 28.5.2's binary holds; and the Azure SDK for Go it downloads with,
+azcore's `policy_retry.go`):
 
 - a twirp call (`doWithRetries`) that gets HTTP 429 is made again after a backoff (1 s, doubling, at most
-  90 s; BuildKit >= 0.28 waits the `Retry-After` instead, and fails when that is past its own timeout), for up
+  90 s; BuildKit >= 0.27 waits the `Retry-After` instead, and fails when that is past its own timeout), for up
   to 5 minutes. Any other error status and any connection error fail at once.
 - a blob download goes through the Azure SDK's retry policy (go-actions-cache sets 10 retries, 10 s base
   delay, 2 min at most): 408, 429, 500, 502, 503 and 504 and connection errors are tried again after
@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -43,6 +44,17 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})  # the Azure SDK's re
 BLOB_BACKOFF = (1.0, 2.0)  # seconds before the 2nd and 3rd blob GET when the answer names no Retry-After
 LOOKUP_BACKOFF = (1.0, 90.0)  # go-actions-cache's BackoffPool: the first wait after a 429, and its cap
 RANGE = {"x-ms-range": "bytes=0-0", "Range": "bytes=0-0"}
+
+
+@dataclass(frozen=True)
+class _Try:
+    """One blob GET: served (nothing set), a `failure` worth another try (with its status and Retry-After), or
+    a `final` verdict (a stall, an answer no client retries)."""
+
+    failure: str | None = None
+    status: int = 0
+    retry_after: float | None = None
+    final: ProbeResult | None = None
 
 
 def probe_gha(target: GhaTarget, scope: str, timeout: float, environ: Mapping[str, str] | None = None) -> ProbeResult:
@@ -111,55 +123,65 @@ class _GhaProbe:
     def first_byte(self, url: str) -> ProbeResult:
         """The first byte of a hit's blob (blob storage is another host, and fails on its own), tried again on
         fresh URLs as described above. v1's archive download is one plain GET in the client: tried once."""
-        import httpx
-
         tries = MAX_SIGNED_URLS if self.target.version == 2 else 1
         failures: list[str] = []
-        host = urlsplit(url).netloc
         for attempt in range(tries):
             if attempt:
                 fresh = self.lookup()
                 if fresh is None or isinstance(fresh, ProbeResult):  # a miss now: the entry went away
                     return fresh or OK
-                url, host = fresh, urlsplit(fresh).netloc
-            if self.budget.left() <= 0:
-                return ProbeResult(f"its blob storage ({host}) did not answer within {self.budget.seconds:g} s")
-            status, retry_after = 0, None
-            try:
-                with client(url, self.budget.left(), self.env) as session:
-                    response = session.get(url, headers=RANGE, timeout=self.budget.left())
-            except httpx.TimeoutException:
-                return ProbeResult(f"its blob storage ({host}) did not answer within {self.budget.seconds:g} s")
-            except httpx.TransportError as exc:  # a reset, a refused connection: the Azure SDK tries again
-                failures.append(f"{type(exc).__name__}: {exc}")
-            except httpx.HTTPError as exc:
-                return ProbeResult(f"its blob storage ({host}): {type(exc).__name__}: {exc}")
-            else:
-                status = response.status_code
-                if status in (200, 206):
-                    return OK
-                failures.append(_blob_status(response))
-                if status not in REFRESH_STATUSES | RETRY_STATUSES:
-                    return self._answered(f"its blob storage ({host}) answered {failures[-1]}")
-                retry_after = _azure_retry_after(response.headers)
+                url = fresh
+            host = urlsplit(url).netloc
+            got = self._get(url, host)
+            if got.final is not None:
+                return got.final
+            if got.failure is None:
+                return OK
+            failures.append(got.failure)
             if attempt + 1 == tries:
                 break
-            if retry_after is not None:
-                wait = retry_after
+            if got.retry_after is not None:
+                wait = got.retry_after
             else:  # go-actions-cache asks again at once after a 403; the Azure SDK backs off after the rest
-                wait = 0.0 if status in REFRESH_STATUSES else BLOB_BACKOFF[attempt]
+                wait = 0.0 if got.status in REFRESH_STATUSES else BLOB_BACKOFF[attempt]
             if not self.budget.wait(wait):
-                if retry_after is not None:
+                if got.retry_after is not None:
                     return self._answered(
-                        f"its blob storage ({host}) answered {failures[-1]} with Retry-After {retry_after:g} s, "
+                        f"its blob storage ({host}) answered {got.failure} with Retry-After {got.retry_after:g} s, "
                         f"beyond {self._limit()}"
                     )
                 return self._answered(_failed(host, failures) + f", and {self._limit()} ran out")
         return self._answered(_failed(host, failures))
 
+    def _get(self, url: str, host: str) -> _Try:
+        """One GET of the blob's first byte, within what is left of the budget."""
+        import httpx
+
+        if self.budget.left() <= 0:
+            return _Try(final=self._blob_silent(host))
+        try:
+            with client(url, self.budget.left(), self.env) as session:
+                response = session.get(url, headers=RANGE, timeout=self.budget.left())
+        except httpx.TimeoutException:
+            return _Try(final=self._blob_silent(host))
+        except httpx.TransportError as exc:  # a reset, a refused connection: the Azure SDK tries again
+            return _Try(failure=f"{type(exc).__name__}: {exc}")
+        except httpx.HTTPError as exc:
+            return _Try(final=ProbeResult(f"its blob storage ({host}): {type(exc).__name__}: {exc}"))
+        status = response.status_code
+        if status in (200, 206):
+            return _Try()
+        failure = _blob_status(response)
+        if status not in REFRESH_STATUSES | RETRY_STATUSES:
+            return _Try(final=self._answered(f"its blob storage ({host}) answered {failure}"))
+        return _Try(failure, status, _azure_retry_after(response.headers))
+
     # -- words ---------------------------------------------------------------------------------------------
     def _limit(self) -> str:
         return f"--cache-timeout {self.budget.seconds:g} s"
+
+    def _blob_silent(self, host: str) -> ProbeResult:
+        return ProbeResult(f"its blob storage ({host}) did not answer within {self.budget.seconds:g} s")
 
     def _no_answer(self) -> ProbeResult:
         return ProbeResult(f"no answer from {self.target.url} within {self.budget.seconds:g} s")
