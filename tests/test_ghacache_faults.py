@@ -112,11 +112,6 @@ def test_throttled_twirp_calls_are_429_resource_exhausted_with_retry_after(gha):
     ]
 
 
-def test_a_bad_token_is_refused_before_any_throttling(gha):
-    gha.faults.throttle(times=5)
-    assert lookup(gha, "k1", token="not-a-jwt").status_code == 401
-
-
 def test_url_ttl_expires_urls_issued_while_it_is_set(gha, monkeypatch):
     """URLs live `url_ttl` seconds from their issue, on a clock the test moves (the signer's `time`)."""
     from testkit.ghacache import blobs
