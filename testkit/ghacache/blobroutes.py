@@ -11,6 +11,7 @@ from urllib.parse import unquote
 
 from modelbake.httpserve import RangeNotSatisfiable, parse_range
 from testkit.ghacache import blobs
+from testkit.ghacache.faults import BUSY, EXPIRED, REFUSED, RESET
 from testkit.ghacache.handler import CHUNK, BadRequest, CacheHandler, prefixed
 from testkit.ghacache.store import StoreError
 
@@ -31,7 +32,12 @@ class BlobRoutes(CacheHandler):
         try:
             target = service.signer.check(path, query, service.faults.urls_valid_from)
         except blobs.SasError as e:
-            return self._blob_error(403, "AuthenticationFailed", str(e))
+            self._record.fault = EXPIRED if isinstance(e, blobs.SasExpired) else ""
+            return self._blob_error(403, "AuthenticationFailed", blobs.AUTH_FAILED, auth_detail=str(e))
+        if target.kind == blobs.DOWNLOAD and self.command in ("GET", "HEAD"):
+            fault = service.faults.download_fault(self._download_key())
+            if fault is not None:
+                return self._fail_download(fault.answer, fault.retry_after)
         params = {k: v for k, _, v in (p.partition("=") for p in query.split("&")) if k}
         try:
             if target.kind == blobs.DOWNLOAD and self.command in ("GET", "HEAD"):
@@ -45,6 +51,19 @@ class BlobRoutes(CacheHandler):
             return self._blob_error(400, "InvalidInput", str(e))
         sp = blobs.PERMISSIONS[target.kind]
         return self._blob_error(403, "AuthorizationPermissionMismatch", f"{self.command} is not allowed by sp={sp}")
+
+    def _fail_download(self, answer: str, retry_after: int | None) -> None:
+        """A download fault, answered as Azure Blob Storage answers it (see `testkit.ghacache.faults`)."""
+        self._record.fault = answer
+        if answer == RESET:
+            return self._reset_connection()
+        if answer == BUSY:
+            return self._blob_error(503, "ServerBusy", "Egress is over the account limit.", retry_after=retry_after)
+        assert answer == REFUSED, answer
+        now = time.time()  # as if the URL ran out a second before this request came
+        return self._blob_error(
+            403, "AuthenticationFailed", blobs.AUTH_FAILED, auth_detail=blobs.expired_detail(now - 1, now)
+        )
 
     def _maybe_expire(self, path: str) -> None:
         """The `expire_before_download` fault: this download's URL ran out just before it arrived."""

@@ -11,7 +11,8 @@ the generated `zz_*_client.go` response handlers):
   `Content-MD5` and `x-ms-request-server-encrypted` when present, so all of them are sent well formed.
 - download (`DownloadStream`): `GET` with `x-ms-range: bytes=N-` when resuming at N (no range at 0), answered
   200 or 206 with `Content-Range`. A 403 or 401 makes the client ask the service for a fresh URL, once.
-- errors: an XML `<Error><Code>..</Code><Message>..</Message></Error>` body and `x-ms-error-code`.
+- errors: an XML `<Error><Code>..</Code><Message>..</Message></Error>` body and `x-ms-error-code`; a refused
+  SAS adds `<AuthenticationErrorDetail>` saying why (expired, bad signature).
 
 A SAS URL here is `/_blob/<kind>/<id>?sv=..&st=..&se=..&sr=b&sp=..&sig=..`, signed with HMAC-SHA256 over
 its fields by a per-server key: a URL for one blob or permission cannot be turned into another, and one past
@@ -39,8 +40,18 @@ PERMISSIONS = {UPLOAD: "cw", DOWNLOAD: "r"}
 MAX_BLOCK_LIST_BODY = 4 * 1024 * 1024
 
 
+AUTH_FAILED = (
+    "Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly "
+    "including the signature."
+)
+
+
 class SasError(Exception):
-    """A signed URL that Azure would refuse with 403 AuthenticationFailed."""
+    """A signed URL that Azure would refuse with 403 AuthenticationFailed; the text is its detail."""
+
+
+class SasExpired(SasError):
+    """A signed URL past its expiry time (or issued before `Faults.urls_valid_from`)."""
 
 
 @dataclass(frozen=True)
@@ -71,9 +82,10 @@ class Signer:
         message = "\n".join((kind, str(blob_id), st, se, sp, SAS_VERSION)).encode()
         return base64.b64encode(hmac.new(self._key, message, hashlib.sha256).digest()).decode()
 
-    def url(self, base_url: str, kind: str, blob_id: int, now: float | None = None) -> str:
+    def url(self, base_url: str, kind: str, blob_id: int, now: float | None = None, ttl: float | None = None) -> str:
+        """A signed URL valid from now for `ttl` seconds (None: the signer's own)."""
         issued = time.time() if now is None else now
-        st, se, sp = _iso(issued), _iso(issued + self.ttl), PERMISSIONS[kind]
+        st, se, sp = _iso(issued), _iso(issued + (self.ttl if ttl is None else ttl)), PERMISSIONS[kind]
         query = {
             "sv": SAS_VERSION,
             "st": st,
@@ -97,12 +109,12 @@ class Signer:
                 raise KeyError("sv/sr")
             issued, expiry = _parse_iso(st), _parse_iso(se)
         except (KeyError, ValueError):
-            raise SasError("Server failed to authenticate the request: the signed URL is incomplete") from None
+            raise SasError("sv, st, se, sr, sp and sig are mandatory") from None
         if not hmac.compare_digest(sig, self._sig(kind, blob_id, st, se, sp)):
             raise SasError("Signature did not match. String to sign used was " + kind)
         current = time.time() if now is None else now
         if current > expiry or issued < valid_from:
-            raise SasError(f"Signed expiry time [{se}] must be after the current time")
+            raise SasExpired(expired_detail(expiry, current))
         return SignedTarget(kind, blob_id, issued)
 
 
@@ -139,13 +151,22 @@ def download_properties(etag: str, modified: float) -> dict[str, str]:
     }
 
 
-def error_body(code: str, message: str) -> bytes:
-    """Azure Storage's XML error document."""
+def expired_detail(expiry: float, current: float) -> str:
+    """Azure's `AuthenticationErrorDetail` for a SAS past its expiry."""
+    return (
+        f"Signed expiry time [{formatdate(expiry, usegmt=True)}] must be after current time "
+        f"[{formatdate(current, usegmt=True)}]"
+    )
+
+
+def error_body(code: str, message: str, auth_detail: str | None = None) -> bytes:
+    """Azure Storage's XML error document (with `AuthenticationErrorDetail` for a refused SAS)."""
     request_id = uuid.uuid4()
+    detail = f"<AuthenticationErrorDetail>{_xml_text(auth_detail)}</AuthenticationErrorDetail>" if auth_detail else ""
     return (
         '<?xml version="1.0" encoding="utf-8"?><Error>'
         f"<Code>{code}</Code><Message>{_xml_text(message)}\nRequestId:{request_id}\n"
-        f"Time:{_iso(time.time())}</Message></Error>"
+        f"Time:{_iso(time.time())}</Message>{detail}</Error>"
     ).encode()
 
 

@@ -6,6 +6,8 @@ chunked, bounded) and the two kinds of answer, twirp JSON and Azure blob replies
 from __future__ import annotations
 
 import json
+import socket
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +60,7 @@ class CacheHandler(TrackedHandler):
         self._body_pending = chunked or int(self.headers.get("Content-Length") or 0) > 0
         service = self.server.service
         key = self._download_key()
+        self._record.key = key or ""
         if not self._wait_out_stall(lambda: service.faults.stall or prefixed(key, service.faults.stall_downloads)):
             return
         try:
@@ -96,7 +99,7 @@ class CacheHandler(TrackedHandler):
         if self.server.stopping.is_set():
             self.close_connection = True
             return False
-        self._record = CacheRequest(self.command, self.path, 0)
+        self._record = CacheRequest(self.command, self.path, 0, key=self._record.key)
         return True
 
     # -- bodies ---------------------------------------------------------------------------------------
@@ -171,9 +174,21 @@ class CacheHandler(TrackedHandler):
         if body and self.command != "HEAD":
             self._write(body)
 
-    def _blob_error(self, status: int, code: str, message: str) -> None:
+    def _blob_error(
+        self, status: int, code: str, message: str, auth_detail: str | None = None, retry_after: int | None = None
+    ) -> None:
         headers = {**self._azure_headers(), "x-ms-error-code": code, "Content-Type": "application/xml"}
-        self._blob_reply(status, headers, blobs.error_body(code, message))
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        self._blob_reply(status, headers, blobs.error_body(code, message, auth_detail))
+
+    def _reset_connection(self) -> None:
+        """Close the connection with a TCP reset (SO_LINGER 0), no answer: what a client sees as ECONNRESET."""
+        self.server.service._log.append(self._record)  # status 0: never answered
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.rfile.close()  # the socket's last other reference: close() below is the real one, and sends RST
+        self.connection.close()
 
     def _azure_headers(self) -> dict[str, str]:
         return blobs.response_headers(client_request_id=self.headers.get("x-ms-client-request-id"))

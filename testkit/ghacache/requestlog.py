@@ -9,7 +9,10 @@ from time import time as _now
 
 @dataclass
 class CacheRequest:
-    """One request. `status` 0 means never answered (stalled); bytes are bodies only (no headers)."""
+    """One request. `status` 0 means never answered (stalled, or reset); bytes are bodies only (no headers);
+    `key` is the cache key it is about (a twirp call's `key`, a download's entry), empty when none; `fault`
+    names the fault that answered it (`testkit.ghacache.faults`: "refused", "busy", "reset", "throttled",
+    "expired"), empty for a normal answer."""
 
     method: str
     path: str
@@ -17,6 +20,8 @@ class CacheRequest:
     bytes_received: int = 0
     bytes_sent: int = 0
     time: float = field(default_factory=_now)
+    key: str = ""
+    fault: str = ""
 
 
 class RequestLog:

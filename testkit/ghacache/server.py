@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from modelbake.httpserve import BackgroundServer, serve_until_interrupted
 from testkit.ghacache import blobs
 from testkit.ghacache.blobroutes import BlobRoutes
-from testkit.ghacache.faults import Faults
+from testkit.ghacache.faults import THROTTLED, Faults
 from testkit.ghacache.handler import BadRequest
 from testkit.ghacache.requestlog import CacheRequest, RequestLog
 from testkit.ghacache.store import CacheStore, Entry
@@ -65,12 +65,25 @@ class _Handler(BlobRoutes):
         except TokenError as e:
             return self._twirp_error(TwirpError("unauthenticated", str(e)))
         try:
-            answer = method(service.store, claims, self._json_body(), service.urls_for(self._base_url()))
+            body = self._json_body()
+            key = body.get("key") if isinstance(body.get("key"), str) else None
+            self._record.key = key or ""
+            fault = service.faults.lookup_fault(key)
+            if fault is not None:
+                return self._throttled(fault.retry_after)
+            answer = method(service.store, claims, body, service.urls_for(self._base_url()))
         except TwirpError as e:
             return self._twirp_error(e)
         except BadRequest as e:
             return self._twirp_error(TwirpError("malformed", str(e)))
         self._json(200, answer)
+
+    def _throttled(self, retry_after: int | None) -> None:
+        """GitHub's rate limit: twirp `resource_exhausted` (HTTP 429), with `Retry-After` in seconds."""
+        self._record.fault = THROTTLED
+        error = TwirpError("resource_exhausted", "cache request rate limit exceeded for this repository")
+        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+        self._json(error.status, error.body(), headers)
 
 
 class GhaCacheServer(BackgroundServer):
@@ -115,8 +128,8 @@ class GhaCacheServer(BackgroundServer):
 
     def urls_for(self, base_url: str) -> UrlMaker:
         return UrlMaker(
-            upload=lambda i: self.signer.url(base_url, blobs.UPLOAD, i),
-            download=lambda i: self.signer.url(base_url, blobs.DOWNLOAD, i),
+            upload=lambda i: self.signer.url(base_url, blobs.UPLOAD, i, ttl=self.faults.url_ttl),
+            download=lambda i: self.signer.url(base_url, blobs.DOWNLOAD, i, ttl=self.faults.url_ttl),
         )
 
     def make_token(self, scopes: Iterable[str | Scope | tuple[str, int]]) -> str:
@@ -192,9 +205,15 @@ def refusing_url() -> str:
     return f"http://127.0.0.1:{port}/"
 
 
-def serve_forever(root: Path, host: str = "127.0.0.1", port: int = 0) -> None:
-    """`python -m testkit.ghacache serve`: the runner's variables on stdout (`export`-able), then serve until Ctrl-C."""
-    server = GhaCacheServer(root, host, port).start()
+def serve_forever(
+    root: Path, host: str = "127.0.0.1", port: int = 0, configure: Callable[[Faults], None] | None = None
+) -> None:
+    """`python -m testkit.ghacache serve`: the runner's variables on stdout (`export`-able), then serve until Ctrl-C.
+    `configure` sets the faults before the first request."""
+    server = GhaCacheServer(root, host, port)
+    if configure is not None:
+        configure(server.faults)
+    server.start()
     env = server.runner_env()
     env.pop("ACTIONS_CACHE_URL")
     for name, value in env.items():
