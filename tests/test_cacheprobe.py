@@ -93,12 +93,12 @@ def test_usable_backends_keeps_what_answers_and_warns_once_for_each_other(gha, m
         port = s.getsockname()[1]  # closed again: nothing listens here
     warnings: list[str] = []
     backends = [parse_cache("gha"), parse_cache(f"registry:127.0.0.1:{port}/c"), parse_cache("local:/tmp/x")]
-    kept = usable_backends(backends, 2, "models-test-abc", warnings.append)
+    kept = usable_backends(backends, 2, "models-test-abc", warnings.append, gha=resolve())
     assert [b.kind for b in kept] == ["gha", "local"]
     assert len(warnings) == 1 and warnings[0].startswith(f"registry cache 127.0.0.1:{port}/c unreachable (")
     monkeypatch.setenv("ACTIONS_RUNTIME_TOKEN", make_token(now=time.time() - 7 * 3600))
     warnings.clear()
-    assert usable_backends([parse_cache("gha")], 2, "models-test-abc", warnings.append) == []
+    assert usable_backends([parse_cache("gha")], 2, "models-test-abc", warnings.append, gha=resolve()) == []
     assert warnings == [
         f"GitHub Actions cache (v2 at {gha.url}): it refused the runtime token: HTTP 401 token expired at "
         + warnings[0].split("token expired at ")[1]

@@ -52,7 +52,8 @@ def waits():
 
 def probe(gha: GhaCacheServer, timeout: float = 20) -> tuple[list, list[str]]:
     warnings: list[str] = []
-    kept = usable_backends([BACKEND], timeout, MODELS_SCOPE, warnings.append, gha.runner_env())
+    env = gha.runner_env()
+    kept = usable_backends([BACKEND], timeout, MODELS_SCOPE, warnings.append, env, gha=resolve(env))
     return kept, warnings
 
 

@@ -88,7 +88,7 @@ def gather(
     require_current(manifest, lock, [s.id for s in manifest.select(options.profile)])
     manifest_bytes = manifest.path.read_bytes()
     lock_bytes = manifest.lock_path.read_bytes() if lock is not None else None
-    pin = lock_hash_of(lock_bytes) if lock_bytes is not None else "unlocked-" + lock_hash_of(manifest_bytes)
+    lock_hash = lock_hash_of(lock_bytes) if lock_bytes is not None else "unlocked-" + lock_hash_of(manifest_bytes)
     committed = source / "Dockerfile.models"
     backends = options.caches
     gha = resolve(environ) if any(b.kind == "gha" for b in backends) else None
@@ -101,7 +101,7 @@ def gather(
         manifest_bytes=manifest_bytes,
         lock=lock,
         lock_bytes=lock_bytes,
-        lock_hash=pin,
+        lock_hash=lock_hash,
         committed_models_dockerfile=committed.read_text(encoding="utf-8") if committed.is_file() else None,
         files=_local_files(options),
         environ=MappingProxyType(dict(environ)),
@@ -123,9 +123,9 @@ def gather(
     from .imageinspect import image_labels, local_image
 
     warnings: list[str] = []
-    scope = models_scope(profile_name(options), pin)
-    alive = tuple(usable_backends(list(backends), options.cache_timeout, scope, warnings.append, environ))
-    tag = models_tag(options, pin)
+    scope = models_scope(profile_name(options), lock_hash)
+    alive = tuple(usable_backends(list(backends), options.cache_timeout, scope, warnings.append, environ, gha=gha))
+    tag = models_tag(options, lock_hash)
     present = False
     if not options.models_image:
         image = local_image(client, tag)

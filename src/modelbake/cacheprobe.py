@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 
 from .cachehttp import OK, ProbeResult, client, is_loopback, proxy_for
 from .cachespec import CacheBackend, gha_scope
-from .ghaenv import resolve
+from .ghaenv import GhaTarget
 from .ghaprobe import probe_gha
 
 __all__ = ["OK", "ProbeResult", "probe_gha", "probe_registry", "proxy_for", "usable_backends"]
@@ -52,20 +52,24 @@ def usable_backends(
     models_scope: str,
     warn: Callable[[str], None],
     environ: Mapping[str, str] | None = None,
+    *,
+    gha: GhaTarget | None,
 ) -> list[CacheBackend]:
     """The backends that answer within `timeout`; a warning for each that does not (the build goes on without
-    it). `models_scope` names the models image's cache scope, whose index the gha probe looks up."""
+    it). `models_scope` names the models image's cache scope, whose index the gha probe looks up; `gha` is the
+    service the runner's variables name (ghaenv.resolve), needed when a backend is gha."""
     env = os.environ if environ is None else environ
     alive = []
     for backend in backends:
         if backend.kind == "gha":
-            target = resolve(env)
-            result = probe_gha(target, gha_scope(backend, models_scope), timeout, env)
-            label = f"{backend.label} (v{target.version} at {target.url})"
+            if gha is None:
+                raise ValueError("a gha cache needs the resolved GhaTarget")
+            result = probe_gha(gha, gha_scope(backend, models_scope), timeout, env)
+            label = f"{backend.description} (v{gha.version} at {gha.url})"
         elif backend.kind == "registry":
-            result, label = probe_registry(backend.value, timeout, env), backend.label
+            result, label = probe_registry(backend.value, timeout, env), backend.description
         else:
-            result, label = OK, backend.label  # local directories and raw specs: nothing to ask
+            result, label = OK, backend.description  # local directories and raw specs: nothing to ask
         if result.ok:
             alive.append(backend)
         elif result.refused:

@@ -44,7 +44,7 @@ class CacheBackend:
     gha_version: int = 2  # the protocol ghaenv resolved (gha only): passed to buildx as `version=`
 
     @property
-    def label(self) -> str:
+    def description(self) -> str:
         return {"gha": "GitHub Actions cache", "local": f"local cache {self.value}"}.get(
             self.kind, f"{self.kind} cache {self.value}"
         )
@@ -98,15 +98,15 @@ def branch_scope(environ: Mapping[str, str] | None = None) -> str:
 def specs_for(
     backends: list[CacheBackend],
     build: str,
-    label: str,
-    pin: str,
+    profile_name: str,
+    lock_hash: str,
     *,
     read_only: bool = False,
     compression: str = DEFAULT_CACHE_COMPRESSION,
     models_mode: str = "max",
     environ: dict[str, str] | None = None,
 ) -> CacheSpecs:
-    """The cache-from/to of one build (`build` is "models" or "app"; `label` the profile; `pin` the lock hash).
+    """The cache-from/to of one build (`build` is "models" or "app"; `profile_name` the profile as tags name it).
 
     `models_mode`: "max" (default) also keeps every fetch step's own layer, so a profile that gains a model or
     loses one reuses the others' fetches; "min" keeps only the model layers, which is all a restore needs
@@ -121,11 +121,11 @@ def specs_for(
         raise UsageError(f"--models-cache-mode {models_mode!r}: expected one of {', '.join(CACHE_MODES)}")
     mode = models_mode if models else "min"
     if models:
-        scopes = [models_scope(label, pin)]
+        scopes = [models_scope(profile_name, lock_hash)]
     else:
         branch = branch_scope(env)
         base = re.sub(r"[^A-Za-z0-9._-]+", "-", env.get("GITHUB_BASE_REF") or DEFAULT_BRANCH)
-        scopes = [f"app-{label}-{branch}"] + ([f"app-{label}-{base}"] if base != branch else [])
+        scopes = [f"app-{profile_name}-{branch}"] + ([f"app-{profile_name}-{base}"] if base != branch else [])
     if compression not in CACHE_COMPRESSIONS:
         raise UsageError(f"--cache-compression {compression!r}: expected one of {', '.join(CACHE_COMPRESSIONS)}")
     packed = f"compression={compression},force-compression=true"
@@ -165,9 +165,9 @@ def gha_scope(backend: CacheBackend, scope: str) -> str:
     return f"{backend.value}-{scope}"
 
 
-def models_scope(label: str, pin: str) -> str:
+def models_scope(profile_name: str, lock_hash: str) -> str:
     """The models image's scope: by profile and lock hash."""
-    return f"models-{label}-{pin}"
+    return f"models-{profile_name}-{lock_hash}"
 
 
 def _has_no_tag(ref: str) -> bool:

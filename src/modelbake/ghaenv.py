@@ -51,7 +51,7 @@ class GhaTarget:
     reason: str  # e.g. "ACTIONS_CACHE_SERVICE_V2=True"
 
     @property
-    def label(self) -> str:
+    def description(self) -> str:
         return f"GitHub Actions cache v{self.version} at {self.url}"
 
     def index_key(self, scope: str) -> str:
