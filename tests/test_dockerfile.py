@@ -491,3 +491,14 @@ def test_a_shared_failed_step_is_named_as_the_models_builds(first):
     failed = failed_step(steps, ["models", "app"])
     assert failed is not None and failed.target == "models" and failed.stage == "fetch-whisper-tiny"
     assert failed_step([s for s in steps if s.digest == "d0"], ["models", "app"]) is None
+
+
+def test_a_base_image_the_engine_cannot_get_names_it_and_the_offline_fix():
+    """Seen offline without --base-image: BuildKit's metadata step fails on a DNS error; the line names the image
+    and the hint the way out (a local base image), not a raw resolver message alone."""
+    name = "[internal] load metadata for docker.io/library/python:3.11-slim-bookworm"
+    reason = 'failed to do request: Head "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host'
+    steps, rest = parse_rawjson(_raw({"vertexes": [{"digest": "m", "name": name, "error": reason}]}))
+    err = bake_error(["models", "app"], ["docker"], 1, steps, rest)
+    assert err.message == f"models build: cannot get the image docker.io/library/python:3.11-slim-bookworm: {reason}"
+    assert "--base-image" in (err.hint or "") and "make-base-image.sh" in (err.hint or "")

@@ -70,6 +70,16 @@ def bake_error(targets: list[str], argv: list[str], code: int, steps: list[Step]
         return SecretNotFoundError(f"{build}: {_last_error_line(rest)}", argv, code, rest[-5:])
     if failed is None:
         return BuildxError(f"{build} failed: {_last_error_line(rest)}", argv, code, rest[-20:])
+    if failed.name.startswith("[internal] load metadata for "):  # a FROM image BuildKit could not resolve
+        image = failed.name.removeprefix("[internal] load metadata for ").strip()
+        return BuildxError(
+            f"{build}: cannot get the image {image}: {failed.error}",
+            argv,
+            code,
+            rest[-5:],
+            hint="without a registry, pass --base-image with an image the engine has (docker/make-base-image.sh "
+            "builds one offline); with --models-image, check that reference",
+        )
     logs = [line.strip() for line in failed.logs if line.strip()]
     reason = error_line_in(logs)
     stage = failed.stage or "?"
