@@ -72,6 +72,32 @@ def test_lock_pins_every_file_and_regenerates_byte_identical(tiny_locked, tiny_t
     assert main(["lock", "--manifest", str(tiny_locked), "--check"]) == 0
 
 
+def test_lock_reads_the_spacy_wheel_to_check_the_manifests_sha256(manifest_copy, mirror, tiny_tree):
+    """The manifest's spaCy sha256 is the user's own pin, which no server states: the lock proves it against the
+    wheel's bytes (read whole, nothing kept), where a HEAD proves nothing. Whisper's URL carries its sha256, so
+    its HEAD is the check, and the checkpoint is not downloaded."""
+    wheel = tiny_tree.spacy_wheel.name
+    mirror.clear_requests()
+    assert main(["lock", "--manifest", str(manifest_copy), *mirror_args(mirror)]) == 0
+    gets = [r for r in mirror.requests_for(wheel) if r.method == "GET"]
+    assert gets and gets[-1].status == 200 and gets[-1].bytes_sent == tiny_tree.spacy_wheel.stat().st_size
+    assert [r.method for r in mirror.requests_for("tiny-random.en.pt")] == ["HEAD"]
+
+
+def test_preload_without_a_lock_warns_once_that_models_are_unpinned(manifest_copy, mirror, tmp_path, capsys):
+    """The same sentence build.py prints, from its one owner (lockfile.unpinned_warning); a lock silences it."""
+    lock = manifest_copy.with_suffix(".lock")
+    saved = lock.read_bytes()
+    lock.unlink()
+    assert preload(manifest_copy, tmp_path / "d1", mirror, "--model", "whisper-tiny") == 0
+    err = capsys.readouterr().err.splitlines()
+    warnings = [line for line in err if line.startswith("warning:")]
+    assert warnings == [f"warning: {lock} missing: models are fetched unpinned; run `modelbake lock`"], err
+    lock.write_bytes(saved)
+    assert preload(manifest_copy, tmp_path / "d2", mirror, "--model", "whisper-tiny") == 0
+    assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")] == []
+
+
 def test_preload_dest_layout_and_second_run_makes_zero_requests(manifest_copy, mirror, tmp_path, tiny_tree):
     dest = tmp_path / "dest"
     assert preload(manifest_copy, dest, mirror) == 0
@@ -134,6 +160,14 @@ def test_bad_bytes_or_missing_file_fail_naming_model_file_url_and_leave_dest_unc
     assert f"model {model_id}: {file}" in line and mirror.url in line
     if fault == "corrupt":
         assert "sha256 mismatch" in line
+        hint = next(ln for ln in err.splitlines() if ln.startswith("hint:"))
+        # Whisper and spaCy are pinned by the manifest's sha256, which may be the fault: both lines name it. A
+        # Hugging Face file's digest is the Hub's, in the lock: the mirror sent other bytes than it listed.
+        field = f"{manifest_copy}: models.{model_id}.sha256"
+        if model_id == "bart-map":
+            assert field not in line and "models.toml" not in hint and "re-run `modelbake lock`" in hint
+        else:
+            assert field in line and f"check {field}" in hint and "check the mirror" in hint
     assert tree_state(dest) == {}
 
 

@@ -211,6 +211,11 @@ def check_drift(manifest: Manifest, lock: Lock, model_ids: list[str] | None = No
     return problems
 
 
+def unpinned_warning(lock_path: Path) -> str:
+    """The warning for models fetched without a lock (`modelbake preload`, `build.py`), worded in one place."""
+    return f"{lock_path} missing: models are fetched unpinned; run `modelbake lock`"
+
+
 def lock_hash(path: Path) -> str:
     """Short hash of the lock file's bytes (image tags and cache scopes carry it)."""
     return sha256_file(path)[:12]
