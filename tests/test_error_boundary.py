@@ -162,6 +162,15 @@ def _wrong_sha256(model_id: str, *files: str) -> Callable[[Ctx], None]:
     return setup
 
 
+def _replace(name: str, old: str, new: str) -> Callable[[Ctx], None]:
+    def setup(ctx: Ctx) -> None:
+        path = getattr(ctx, name)
+        assert old in path.read_text()
+        path.write_text(path.read_text().replace(old, new))
+
+    return setup
+
+
 def _no_lock_and(setup: Callable[[Ctx], None]) -> Callable[[Ctx], None]:
     def both(ctx: Ctx) -> None:
         setup(ctx)
@@ -317,6 +326,14 @@ CASES = [
         lambda c: ["model whisper-tiny", WHISPER_FILE, "HTTP 404", f"{c.url('whisper')}/"],
         hints=lambda c: [f"{c.manifest}: models.whisper-tiny.sha256", "sha256 (or the name) is wrong"],
         setup=_no_lock_and(_wrong_sha256("whisper-tiny", "manifest")),
+    ),
+    Case(
+        "spacy-version-wrong-lock",
+        lambda c: c.lock_cmd(),
+        1,
+        lambda c: ["model spacy-ner", "en_tiny_ner-0.1.9-py3-none-any.whl", "HTTP 404", f"{c.url('spacy')}/"],
+        hints=lambda c: [f"{c.manifest}: models.spacy-ner.name (and `version`)", "404"],
+        setup=_replace("manifest", 'version = "0.1.0"', 'version = "0.1.9"'),
     ),
     # -- models that are not there: verify says where it looked and how to fetch them -------------------------
     Case(

@@ -305,7 +305,10 @@ def _verify_error(args: argparse.Namespace, failed: list[VerifyResult]) -> Verif
     if args.models:
         hint = f"run `{shlex.join([*preload, '--dest', str(args.models)])}` to fetch them into {args.models}"
     else:
-        hint = f"run `{shlex.join(preload)}` to fetch them, or pass --models DIR (a tree written by `modelbake preload --dest DIR`)"
+        hint = (
+            f"run `{shlex.join(preload)}` to fetch them, or pass --models DIR (a tree written by "
+            "`modelbake preload --dest DIR`)"
+        )
     return VerifyError(f"verify failed for {broken}; {where}" if broken else f"verify: {where}", hint)
 
 
