@@ -243,6 +243,36 @@ def test_preload_single_entry_from_stdin(manifest_copy, mirror, tmp_path):
     assert not (dest / "whisper").exists()
 
 
+def test_a_lone_entry_names_the_manifests_field_without_a_path(manifest_copy, mirror, tmp_path):
+    """What a Dockerfile.models step runs has no manifest file, only the entry: a bad checkpoint still names the
+    field to fix, as the manifest's, and there is no lock to warn about."""
+    from modelbake.lockfile import entry_json
+
+    entry = read_lock(manifest_copy.with_suffix(".lock")).models["whisper-tiny"]
+    mirror.faults.corrupt.add("tiny-random.en.pt")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelbake",
+            "preload",
+            "--entry",
+            "-",
+            "--dest",
+            str(tmp_path / "d"),
+            *mirror_args(mirror),
+        ],
+        input=entry_json(entry),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(("error:", "hint:", "warning:"))]
+    assert len(errors) == 2, proc.stderr
+    assert "sha256 mismatch: the manifest's models.whisper-tiny.sha256 is " in errors[0]
+    assert errors[1].startswith("hint: check the manifest's models.whisper-tiny.sha256 against")
+
+
 def test_spacy_into_the_active_environment(manifest_copy, mirror, tmp_path):
     """Without --dest, spaCy pipelines are pip-installed into the running environment (a throwaway venv here)."""
     import site
