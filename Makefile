@@ -30,12 +30,12 @@ setup: $(BIN)/modelbake
 # hash: requirements/app.txt (pyproject.toml's dependencies + [ml] + requirements/app.in: what the image and
 # `make setup` install), requirements/dev.txt (the [dev] extra, constrained to app.txt's pins) and
 # requirements/fetch.txt (pyproject.toml's dependencies but requirements/fetch-exclude.txt's, at app.txt's pins:
-# the venv of Dockerfile.models' fetch stage, which every model step runs on). Pins already
-# in a lock are kept, so running it again changes nothing, and after an edit of pyproject.toml or
-# requirements/*.in it adds or drops only what changed; move pins with UV_FLAGS=--upgrade or
-# UV_FLAGS="--upgrade-package NAME". torch comes from the wheelhouse when it holds the wheel, else the PyTorch
-# CPU index (`--torch-backend cpu`); for another platform, see requirements/app.in. uv writes each lock without
-# its own header (which leaves out --find-links and the index), then the header with the full command goes on.
+# the venv of Dockerfile.models' fetch stage, which every model step runs on). Pins already in a lock are kept,
+# so running it again changes nothing, and after an edit of pyproject.toml or requirements/*.in it adds or drops
+# only what changed; move pins with UV_FLAGS=--upgrade or UV_FLAGS="--upgrade-package NAME". torch comes from
+# the wheelhouse when it holds the wheel, else the PyTorch CPU index (`--torch-backend cpu`); for another
+# platform, see requirements/app.in. uv writes each lock without its own header (which leaves out --find-links
+# and the index), then the header with the full command goes on.
 UV ?= $(BIN)/uv
 UV_FLAGS ?=
 LOCK_PYTHON ?= 3.11
