@@ -28,12 +28,14 @@ setup: $(BIN)/modelbake
 
 # The locks, resolved by uv for the image's platform (CPython 3.11, x86_64 manylinux_2_28) with every file's
 # hash: requirements/app.txt (pyproject.toml's dependencies + [ml] + requirements/app.in: what the image and
-# `make setup` install) and requirements/dev.txt (the [dev] extra, constrained to app.txt's pins). Pins already
-# in a lock are kept, so running it again changes nothing, and after an edit of pyproject.toml or
-# requirements/*.in it adds or drops only what changed; move pins with UV_FLAGS=--upgrade or
-# UV_FLAGS="--upgrade-package NAME". torch comes from the wheelhouse when it holds the wheel, else the PyTorch
-# CPU index (`--torch-backend cpu`); for another platform, see requirements/app.in. uv writes each lock without
-# its own header (which leaves out --find-links and the index), then the header with the full command goes on.
+# `make setup` install), requirements/dev.txt (the [dev] extra, constrained to app.txt's pins) and
+# requirements/fetch.txt (pyproject.toml's dependencies but requirements/fetch-exclude.txt's, at app.txt's pins:
+# the venv of Dockerfile.models' fetch stage, which every model step runs on). Pins already in a lock are kept,
+# so running it again changes nothing, and after an edit of pyproject.toml or requirements/*.in it adds or drops
+# only what changed; move pins with UV_FLAGS=--upgrade or UV_FLAGS="--upgrade-package NAME". torch comes from
+# the wheelhouse when it holds the wheel, else the PyTorch CPU index (`--torch-backend cpu`); for another
+# platform, see requirements/app.in. uv writes each lock without its own header (which leaves out --find-links
+# and the index), then the header with the full command goes on.
 UV ?= $(BIN)/uv
 UV_FLAGS ?=
 LOCK_PYTHON ?= 3.11
@@ -44,6 +46,8 @@ UV_COMPILE = pip compile --quiet --no-config --system-certs --generate-hashes --
 	--excludes requirements/exclude.txt
 APP_LOCK = $(UV_COMPILE) pyproject.toml --extra ml requirements/app.in -o requirements/app.txt
 DEV_LOCK = $(UV_COMPILE) pyproject.toml --extra dev -c requirements/app.txt -o requirements/dev.txt
+FETCH_LOCK = $(UV_COMPILE) --excludes requirements/fetch-exclude.txt pyproject.toml -c requirements/app.txt \
+	-o requirements/fetch.txt
 
 # With UV=uv (a uv on PATH) it needs no venv.
 lock-deps: $(if $(filter $(BIN)/uv,$(UV)),setup)
@@ -61,6 +65,14 @@ lock-deps: $(if $(filter $(BIN)/uv,$(UV)),setup)
 	  '# two overlap, every one pinned with its hashes. Do not edit: regenerate with `make lock-deps`, which runs' \
 	  '#    uv $(DEV_LOCK)'; cat requirements/dev.txt; } > requirements/dev.txt.tmp
 	mv requirements/dev.txt.tmp requirements/dev.txt
+	$(UV) $(FETCH_LOCK) $(UV_FLAGS)
+	{ printf '%s\n' \
+	  '# The venv of the fetch stage of Dockerfile.models, which every model step runs on: the dependencies of' \
+	  '# pyproject.toml but those of the CLI alone (requirements/fetch-exclude.txt), at the versions of' \
+	  '# requirements/app.txt, every one pinned with its hashes, bind-mounted into the stage and installed with' \
+	  '# `pip install --require-hashes --no-deps`. Do not edit: regenerate with `make lock-deps`, which runs' \
+	  '#    uv $(FETCH_LOCK)'; cat requirements/fetch.txt; } > requirements/fetch.txt.tmp
+	mv requirements/fetch.txt.tmp requirements/fetch.txt
 
 # A Docker engine with buildx and the containerd image store (Debian 13's packages on Debian 12; idempotent).
 engine:

@@ -1,4 +1,4 @@
-"""The requirements locks (requirements/app.txt, requirements/dev.txt) read back: one entry per package.
+"""The requirements locks (requirements/app.txt, dev.txt, fetch.txt) read back: one entry per package.
 
 A lock is what `uv pip compile --generate-hashes` writes: `name==version \\` followed by `--hash=sha256:...`
 continuation lines, with `# via` comments. Parsed here by hand (pip has no public parser) into logical lines.
@@ -16,6 +16,7 @@ from packaging.utils import canonicalize_name
 REPO = Path(__file__).resolve().parents[1]
 APP_LOCK = REPO / "requirements" / "app.txt"
 DEV_LOCK = REPO / "requirements" / "dev.txt"
+FETCH_LOCK = REPO / "requirements" / "fetch.txt"
 HASH = re.compile(r"^--hash=sha256:([0-9a-f]{64})$")
 
 

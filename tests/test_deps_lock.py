@@ -1,8 +1,10 @@
-"""The locks of the Python dependencies (requirements/) and what installs them: Dockerfile's deps stage, `make setup`.
+"""The locks of the Python dependencies (requirements/) and what installs them: Dockerfile's deps stage, `make setup`,
+Dockerfile.models' fetch stage.
 
 The image and the dev venv install requirements/app.txt with `pip install --require-hashes --no-deps`: nothing is
 resolved at build time, so the lock alone decides every version, and it must pin everything, with hashes, torch
-CPU once and no triton (openai-whisper's metadata asks for it; ~1 GB of CUDA kernels).
+CPU once and no triton (openai-whisper's metadata asks for it; ~1 GB of CUDA kernels). The fetch stage, which every
+model step runs on, installs requirements/fetch.txt the same way: the fetch code's dependencies at app.txt's pins.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from reqlock import APP_LOCK, DEV_LOCK, read_lock
+from modelbake.dockerfile import FETCH_LOCK_MOUNT
+from reqlock import APP_LOCK, DEV_LOCK, FETCH_LOCK, read_lock
 
 pytestmark = pytest.mark.unit
 
@@ -66,7 +69,7 @@ def instructions(text: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("lock", [APP_LOCK, DEV_LOCK], ids=["app", "dev"])
+@pytest.mark.parametrize("lock", [APP_LOCK, DEV_LOCK, FETCH_LOCK], ids=["app", "dev", "fetch"])
 def test_every_requirement_is_pinned_with_hashes(lock):
     entries = read_lock(lock)
     assert len(entries) > 10
@@ -174,7 +177,8 @@ def test_lock_headers_give_the_regenerate_command():
     makefile = (REPO / "Makefile").read_text()
     assert re.search(r"^lock-deps:", makefile, re.M)
     for lock, inputs in ((APP_LOCK, "pyproject.toml --extra ml requirements/app.in"),
-                         (DEV_LOCK, "pyproject.toml --extra dev -c requirements/app.txt")):  # fmt: skip
+                         (DEV_LOCK, "pyproject.toml --extra dev -c requirements/app.txt"),
+                         (FETCH_LOCK, "--excludes requirements/fetch-exclude.txt pyproject.toml -c requirements/app.txt")):  # fmt: skip
         header = "\n".join(line for line in lock.read_text().splitlines()[:8] if line.startswith("#"))
         assert "make lock-deps" in header
         command = re.search(r"^#\s+(uv pip compile .*)$", header, re.M)
@@ -211,6 +215,75 @@ def test_dockerfile_deps_stage_installs_the_lock_once_with_hash_checking():
     assert "pyproject.toml" not in stage
     # the lock is in the build context (.dockerignore is an allow-list)
     assert "!requirements/app.txt" in (REPO / ".dockerignore").read_text().splitlines()
+
+
+def closure(roots: list[str]) -> set[str]:
+    """Every distribution `roots` need on the image's platform, from the running venv's metadata (which `make setup`
+    installs from requirements/app.txt)."""
+    found: set[str] = set()
+    todo = [canonicalize_name(Requirement(r).name) for r in roots]
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        for text in metadata.distribution(name).requires or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({**IMAGE_ENV, "extra": ""}):
+                todo.append(canonicalize_name(req.name))
+    return found
+
+
+def test_fetch_lock_is_pyprojects_dependencies_but_rich_and_their_closure_at_the_app_locks_pins():
+    """The fetch stage installs requirements/fetch.txt with --no-deps: it must hold exactly what the fetch code's
+    dependencies need (pyproject.toml's but the CLI's rich, whose dependencies would come along otherwise) and
+    nothing else, each within pyproject's range, at the same pin and hashes as the app image's lock."""
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    roots = [d for d in declared if canonicalize_name(Requirement(d).name) != "rich"]
+    assert len(roots) == len(declared) - 1
+    excluded = (REPO / "requirements/fetch-exclude.txt").read_text().splitlines()
+    assert [line for line in excluded if line and not line.startswith("#")] == ["rich"]
+    fetch = {e.name: e for e in read_lock(FETCH_LOCK)}
+    app = {e.name: e for e in read_lock(APP_LOCK)}
+    for name, entry in fetch.items():
+        if metadata.version(name) != entry.version:
+            pytest.skip(f"this venv has {name} {metadata.version(name)}, not the locked {entry.version} (`make setup`)")
+    assert set(fetch) == closure(roots)
+    assert "rich" not in fetch
+    for text in roots:
+        req = Requirement(text)
+        assert req.specifier.contains(fetch[canonicalize_name(req.name)].version, prereleases=True), text
+    for name, entry in fetch.items():
+        assert (entry.version, set(entry.hashes)) == (app[name].version, set(app[name].hashes)), name
+
+
+def fetch_stage(dockerfile: str) -> str:
+    """Dockerfile.models' `fetch` stage: from its FROM to the first model stage."""
+    start = dockerfile.index(" AS fetch\n")
+    return dockerfile[start : dockerfile.index("\nFROM fetch AS ", start)]
+
+
+def test_dockerfile_models_fetch_stage_installs_the_fetch_lock_from_a_bind_mount():
+    """One pip install in the fetch stage, of requirements/fetch.txt only, hash-checked and without resolving,
+    bind-mounted (never COPYed into a layer): the step's key is that file, and the file is no layer of the image.
+    pyproject.toml, the other locks and the CLI are not in the stage."""
+    text = (REPO / "Dockerfile.models").read_text()
+    stage = fetch_stage(text)
+    runs = [i for i in instructions(stage) if i.startswith("RUN ")]
+    assert len(runs) == 1
+    assert FETCH_LOCK_MOUNT == "--mount=type=bind,source=requirements/fetch.txt,target=/tmp/requirements/fetch.txt"
+    assert FETCH_LOCK_MOUNT in runs[0]
+    installs = re.findall(r"pip install ([^&;]*)", runs[0])
+    assert len(installs) == 1, installs
+    args = installs[0].split()
+    assert args == ["--require-hashes", "--no-deps", "-r", "/tmp/requirements/fetch.txt"]
+    assert len(re.findall(r"\bpip install\b", "\n".join(instructions(text)))) == 1
+    copies = [i for i in instructions(stage) if i.startswith("COPY ")]
+    assert copies and not [c for c in copies if "requirements" in c or "pyproject.toml" in c]
+    assert "pyproject.toml" not in stage and "app.txt" not in stage and "dev.txt" not in stage
+    assert "modelbake/cli.py" not in stage and "modelbake/progress.py" not in stage
+    assert "python -m modelbake.fetch_entry " in text
+    assert "!requirements/fetch.txt" in (REPO / ".dockerignore").read_text().splitlines()
 
 
 def test_make_setup_installs_the_same_lock():

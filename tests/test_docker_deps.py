@@ -37,7 +37,6 @@ def build_deps(tag: str):
         secrets={"ca": CA_BUNDLE} if CA_BUNDLE.is_file() else {},
         no_cache=True,
         layer_compression="uncompressed",
-        label="deps",
     )
     return run_build(spec)
 

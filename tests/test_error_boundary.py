@@ -12,6 +12,7 @@ The bench's missing chart library is tested in tests/test_bench.py.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, mirror_args
+from conftest import REPO, mirror_args, unavailable
 from modelbake.digests import sha256_file
 from modelbake.lockfile import read_lock
 
@@ -49,6 +50,7 @@ def tiny_locked(byte_locked):
 
 
 WHISPER_FILE = "tiny-random.en.pt"
+SPACY_WHEEL = "en_tiny_ner-0.1.0-py3-none-any.whl"
 # What a failed run must never leave behind anywhere under --dest (temp files, staging dirs, probes).
 PARTIAL_MARKERS = (".incomplete", ".tmp", ".modelbake-staging-", ".modelbake-tmp", ".probe-", ".old")
 
@@ -93,7 +95,7 @@ class Case:
     argv: Callable[[Ctx], list[str]]
     code: int
     names: Callable[[Ctx], list[str]] = lambda ctx: []  # what the `error:` line must name
-    hint: str = ""  # a substring of the `hint:` line
+    hints: Callable[[Ctx], list[str]] = lambda ctx: []  # what the `hint:` line must name
     faults: dict[str, tuple[str, ...]] = field(default_factory=dict)  # mirror fault -> path substrings
     setup: Callable[[Ctx], None] | None = None
     namespace: Callable[[Ctx], str] | None = None  # shell run in a private user+mount namespace first
@@ -143,6 +145,49 @@ def _tmpfs(size: str) -> Callable[[Ctx], str]:
     return script
 
 
+def _wrong_sha256(model_id: str, *files: str) -> Callable[[Ctx], None]:
+    """A typo in the manifest's sha256 of `model_id` (still 64 hex digits), in each of `files` (`manifest`,
+    `lock`: a lock that took the wrong pin over, as `modelbake lock` did before it checked spaCy wheels)."""
+
+    def setup(ctx: Ctx) -> None:
+        pinned = read_lock(ctx.lock).models[model_id].files[0].sha256
+        typo = pinned[:-1] + ("0" if pinned[-1] != "0" else "1")
+        for name in files:
+            path = getattr(ctx, name)
+            if name == "lock" and not path.exists():
+                continue
+            assert pinned in path.read_text()
+            path.write_text(path.read_text().replace(pinned, typo))
+
+    return setup
+
+
+def _replace(name: str, old: str, new: str) -> Callable[[Ctx], None]:
+    def setup(ctx: Ctx) -> None:
+        path = getattr(ctx, name)
+        assert old in path.read_text()
+        path.write_text(path.read_text().replace(old, new))
+
+    return setup
+
+
+def _no_lock_and(setup: Callable[[Ctx], None]) -> Callable[[Ctx], None]:
+    def both(ctx: Ctx) -> None:
+        setup(ctx)
+        ctx.lock.unlink()
+
+    return both
+
+
+def _loaders_installed(ctx: Ctx) -> None:
+    """verify checks its loaders are installed (the `ml` extra) before anything else; it imports none of them."""
+    from modelbake.verify import LOADER_MODULES
+
+    missing = [m for modules in LOADER_MODULES.values() for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        unavailable(f"verify needs {', '.join(missing)} (the `ml` extra) installed")
+
+
 def _fetched(ctx: Ctx) -> None:
     """Every file in place and matching the lock's sha256, though no response said how long it was."""
     lock = read_lock(ctx.lock)
@@ -185,7 +230,7 @@ CASES = [
         lambda c: c.lock_cmd(),
         1,
         lambda c: ["model bart-map", "HTML page, not JSON", f"{c.url('huggingface')}/api/models/modelbake-tiny/bart/"],
-        hint="proxy",
+        hints=lambda c: ["proxy"],
         faults={"html": ("/api/",)},
     ),
     Case(
@@ -248,6 +293,64 @@ CASES = [
             c.resolve_url("bart-map", "model.safetensors"),
         ],
         faults={"truncate": ("model.safetensors",)},
+    ),
+    # -- a wrong pin in the manifest: the error and the hint name the field to fix ------------------------------
+    Case(
+        "spacy-sha256-wrong-lock",
+        lambda c: c.lock_cmd(),
+        1,
+        lambda c: ["model spacy-ner", SPACY_WHEEL, "sha256 mismatch", f"{c.manifest}: models.spacy-ner.sha256"],
+        hints=lambda c: [f"check {c.manifest}: models.spacy-ner.sha256", "`modelbake lock`", "check the mirror"],
+        setup=_wrong_sha256("spacy-ner", "manifest"),
+    ),
+    Case(
+        "spacy-sha256-wrong-preload",
+        lambda c: c.preload("spacy-ner"),
+        1,
+        lambda c: ["model spacy-ner", SPACY_WHEEL, "sha256 mismatch", f"{c.manifest}: models.spacy-ner.sha256"],
+        hints=lambda c: [f"check {c.manifest}: models.spacy-ner.sha256", "check the mirror"],
+        setup=_wrong_sha256("spacy-ner", "manifest", "lock"),
+    ),
+    Case(
+        "whisper-sha256-wrong-lock",
+        lambda c: c.lock_cmd(),
+        1,
+        lambda c: ["model whisper-tiny", WHISPER_FILE, "HTTP 404", f"{c.url('whisper')}/"],
+        hints=lambda c: [f"{c.manifest}: models.whisper-tiny.sha256", "404", "sha256 (or the name) is wrong"],
+        setup=_wrong_sha256("whisper-tiny", "manifest"),
+    ),
+    Case(
+        "whisper-sha256-wrong-preload-unlocked",
+        lambda c: c.preload("whisper-tiny"),
+        1,
+        lambda c: ["model whisper-tiny", WHISPER_FILE, "HTTP 404", f"{c.url('whisper')}/"],
+        hints=lambda c: [f"{c.manifest}: models.whisper-tiny.sha256", "sha256 (or the name) is wrong"],
+        setup=_no_lock_and(_wrong_sha256("whisper-tiny", "manifest")),
+    ),
+    Case(
+        "spacy-version-wrong-lock",
+        lambda c: c.lock_cmd(),
+        1,
+        lambda c: ["model spacy-ner", "en_tiny_ner-0.1.9-py3-none-any.whl", "HTTP 404", f"{c.url('spacy')}/"],
+        hints=lambda c: [f"{c.manifest}: models.spacy-ner.name (and `version`)", "404"],
+        setup=_replace("manifest", 'version = "0.1.0"', 'version = "0.1.9"'),
+    ),
+    # -- models that are not there: verify says where it looked and how to fetch them -------------------------
+    Case(
+        "verify-not-present",
+        lambda c: ["verify", "--manifest", str(c.manifest), "--profile", "test"],
+        1,
+        lambda c: ["not present in the default caches: whisper-tiny, spacy-ner, bart-map, led-reduce"],
+        hints=lambda c: [f"`modelbake preload --manifest {c.manifest} --profile test`", "--models DIR"],
+        setup=_loaders_installed,
+    ),
+    Case(
+        "verify-not-present-in-models-dir",
+        lambda c: ["verify", "--manifest", str(c.manifest), "--model", "bart-map", "--models", str(c.tmp)],
+        1,
+        lambda c: [f"not present in {c.tmp}: bart-map"],
+        hints=lambda c: [f"`modelbake preload --manifest {c.manifest} --model bart-map --dest {c.tmp}`"],
+        setup=_loaders_installed,
     ),
     # -- the destination ------------------------------------------------------------------------------------
     Case(
@@ -322,7 +425,7 @@ CASES = [
         lambda c: c.preload(),
         2,
         lambda c: [str(c.lock), "lock_version 99: written by a newer modelbake", "reads lock_version 1"],
-        hint="upgrade modelbake",
+        hints=lambda c: ["upgrade modelbake"],
         setup=_lock_version(99),
         build=True,
     ),
@@ -387,7 +490,7 @@ CASES = [
         lambda c: ["verify", "--manifest", str(c.manifest), "--model", "bart-map"],
         2,
         lambda c: ["modelbake verify needs torch"],
-        hint="modelbake[ml]",
+        hints=lambda c: ["modelbake[ml]"],
         python=BLOCK_TORCH,
     ),
 ]
@@ -412,7 +515,7 @@ def _run(case: Case, ctx: Ctx, argv: list[str]) -> tuple[subprocess.CompletedPro
     if case.namespace is not None:
         reason = _namespace_works(ctx.tmp)
         if reason:
-            pytest.skip(reason)
+            unavailable(reason)
         script = (
             f'{case.namespace(ctx)} || exit 97; "$@"; rc=$?; '
             f'if [ -d "{ctx.dest}" ]; then find "{ctx.dest}" -mindepth 1 -printf "%y %P\\n" > "{listing}"; fi; exit $rc'
@@ -440,9 +543,12 @@ def _assert_one_line(case: Case, ctx: Ctx, proc: subprocess.CompletedProcess[str
     assert len(errors) == 1, out
     for name in case.names(ctx):
         assert name in errors[0], f"{name!r} not named in {errors[0]!r}"
-    if case.hint:
+    wanted = case.hints(ctx)
+    if wanted:
         hints = [line for line in proc.stderr.splitlines() if line.startswith("hint:")]
-        assert hints and case.hint in hints[0], out
+        assert len(hints) == 1, out
+        for name in wanted:
+            assert name in hints[0], f"{name!r} not named in {hints[0]!r}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -452,7 +558,7 @@ def test_failure_is_one_error_line_and_leaves_nothing_partial(case: Case, manife
         case.setup(ctx)
     for fault, keys in case.faults.items():
         getattr(mirror.faults, fault).update(keys)
-    ctx.before = {p: p.read_bytes() for p in (ctx.manifest, ctx.lock)}
+    ctx.before = {p: p.read_bytes() for p in (ctx.manifest, ctx.lock) if p.exists()}
 
     proc, entries = _run(case, ctx, case.argv(ctx))
 

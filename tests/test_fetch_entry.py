@@ -9,13 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO, mirror_args
-from modelbake.dockerfile import FETCH_PACKAGES, FETCH_REQUIREMENTS, FETCH_SOURCES
+from modelbake.dockerfile import FETCH_PACKAGES, FETCH_SOURCES
 from modelbake.lockfile import entry_json, read_lock
 from modelbake.manifest import load_manifest
 from modelbake.paths import Layout
@@ -89,16 +88,3 @@ def test_an_unlocked_model_and_bad_arguments(tmp_path, tiny_locked, mirror, caps
     assert main(["--entry", "-"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[-2].startswith("error: python -m modelbake.fetch_entry: the following arguments are required: --dest")
-
-
-@pytest.mark.unit
-def test_fetch_requirements_are_pyprojects_dependencies_but_rich():
-    """The fetch stage installs FETCH_REQUIREMENTS, written into Dockerfile.models (pyproject.toml is not in the
-    stage, so none of its edits reaches a model step's key); they must still be the package's dependencies,
-    minus the CLI's rich."""
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert sorted(FETCH_REQUIREMENTS) == sorted(d for d in deps if not d.startswith("rich"))
-    fetch = (REPO / "Dockerfile.models").read_text().split("FROM fetch AS ")[0]
-    assert "pyproject.toml" not in fetch
-    assert "modelbake/cli.py" not in fetch and "modelbake/progress.py" not in fetch
-    assert "python -m modelbake.fetch_entry " in (REPO / "Dockerfile.models").read_text()

@@ -72,6 +72,32 @@ def test_lock_pins_every_file_and_regenerates_byte_identical(tiny_locked, tiny_t
     assert main(["lock", "--manifest", str(tiny_locked), "--check"]) == 0
 
 
+def test_lock_reads_the_spacy_wheel_to_check_the_manifests_sha256(manifest_copy, mirror, tiny_tree):
+    """The manifest's spaCy sha256 is the user's own pin, which no server states: the lock proves it against the
+    wheel's bytes (read whole, nothing kept), where a HEAD proves nothing. Whisper's URL carries its sha256, so
+    its HEAD is the check, and the checkpoint is not downloaded."""
+    wheel = tiny_tree.spacy_wheel.name
+    mirror.clear_requests()
+    assert main(["lock", "--manifest", str(manifest_copy), *mirror_args(mirror)]) == 0
+    gets = [r for r in mirror.requests_for(wheel) if r.method == "GET"]
+    assert gets and gets[-1].status == 200 and gets[-1].bytes_sent == tiny_tree.spacy_wheel.stat().st_size
+    assert [r.method for r in mirror.requests_for("tiny-random.en.pt")] == ["HEAD"]
+
+
+def test_preload_without_a_lock_warns_once_that_models_are_unpinned(manifest_copy, mirror, tmp_path, capsys):
+    """The same sentence build.py prints, from its one owner (lockfile.unpinned_warning); a lock silences it."""
+    lock = manifest_copy.with_suffix(".lock")
+    saved = lock.read_bytes()
+    lock.unlink()
+    assert preload(manifest_copy, tmp_path / "d1", mirror, "--model", "whisper-tiny") == 0
+    err = capsys.readouterr().err.splitlines()
+    warnings = [line for line in err if line.startswith("warning:")]
+    assert warnings == [f"warning: {lock} missing: models are fetched unpinned; run `modelbake lock`"], err
+    lock.write_bytes(saved)
+    assert preload(manifest_copy, tmp_path / "d2", mirror, "--model", "whisper-tiny") == 0
+    assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")] == []
+
+
 def test_preload_dest_layout_and_second_run_makes_zero_requests(manifest_copy, mirror, tmp_path, tiny_tree):
     dest = tmp_path / "dest"
     assert preload(manifest_copy, dest, mirror) == 0
@@ -134,6 +160,14 @@ def test_bad_bytes_or_missing_file_fail_naming_model_file_url_and_leave_dest_unc
     assert f"model {model_id}: {file}" in line and mirror.url in line
     if fault == "corrupt":
         assert "sha256 mismatch" in line
+        hint = next(ln for ln in err.splitlines() if ln.startswith("hint:"))
+        # Whisper and spaCy are pinned by the manifest's sha256, which may be the fault: both lines name it. A
+        # Hugging Face file's digest is the Hub's, in the lock: the mirror sent other bytes than it listed.
+        field = f"{manifest_copy}: models.{model_id}.sha256"
+        if model_id == "bart-map":
+            assert field not in line and "models.toml" not in hint and "re-run `modelbake lock`" in hint
+        else:
+            assert field in line and f"check {field}" in hint and "check the mirror" in hint
     assert tree_state(dest) == {}
 
 
@@ -207,6 +241,36 @@ def test_preload_single_entry_from_stdin(manifest_copy, mirror, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (dest / "huggingface/hub").iterdir()) == ["models--modelbake-tiny--led"]
     assert not (dest / "whisper").exists()
+
+
+def test_a_lone_entry_names_the_manifests_field_without_a_path(manifest_copy, mirror, tmp_path):
+    """What a Dockerfile.models step runs has no manifest file, only the entry: a bad checkpoint still names the
+    field to fix, as the manifest's, and there is no lock to warn about."""
+    from modelbake.lockfile import entry_json
+
+    entry = read_lock(manifest_copy.with_suffix(".lock")).models["whisper-tiny"]
+    mirror.faults.corrupt.add("tiny-random.en.pt")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelbake",
+            "preload",
+            "--entry",
+            "-",
+            "--dest",
+            str(tmp_path / "d"),
+            *mirror_args(mirror),
+        ],
+        input=entry_json(entry),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(("error:", "hint:", "warning:"))]
+    assert len(errors) == 2, proc.stderr
+    assert "sha256 mismatch: the manifest's models.whisper-tiny.sha256 is " in errors[0]
+    assert errors[1].startswith("hint: check the manifest's models.whisper-tiny.sha256 against")
 
 
 def test_spacy_into_the_active_environment(manifest_copy, mirror, tmp_path):

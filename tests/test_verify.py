@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -110,13 +113,61 @@ def test_network_guard_blocks_and_records():
 
 
 @pytest.mark.ml_models
-def test_verify_of_a_missing_repo_fails_offline_without_touching_the_network(baked, tmp_path):
-    """Offline flags set before the loaders import: a missing repo fails at once, with no connection tried."""
+def test_verify_of_a_file_missing_from_a_snapshot_fails_offline_without_touching_the_network(baked, tmp_path):
+    """Offline flags set before the loaders import: a snapshot without its config.json is there, so its loader
+    runs, and fails at once, with no connection tried."""
     manifest, dest = baked
-    broken = tmp_path / "nohub"
+    broken = tmp_path / "noconfig"
     shutil.copytree(dest, broken, symlinks=True)
-    shutil.rmtree(broken / "huggingface/hub/models--modelbake-tiny--bart")
+    commit = read_lock(manifest.with_suffix(".lock")).models["bart-map"].revision
+    (broken / f"huggingface/hub/models--modelbake-tiny--bart/snapshots/{commit}/config.json").unlink()
     proc = run_cli("verify", "--manifest", str(manifest), "--model", "bart-map", "--models", str(broken))
     assert proc.returncode == 1
-    assert "model bart-map:" in proc.stderr
+    assert "error: verify failed for bart-map" in proc.stderr
+    assert "model bart-map:" in proc.stderr and "not present" not in proc.stderr
     assert "tried the network" not in proc.stderr
+
+
+@pytest.mark.unit
+@pytest.mark.loopback
+def test_verify_says_where_it_looked_for_models_that_are_not_there(byte_locked, tmp_path):
+    """Nothing preloaded in the default caches: one line per model saying where verify looked, one error line,
+    and a hint with the command that fetches them; no loader runs, so none of their errors (spaCy's E050,
+    transformers' "couldn't connect to huggingface.co") stands in for that."""
+    manifest = tmp_path / "models.toml"
+    shutil.copy(byte_locked, manifest)
+    shutil.copy(byte_locked.with_suffix(".lock"), manifest.with_suffix(".lock"))
+    lock = read_lock(manifest.with_suffix(".lock"))
+    cache, hub = Path(os.environ["XDG_CACHE_HOME"]), Path(os.environ["HF_HOME"]) / "hub"
+    proc = run_cli("verify", "--manifest", str(manifest), "--profile", "test")
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    snapshot = "{}/snapshots/{}".format
+    assert lines == [
+        f"  model whisper-tiny: not present: no {cache}/whisper/tiny-random.en.pt",
+        f"  model spacy-ner: not present: no pipeline en_tiny_ner in this Python environment ({sys.prefix})",
+        f"  model bart-map: not present: no {snapshot(hub / 'models--modelbake-tiny--bart', lock.models['bart-map'].revision)}",
+        f"  model led-reduce: not present: no {snapshot(hub / 'models--modelbake-tiny--led', lock.models['led-reduce'].revision)}",
+        "error: verify: not present in the default caches: whisper-tiny, spacy-ner, bart-map, led-reduce",
+        f"hint: run `modelbake preload --manifest {manifest} --profile test` to fetch them, or pass --models DIR "
+        "(a tree written by `modelbake preload --dest DIR`)",
+    ], proc.stderr
+    assert "E050" not in proc.stdout + proc.stderr and "huggingface.co" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.ml_models
+def test_verify_loads_the_models_that_are_there_and_names_the_one_that_is_not(baked, tmp_path):
+    """A tree missing one checkpoint: every other model still loads and runs with its real loader."""
+    manifest, dest = baked
+    partial = tmp_path / "partial"
+    shutil.copytree(dest, partial, symlinks=True)
+    (partial / "whisper/tiny-random.en.pt").unlink()
+    proc = run_cli("verify", "--manifest", str(manifest), "--profile", "test", "--models", str(partial))
+    assert proc.returncode == 1
+    rows = {m: next(line for line in proc.stdout.splitlines() if m in line) for m in ("spacy-ner", "bart-map")}
+    assert all(" ok " in row for row in rows.values()), rows
+    assert "entities" in rows["spacy-ner"] and "generated" in rows["bart-map"]
+    assert f"model whisper-tiny: not present: no {partial}/whisper/tiny-random.en.pt" in proc.stderr
+    assert f"error: verify: not present in {partial}: whisper-tiny" in proc.stderr
+    expected = f"hint: run `modelbake preload --manifest {manifest} --profile test --dest {partial}` to fetch them"
+    assert expected in proc.stderr

@@ -21,7 +21,7 @@ from .cachespec import CacheBackend, CacheSpecs, specs_for
 from .dockerfile import render_models_dockerfile
 from .errors import UsageError, write_error
 from .layers import Layer, plan_layers
-from .lockfile import Lock
+from .lockfile import Lock, unpinned_warning
 from .manifest import ModelSpec
 from .mirrors import build_mirrors, mirrors_toml, unforwarded_variables
 
@@ -60,7 +60,7 @@ def make_plan(inputs: BuildInputs, options: BuildOptions) -> BuildPlan:
     warnings = list(inputs.cache_warnings)
     notes = []
     if inputs.lock is None:
-        warnings.append(f"{inputs.manifest.lock_path} missing: models are fetched unpinned; run `modelbake lock`")
+        warnings.append(unpinned_warning(inputs.manifest.lock_path))
     if not specs:
         notes.append(f"profile {options.profile!r} has no models: the models image has no layers")
     mirrors = build_mirrors(options.mirrors, inputs.manifest.mirrors)

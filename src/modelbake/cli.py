@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import textwrap
 import time
@@ -238,6 +239,7 @@ def _progress() -> tuple[Progress, AbstractContextManager[object]]:
 
 
 def cmd_preload(args: argparse.Namespace) -> int:
+    from .lockfile import unpinned_warning
     from .mirrors import parse_mirror_args, resolve_mirrors
     from .paths import Layout
     from .preload import plan_for, preload, read_hf_token, summary_line
@@ -246,6 +248,8 @@ def cmd_preload(args: argparse.Namespace) -> int:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1")
     started = time.perf_counter()
     plan, manifest_mirrors = plan_for(args.entry, args.manifest, args.profile, args.model)
+    if plan.missing_lock is not None:
+        print(f"warning: {unpinned_warning(plan.missing_lock)}", file=sys.stderr, flush=True)
     mirrors = resolve_mirrors(parse_mirror_args(args.mirror), manifest_mirrors)
     layout = Layout.dest(args.dest) if args.dest else Layout.default()
     progress, context = _progress()
@@ -274,9 +278,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if failed:
         for r in failed:
             print(f"  model {r.model_id}: {r.detail}", file=sys.stderr)
-        raise VerifyError(f"verify failed for {', '.join(r.model_id for r in failed)}")
+        raise _verify_error(args, failed)
     print(f"verify: {len(results)} models load and run offline")
     return 0
+
+
+def _verify_error(args: argparse.Namespace, failed: list[VerifyResult]) -> VerifyError:
+    """One line for every model that failed; models that are not there get the hint that fetches them."""
+    broken = ", ".join(r.model_id for r in failed if r.present)
+    absent = ", ".join(r.model_id for r in failed if not r.present)
+    if not absent:
+        return VerifyError(f"verify failed for {broken}")
+    where = f"not present in {args.models or 'the default caches'}: {absent}"
+    preload = ["modelbake", "preload"]
+    if args.manifest != Path(DEFAULT_MANIFEST):
+        preload += ["--manifest", str(args.manifest)]
+    preload += ["--profile", args.profile] if args.profile else []
+    preload += [arg for model_id in args.model or [] for arg in ("--model", model_id)]
+    if args.models:
+        hint = f"run `{shlex.join([*preload, '--dest', str(args.models)])}` to fetch them into {args.models}"
+    else:
+        hint = (
+            f"run `{shlex.join(preload)}` to fetch them, or pass --models DIR (a tree written by "
+            "`modelbake preload --dest DIR`)"
+        )
+    return VerifyError(f"verify failed for {broken}; {where}" if broken else f"verify: {where}", hint)
 
 
 def _print_verify_table(results: list[VerifyResult]) -> None:

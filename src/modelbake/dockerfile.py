@@ -48,10 +48,13 @@ FETCH_SOURCES = (
     "src/modelbake/state.py",
 )
 FETCH_PACKAGES = ("src/modelbake/fetchers",)
-# What the fetch code needs installed: pyproject.toml's dependencies but rich (the CLI's progress bars). Written
-# into Dockerfile.models rather than read from pyproject.toml at build time, so an edit of pyproject.toml (its
-# version, the dev tools, a tool's settings) is no input of a model step; a test keeps the two in step.
-FETCH_REQUIREMENTS = ("huggingface_hub>=1.0", "httpx>=0.27", "filelock>=3.12")
+# What the fetch code needs installed: pyproject.toml's dependencies but rich (the CLI's progress bars), locked
+# with hashes by `make lock-deps` at requirements/app.txt's versions. Bind-mounted into the one step that
+# installs it, never copied into a layer: that step's key is this file's bytes (with the base image), so two
+# builds a month apart install the same versions, and an edit of pyproject.toml or of another lock is no input
+# of a model step.
+FETCH_LOCK = "requirements/fetch.txt"
+FETCH_LOCK_MOUNT = f"--mount=type=bind,source={FETCH_LOCK},target=/tmp/{FETCH_LOCK}"
 
 # Secrets: never in a layer, the history, the config or a cache key.
 CA_MOUNT = "--mount=type=secret,id=ca,target=/etc/ssl/certs/ca-certificates.crt,required=false"
@@ -202,11 +205,13 @@ def _fetch_stage() -> list[str]:
         "    PATH=/opt/fetch/bin:$PATH \\",
         "    MODELBAKE_MIRRORS_FILE=/run/secrets/mirrors \\",
         "    MODELBAKE_HF_TOKEN_FILE=/run/secrets/hf_token",
-        "# Only what the fetch code needs (huggingface_hub, httpx, filelock): no torch, no rich.",
+        f"# Only what the fetch code needs ({FETCH_LOCK}: huggingface_hub, httpx, filelock and what they need, each",
+        "# pinned with its hashes; no torch, no rich), installed as locked: nothing is resolved here.",
         f"RUN {CA_MOUNT} \\",
         f"    {PIP_CACHE_MOUNT} \\",
+        f"    {FETCH_LOCK_MOUNT} \\",
         "    python -m venv /opt/fetch \\",
-        "    && pip install " + " ".join(f"'{r}'" for r in FETCH_REQUIREMENTS),
+        f"    && pip install --require-hashes --no-deps -r /tmp/{FETCH_LOCK}",
         "# The fetch code only (see FETCH_SOURCES in src/modelbake/dockerfile.py): the CLI is not in this stage.",
         f"COPY --link {' '.join(FETCH_SOURCES)} /opt/modelbake/src/modelbake/",
     ]

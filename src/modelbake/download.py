@@ -61,7 +61,7 @@ def _check_answer(response: httpx.Response, model_id: str, path: str, url: str) 
     """An error status or an HTML page where the file belongs is a FetchError (the caller retries the statuses
     worth retrying first)."""
     if response.status_code >= 400:
-        raise FetchError(model_id, path, url, f"HTTP {response.status_code}")
+        raise FetchError(model_id, path, url, f"HTTP {response.status_code}", status=response.status_code)
     if _is_html(response):
         raise FetchError(model_id, path, url, HTML_REASON)
 
@@ -87,19 +87,39 @@ def head_size(client: httpx.Client, url: str, model_id: str, path: str) -> int |
     return None
 
 
-def remote_size(client: httpx.Client, url: str, model_id: str, path: str, expected_sha256: str) -> int:
+def remote_size(
+    client: httpx.Client, url: str, model_id: str, path: str, expected_sha256: str, manifest_field: str | None = None
+) -> int:
     """The size of a pinned file, for the lock: the HEAD's Content-Length, or, when the server streams without
-    one (chunked), the length of the body read once and checked against the pinned sha256 (nothing is kept)."""
+    one (chunked), `checked_size`."""
     size = head_size(client, url, model_id, path)
     if size is not None:
         return size
+    return checked_size(client, url, model_id, path, expected_sha256, manifest_field)
+
+
+def checked_size(
+    client: httpx.Client, url: str, model_id: str, path: str, expected_sha256: str, manifest_field: str | None = None
+) -> int:
+    """The size of a pinned file whose body is read once and checked against its sha256 (nothing is kept): how
+    the lock measures a file and proves the pin names these bytes. An IntegrityError names `manifest_field`
+    when the sha256 is the manifest's."""
     counted = 0
 
     def count(n: int) -> None:
         nonlocal counted
         counted += n
 
-    download_verified(client, url, None, model_id=model_id, path=path, expected_sha256=expected_sha256, on_bytes=count)
+    download_verified(
+        client,
+        url,
+        None,
+        model_id=model_id,
+        path=path,
+        expected_sha256=expected_sha256,
+        on_bytes=count,
+        manifest_field=manifest_field,
+    )
     return counted
 
 
@@ -114,12 +134,14 @@ def download_verified(
     on_bytes: Callable[[int], None] | None = None,
     retries: int = DEFAULT_RETRIES,
     path: str | None = None,
+    manifest_field: str | None = None,
 ) -> str:
     """Download `url` to `dest`; returns the sha256. Retries transient errors; raises FetchError/IntegrityError.
 
     With or without a Content-Length (a chunked body is streamed the same way): what counts is the size and
     sha256 of what arrived. `dest=None` only hashes (the lock measuring a file). A write error (full disk,
-    read-only) is a DestinationError naming `dest`; the temp file is always removed.
+    read-only) is a DestinationError naming `dest`; the temp file is always removed. `manifest_field`: the
+    manifest field `expected_sha256` comes from, if it does (see IntegrityError).
     """
     name = path or (dest.name if dest is not None else url.rsplit("/", 1)[-1])
     report = on_bytes or (lambda n: None)
@@ -175,7 +197,7 @@ def download_verified(
                     model_id, name, url, f"size mismatch: expected {expected_size} bytes, got {written}; discarded"
                 )
             if expected_sha256 is not None and actual != expected_sha256:
-                raise IntegrityError(model_id, name, url, expected_sha256, actual)
+                raise IntegrityError(model_id, name, url, expected_sha256, actual, manifest_field)
         return actual
     except OSError as exc:
         raise write_error(exc, dest, model_id) from exc

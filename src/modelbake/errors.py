@@ -56,28 +56,43 @@ class LockError(ModelbakeError):
 
 
 class FetchError(ModelbakeError):
-    """A download failed: names model, file and URL."""
+    """A download failed: names model, file and URL; `status` is the HTTP status when the server answered one."""
 
-    def __init__(self, model_id: str, path: str, url: str, reason: str, hint: str | None = None):
+    def __init__(
+        self, model_id: str, path: str, url: str, reason: str, hint: str | None = None, status: int | None = None
+    ):
         super().__init__(f"model {model_id}: {path}: {reason} ({url})", hint)
         self.model_id = model_id
         self.path = path
         self.url = url
+        self.status = status
 
 
 class IntegrityError(FetchError):
-    """A downloaded file's digest differs from the expected one; the file was discarded."""
+    """A downloaded file's digest differs from the expected one; the file was discarded.
 
-    def __init__(self, model_id: str, path: str, url: str, expected: str, actual: str):
-        super().__init__(
-            model_id,
-            path,
-            url,
-            f"sha256 mismatch: expected {expected}, got {actual}; file discarded",
-            hint="the mirror or hub served different bytes than pinned; check the mirror, or re-run `modelbake lock`",
-        )
+    Where the expected digest came from decides the fix. From the lock or the Hub's listing (Hugging Face files):
+    the server sent other bytes than it listed. From the manifest (`manifest_field`, e.g. `models.toml:
+    models.spacy-ner.sha256`: Whisper and spaCy are pinned by the user's own sha256): that field may well be
+    what is wrong, and re-running `modelbake lock` only copies it again, so the error and the hint name it.
+    """
+
+    def __init__(
+        self, model_id: str, path: str, url: str, expected: str, actual: str, manifest_field: str | None = None
+    ):
+        if manifest_field is None:
+            reason = f"sha256 mismatch: expected {expected}, got {actual}; file discarded"
+            hint = "the mirror or hub served different bytes than pinned; check the mirror, or re-run `modelbake lock`"
+        else:
+            reason = f"sha256 mismatch: {manifest_field} is {expected}, the file served is {actual}; file discarded"
+            hint = (
+                f"check {manifest_field} against the file's published sha256 and correct it, then run "
+                "`modelbake lock`; if the manifest is right, the mirror serves other bytes: check the mirror"
+            )
+        super().__init__(model_id, path, url, reason, hint)
         self.expected = expected
         self.actual = actual
+        self.manifest_field = manifest_field
 
 
 class EngineError(ModelbakeError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .errors import ArgumentParser, UsageError, exit_code_of
@@ -62,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         plan, manifest_mirrors = plan_from_entries([single]), dict[str, str]()
     else:
         plan, manifest_mirrors = plan_for(args.entry, args.manifest, None, args.model)
+        # A step's manifest is its own one-model copy on stdin, not the user's file: errors name "the manifest's"
+        # field, and a missing lock is build.py's to warn about.
+        plan = replace(plan, manifest=None, missing_lock=None)
     if args.file_layers_over_bytes is not None:
         split = [
             without_big_files(entry, args.file_layers_over_bytes) if entry else (entry, []) for _, entry in plan.items

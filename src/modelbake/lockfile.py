@@ -245,6 +245,11 @@ def require_current(manifest: Manifest, lock: Lock | None, model_ids: list[str])
         raise LockError(f"{manifest.lock_path}: out of date: {drift[0]}", hint="run `modelbake lock`")
 
 
+def unpinned_warning(lock_path: Path) -> str:
+    """The warning for models fetched without a lock (`modelbake preload`, `build.py`), worded in one place."""
+    return f"{lock_path} missing: models are fetched unpinned; run `modelbake lock`"
+
+
 def lock_hash(path: Path) -> str:
     """Short hash of the lock file's bytes (image tags and cache scopes carry it)."""
     return lock_hash_of(path.read_bytes())

@@ -26,15 +26,22 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Plan:
-    """What to fetch: specs with their lock entries (None when there is no lock)."""
+    """What to fetch: specs with their lock entries (None when there is no lock); the manifest they come from
+    (None for lone lock entries), and the lock path when the manifest has no lock (models fetched unpinned)."""
 
     items: list[tuple[ModelSpec, LockedModel | None]]
+    manifest: Path | None = None
+    missing_lock: Path | None = None
 
 
 def plan_from_manifest(manifest: Manifest, lock: Lock | None, specs: list[ModelSpec]) -> Plan:
     """Pair specs with lock entries; a lock that no longer matches the manifest is an error, not a guess."""
     require_current(manifest, lock, [s.id for s in specs])
-    return Plan(items=[(s, lock.get(s.id) if lock else None) for s in specs])
+    return Plan(
+        items=[(s, lock.get(s.id) if lock else None) for s in specs],
+        manifest=manifest.path,
+        missing_lock=manifest.lock_path if lock is None else None,
+    )
 
 
 def plan_from_entries(entries: list[LockedModel]) -> Plan:
@@ -98,7 +105,13 @@ def preload(
     progress = progress or NullProgress()
     with make_client() as client:
         ctx = FetchContext(
-            layout=layout, mirrors=mirrors, client=client, progress=progress, hf_token=hf_token, jobs=jobs
+            layout=layout,
+            mirrors=mirrors,
+            client=client,
+            progress=progress,
+            hf_token=hf_token,
+            jobs=jobs,
+            manifest=plan.manifest,
         )
 
         def run(item: tuple[ModelSpec, LockedModel | None]) -> FetchResult | tuple[str, ModelbakeError]:
@@ -153,7 +166,7 @@ def lock_models(manifest: Manifest, mirrors: dict[str, str], hf_token: str | Non
     _quiet_hub()
     prepare(layout)
     with make_client() as client:
-        ctx = FetchContext(layout=layout, mirrors=mirrors, client=client, hf_token=hf_token)
+        ctx = FetchContext(layout=layout, mirrors=mirrors, client=client, hf_token=hf_token, manifest=manifest.path)
         entries = {
             spec.id: _writing(spec.id, partial(fetcher_for(spec).inventory, ctx)) for spec in manifest.models.values()
         }

@@ -18,10 +18,11 @@ from pathlib import Path
 
 from .digests import sha256_file
 from .errors import MissingDependencyError
+from .fetchers.huggingface import COMMIT_RE
 from .lockfile import LockedModel
 from .manifest import HuggingFaceSpec, ModelSpec, SpacySpec, WhisperSpec
 from .netguard import NetworkGuard
-from .paths import Layout
+from .paths import Layout, installed_version
 
 SMOKE_SENTENCE = "Alice Smith talked with Bob Jones about the weather in Paris."
 SMOKE_TEXT = (
@@ -40,6 +41,7 @@ class VerifyResult:
     ok: bool = False
     detail: str = ""
     network: list[str] = field(default_factory=list)
+    present: bool = True  # False: not where verify looked, so not loaded (`detail` says where)
 
 
 # What each family's loader imports, and the distribution that provides a module when its name differs.
@@ -88,6 +90,28 @@ def use_spacy_pipelines(layout: Layout, specs: list[ModelSpec]) -> list[Path]:
     return dirs
 
 
+def absence(spec: ModelSpec, entry: LockedModel | None, layout: Layout) -> str | None:
+    """Where verify looked for a model that is not there, or None when it is there (its loader then says whether
+    it works). Asked before any loader runs: a model that is not there otherwise surfaces as its loader's own
+    error (spaCy's E050, transformers' "couldn't connect to huggingface.co"), which says nothing of the fix."""
+    if isinstance(spec, WhisperSpec):
+        path = layout.whisper_file(spec)
+        return None if path.is_file() else f"no {path}"
+    if isinstance(spec, SpacySpec):
+        where = layout.spacy_import_dir(spec)
+        if installed_version(spec.name, where) is not None:
+            return None
+        return f"no pipeline {spec.name} in {where or f'this Python environment ({sys.prefix})'}"
+    revision = entry.revision if entry else spec.revision
+    if not COMMIT_RE.match(revision):  # a branch or tag (no lock): the hub cache's ref names the commit
+        ref = layout.hf_ref_file(spec, revision)
+        if not ref.is_file():
+            return f"no {ref}"
+        revision = ref.read_text().strip()
+    snapshot = layout.hf_snapshot_dir(spec, revision)
+    return None if snapshot.is_dir() else f"no {snapshot}"
+
+
 def verify_models(
     items: list[tuple[ModelSpec, LockedModel | None]], layout: Layout, guard: NetworkGuard | None = None
 ) -> list[VerifyResult]:
@@ -100,6 +124,11 @@ def verify_models(
         for spec, entry in items:
             guard.label = spec.id
             result = VerifyResult(model_id=spec.id, family=spec.family)
+            where = absence(spec, entry, layout)
+            if where is not None:
+                result.present, result.detail = False, f"not present: {where}"
+                results.append(result)
+                continue
             try:
                 _verify_model(spec, entry, layout, result)
                 result.ok = True

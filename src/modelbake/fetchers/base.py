@@ -14,6 +14,7 @@ import httpx
 from filelock import FileLock
 
 from ..download import download_verified
+from ..errors import FetchError
 from ..lineprogress import NullProgress, Progress
 from ..lockfile import LockedModel
 from ..paths import Layout
@@ -30,10 +31,16 @@ class FetchContext:
     progress: Progress = field(default_factory=NullProgress)
     hf_token: str | None = None
     jobs: int = 4
+    manifest: Path | None = None  # the manifest the models come from; None for a lone lock entry (a Docker step)
+
+    def manifest_field(self, model_id: str, name: str) -> str:
+        """A model's manifest field as errors name it: `models.toml: models.<id>.<name>`."""
+        where = f"{self.manifest}: " if self.manifest is not None else "the manifest's "
+        return f"{where}models.{model_id}.{name}"
 
     def download(self, model_id: str, url: str, dest: Path, sha256: str, size: int | None) -> None:
-        """One pinned file (a Whisper checkpoint, a spaCy wheel) to `dest`, checked against its sha256 and the
-        lock's size before it appears there, its bytes reported to `progress`."""
+        """One file pinned by the manifest's `sha256` (a Whisper checkpoint, a spaCy wheel) to `dest`, checked
+        against it and the lock's size before it appears there, its bytes reported to `progress`."""
         download_verified(
             self.client,
             url,
@@ -42,6 +49,7 @@ class FetchContext:
             expected_sha256=sha256,
             expected_size=size,
             on_bytes=lambda n: self.progress.advance(model_id, n),
+            manifest_field=self.manifest_field(model_id, "sha256"),
         )
 
 
@@ -100,3 +108,15 @@ def staging_dir(parent: Path, prefix: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def explained_404(hint: str) -> Iterator[None]:
+    """A FetchError for an HTTP 404 gets `hint` (unless it has one): where the URL is made of manifest fields, a
+    404 most likely means one of them is wrong, which the bare status does not say."""
+    try:
+        yield
+    except FetchError as exc:
+        if exc.status == 404 and exc.hint is None:
+            exc.hint = hint
+        raise

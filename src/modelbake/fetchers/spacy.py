@@ -15,22 +15,43 @@ import sysconfig
 import uuid
 from pathlib import Path
 
-from ..download import remote_size
+from ..download import checked_size
 from ..errors import WRITE_ERRNOS, FetchError, write_error
 from ..lockfile import LockedFile, LockedModel, spec_fields
 from ..manifest import SpacySpec
 from ..mirrors import spacy_url
 from ..paths import installed_version
 from ..state import marker_valid, write_marker
-from .base import FetchContext, FetchResult, model_lock, staging_dir
+from .base import FetchContext, FetchResult, explained_404, model_lock, staging_dir
 
 
 def url_for(spec: SpacySpec, ctx: FetchContext) -> str:
     return spacy_url(ctx.mirrors["spacy"], spec.name, spec.version, spec.url)
 
 
+def not_found_hint(spec: SpacySpec, ctx: FetchContext) -> str:
+    """What a 404 for the wheel means: its URL is made of the manifest's name and version (or is its `url`)."""
+    if spec.url and spec.url == url_for(spec, ctx):
+        return f"check {ctx.manifest_field(spec.id, 'url')}"
+    return (
+        f"the URL is made of {ctx.manifest_field(spec.id, 'name')} (and `version`): a 404 most likely means one "
+        "of them is wrong (spaCy's release of a pipeline is `<name>-<version>`)"
+    )
+
+
 def inventory(spec: SpacySpec, ctx: FetchContext) -> LockedModel:
-    size = remote_size(ctx.client, url_for(spec, ctx), spec.id, spec.wheel_filename, spec.sha256)
+    """The wheel read once and hashed, nothing kept. Its sha256 is the manifest's own (no server states it), and
+    only the bytes can check it: a wrong one fails here, naming the field, instead of passing into the lock and
+    failing every preload after it."""
+    with explained_404(not_found_hint(spec, ctx)):
+        size = checked_size(
+            ctx.client,
+            url_for(spec, ctx),
+            spec.id,
+            spec.wheel_filename,
+            spec.sha256,
+            ctx.manifest_field(spec.id, "sha256"),
+        )
     return LockedModel(
         id=spec.id,
         family="spacy",
@@ -59,7 +80,8 @@ def fetch(spec: SpacySpec, entry: LockedModel | None, ctx: FetchContext) -> Fetc
         ctx.progress.start(spec.id, expected_size)
         with staging_dir(layout.tmp_dir, f"{spec.id}.") as staging:
             wheel = staging / spec.wheel_filename
-            ctx.download(spec.id, url_for(spec, ctx), wheel, spec.sha256, expected_size)
+            with explained_404(not_found_hint(spec, ctx)):
+                ctx.download(spec.id, url_for(spec, ctx), wheel, spec.sha256, expected_size)
             if target is None:
                 _pip(spec, ["install", "--no-deps", "--no-index", "--force-reinstall", str(wheel)], None)
                 return FetchResult(spec.id, "fetched", wheel.stat().st_size, ())

@@ -12,15 +12,38 @@ from ..lockfile import LockedFile, LockedModel, spec_fields
 from ..manifest import WhisperSpec
 from ..mirrors import whisper_url
 from ..state import marker_valid, write_marker
-from .base import FetchContext, FetchResult, model_lock
+from .base import FetchContext, FetchResult, explained_404, model_lock
 
 
 def url_for(spec: WhisperSpec, ctx: FetchContext) -> str:
     return whisper_url(ctx.mirrors["whisper"], spec.name, spec.sha256, spec.url)
 
 
+def not_found_hint(spec: WhisperSpec, ctx: FetchContext) -> str:
+    """What a 404 for the checkpoint means. Its URL, `<base>/<sha256>/<name>.pt` (OpenAI's scheme, which mirrors
+    keep), is made of the manifest's sha256 and name, so one of them is most likely wrong; the bare status
+    would send the user to the server instead. An explicit `url` is the user's own."""
+    if spec.sha256 in url_for(spec, ctx):
+        return (
+            f"the URL is made of {ctx.manifest_field(spec.id, 'sha256')} (and `name`): a 404 most likely means "
+            "that sha256 (or the name) is wrong; check both against the checkpoint's (OpenAI's: the sha256 in "
+            "whisper's _MODELS URL)"
+        )
+    return f"check {ctx.manifest_field(spec.id, 'url')}"
+
+
 def inventory(spec: WhisperSpec, ctx: FetchContext) -> LockedModel:
-    size = remote_size(ctx.client, url_for(spec, ctx), spec.id, f"{spec.name}.pt", spec.sha256)
+    """The checkpoint's size (a HEAD): its URL carries the sha256, so a server that has the file has these bytes
+    (the official CDN and `modelbake mirror` both answer 404 for another sha256), and a wrong pin fails here."""
+    with explained_404(not_found_hint(spec, ctx)):
+        size = remote_size(
+            ctx.client,
+            url_for(spec, ctx),
+            spec.id,
+            f"{spec.name}.pt",
+            spec.sha256,
+            ctx.manifest_field(spec.id, "sha256"),
+        )
     return LockedModel(
         id=spec.id,
         family="whisper",
@@ -42,6 +65,7 @@ def fetch(spec: WhisperSpec, entry: LockedModel | None, ctx: FetchContext) -> Fe
                 write_marker(ctx.layout, spec.id, spec.sha256, [target])
                 return FetchResult(spec.id, "present", 0, (target,))
         ctx.progress.start(spec.id, expected_size)
-        ctx.download(spec.id, url_for(spec, ctx), target, spec.sha256, expected_size)
+        with explained_404(not_found_hint(spec, ctx)):
+            ctx.download(spec.id, url_for(spec, ctx), target, spec.sha256, expected_size)
         write_marker(ctx.layout, spec.id, spec.sha256, [target])
         return FetchResult(spec.id, "fetched", target.stat().st_size, (target,))
