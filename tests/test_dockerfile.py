@@ -390,7 +390,10 @@ def _raw(*docs) -> str:
 
 
 def test_rawjson_steps_and_failed_model_message():
-    logs = "fetch whisper-tiny\nerror: model whisper-tiny: x.pt: sha256 mismatch: expected a, got b; file discarded (http://m/x.pt)\n"
+    logs = (
+        "fetch whisper-tiny\nerror: model whisper-tiny: x.pt: sha256 mismatch: expected a, got b; file discarded "
+        "(http://m/x.pt)\nhint: check models.toml: models.whisper-tiny.sha256\n"
+    )
     text = (
         _raw(
             {
@@ -427,7 +430,7 @@ def test_rawjson_steps_and_failed_model_message():
     err = bake_error(["models"], ["docker"], 1, steps, rest)
     assert type(err) is BuildxError  # a failed step, not mistaken for a network or secret problem (subclasses)
     assert err.message.startswith("models build: step fetch-whisper-tiny failed: model whisper-tiny: x.pt: sha256")
-    assert "\n" not in err.message
+    assert "\n" not in err.message and err.hint == "check models.toml: models.whisper-tiny.sha256"
 
 
 def test_an_existing_models_image_is_reused_only_as_shipped(tmp_path):

@@ -81,7 +81,7 @@ def bake_error(targets: list[str], argv: list[str], code: int, steps: list[Step]
             "builds one offline); with --models-image, check that reference",
         )
     logs = [line.strip() for line in failed.logs if line.strip()]
-    reason = error_line_in(logs)
+    reason, hint = error_line_in(logs)
     stage = failed.stage or "?"
     model = stage.removeprefix("fetch-") if stage.startswith("fetch-") else None
     if model and reason:  # modelbake's own line already names the model: "model X: file: reason (url)"
@@ -90,7 +90,7 @@ def bake_error(targets: list[str], argv: list[str], code: int, steps: list[Step]
         message = f"{build}: model {model}: step {stage} failed: {_last(logs) or failed.error}"
     else:
         message = f"{build}: step {failed.name[:120]} failed: {_last(logs) or failed.error}"
-    return BuildxError(message, argv, code, logs[-20:])
+    return BuildxError(message, argv, code, logs[-20:], hint=hint)
 
 
 def _last(lines: list[str]) -> str | None:

@@ -21,6 +21,7 @@ from typing import NoReturn
 
 # How every failure starts on stderr; a build step's failure is found again by it in the step's log.
 ERROR_PREFIX = "error: "
+HINT_PREFIX = "hint: "
 
 
 class ModelbakeError(Exception):
@@ -181,7 +182,7 @@ def exit_code_of(action: Callable[[], int]) -> int:
     except ModelbakeError as exc:
         print(f"{ERROR_PREFIX}{exc.message}", file=sys.stderr)
         if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+            print(f"{HINT_PREFIX}{exc.hint}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{ERROR_PREFIX}interrupted", file=sys.stderr)
@@ -193,13 +194,15 @@ def exit_code_of(action: Callable[[], int]) -> int:
         return 1
 
 
-def error_line_in(lines: Iterable[str]) -> str | None:
-    """The message of the last `error:` line `exit_code_of` printed among `lines` (a build step's log), or None."""
-    found = None
-    for line in lines:
-        if line.strip().startswith(ERROR_PREFIX):
-            found = line.strip()[len(ERROR_PREFIX) :]
-    return found
+def error_line_in(lines: Iterable[str]) -> tuple[str | None, str | None]:
+    """The message and hint of the last failure `exit_code_of` printed among `lines` (a build step's log)."""
+    message = hint = None
+    for line in (line.strip() for line in lines):
+        if line.startswith(ERROR_PREFIX):
+            message, hint = line[len(ERROR_PREFIX) :], None
+        elif line.startswith(HINT_PREFIX) and message is not None:
+            hint = line[len(HINT_PREFIX) :]
+    return message, hint
 
 
 class ArgumentParser(argparse.ArgumentParser):
