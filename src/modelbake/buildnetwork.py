@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .buildoptions import BuildOptions
+from .constants import DOCKER_HOST_ENV
 from .errors import UsageError
 
 
@@ -56,7 +57,7 @@ def choose_network(options: BuildOptions, mirrors: Mapping[str, str], environ: M
             hint="serve the mirror on an address that builder reaches and pass it as --mirror, or pass --network "
             "host if the builder runs on this machine with host networking",
         )
-    docker_host = environ.get("DOCKER_HOST", "")
+    docker_host = environ.get(DOCKER_HOST_ENV, "")
     if docker_host and not docker_host.startswith("unix://") and not is_loopback_url(docker_host):
         raise UsageError(
             f"DOCKER_HOST={docker_host}: {where}, which that engine's build steps cannot reach",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .constants import MANIFEST_ENV
 from .errors import ArgumentParser, StaleError, UsageError, VerifyError, exit_code_of
 
 if TYPE_CHECKING:  # imported where used, so `modelbake --help` stays fast
@@ -96,7 +97,7 @@ def _manifest_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--manifest",
         type=Path,
-        default=Path(os.environ.get("MODELBAKE_MANIFEST", DEFAULT_MANIFEST)),
+        default=Path(os.environ.get(MANIFEST_ENV, DEFAULT_MANIFEST)),
         help="manifest file (default: models.toml, or $MODELBAKE_MANIFEST)",
     )
 

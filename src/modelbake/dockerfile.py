@@ -67,7 +67,7 @@ PIP_CACHE_MOUNT = "--mount=type=cache,id=modelbake-pip,target=/root/.cache/pip,s
 
 LOCK_HASH_LABEL = "org.modelbake.lock-hash"
 # The models image's ENV: every spaCy pipeline's directory in the image, `:`-separated (paths.image_spacy_path).
-SPACY_PATH_ENV = "MODELBAKE_SPACY_PATH"
+SPACY_PATH_ENV = "MODELBAKE_SPACY_PATH"  # an image's variable (the Dockerfiles'), not one modelbake reads
 
 
 def layer_copy_line(layer: Layer) -> str:

@@ -16,7 +16,15 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-from .constants import FAMILIES, MIRROR_ENV_PREFIX, MIRRORS_FILE_ENV, OFFICIAL_BASES, env, hf_endpoint_env
+from .constants import (
+    FAMILIES,
+    HF_ENDPOINT_ENV,
+    MIRROR_ENV_PREFIX,
+    MIRRORS_FILE_ENV,
+    OFFICIAL_BASES,
+    env,
+    hf_endpoint_env,
+)
 from .errors import UsageError
 
 
@@ -76,12 +84,12 @@ def mirrors_toml(mirrors: Mapping[str, str]) -> str:
 
 def unforwarded_variables(mirrors: Mapping[str, str], environ: Mapping[str, str]) -> list[str]:
     """The mirror variables set in `environ` that a build whose steps get `mirrors` would not follow."""
-    names = [MIRROR_ENV_PREFIX + family.upper() for family in FAMILIES] + ["HF_ENDPOINT", MIRRORS_FILE_ENV]
+    names = [MIRROR_ENV_PREFIX + family.upper() for family in FAMILIES] + [HF_ENDPOINT_ENV, MIRRORS_FILE_ENV]
     found = []
     for name in names:
         value = environ.get(name)
         family = name.removeprefix(MIRROR_ENV_PREFIX).lower() if name.startswith(MIRROR_ENV_PREFIX) else None
-        family = "huggingface" if name == "HF_ENDPOINT" else family
+        family = "huggingface" if name == HF_ENDPOINT_ENV else family
         if value and (family is None or mirrors.get(family) != value.rstrip("/")):
             found.append(name)
     return found

@@ -23,7 +23,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .constants import STATE_DIR_ENV, STATE_DIRNAME, WHISPER_ROOT_ENV, env
+from .constants import (
+    HF_HOME_ENV,
+    HF_HUB_CACHE_ENV,
+    STATE_DIR_ENV,
+    STATE_DIRNAME,
+    WHISPER_ROOT_ENV,
+    XDG_CACHE_HOME_ENV,
+    env,
+)
 from .manifest import HuggingFaceSpec, ModelSpec, SpacySpec, WhisperSpec
 
 # Where an image holds its `--dest` tree, and where each fetch step leaves its model's layer contents.
@@ -37,7 +45,7 @@ SPACY_DIR = PurePosixPath("spacy")
 
 
 def _cache_home() -> Path:
-    return Path(env("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"))
+    return Path(env(XDG_CACHE_HOME_ENV) or os.path.join(os.path.expanduser("~"), ".cache"))
 
 
 def default_whisper_root() -> Path:
@@ -48,7 +56,7 @@ def default_whisper_root() -> Path:
 
 def default_hf_hub_cache() -> Path:
     """huggingface_hub's cache: HF_HUB_CACHE, else HF_HOME/hub, else XDG_CACHE_HOME/huggingface/hub."""
-    return Path(env("HF_HUB_CACHE") or Path(env("HF_HOME") or _cache_home() / "huggingface") / "hub")
+    return Path(env(HF_HUB_CACHE_ENV) or Path(env(HF_HOME_ENV) or _cache_home() / "huggingface") / "hub")
 
 
 def default_state_dir() -> Path:
@@ -216,7 +224,7 @@ def image_spacy_path(specs: Iterable[ModelSpec]) -> str:
 
 def image_env() -> dict[str, str]:
     """The variables that point the libraries at /models in an image (the app Dockerfile sets these)."""
-    return {"HF_HUB_CACHE": _IMAGE.hf_hub_cache.as_posix(), "MODELBAKE_WHISPER_ROOT": _IMAGE.whisper_root.as_posix()}
+    return {HF_HUB_CACHE_ENV: _IMAGE.hf_hub_cache.as_posix(), WHISPER_ROOT_ENV: _IMAGE.whisper_root.as_posix()}
 
 
 def layer_root(spec: ModelSpec) -> str:

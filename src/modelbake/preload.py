@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from .constants import HF_TOKEN_FILE_ENV, env
+from .constants import HF_TOKEN_ENV, HF_TOKEN_FILE_ENV, env
 from .download import make_client
 from .errors import ModelbakeError, UsageError, write_error
 from .fetchers import FetchContext, FetchResult, fetcher_for
@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Plan:
+class FetchPlan:
     """What to fetch: specs with their lock entries (None when there is no lock); the manifest they come from
     (None for lone lock entries), and the lock path when the manifest has no lock (models fetched unpinned)."""
 
@@ -34,23 +34,23 @@ class Plan:
     missing_lock: Path | None = None
 
 
-def plan_from_manifest(manifest: Manifest, lock: Lock | None, specs: list[ModelSpec]) -> Plan:
+def plan_from_manifest(manifest: Manifest, lock: Lock | None, specs: list[ModelSpec]) -> FetchPlan:
     """Pair specs with lock entries; a lock that no longer matches the manifest is an error, not a guess."""
     require_current(manifest, lock, [s.id for s in specs])
-    return Plan(
+    return FetchPlan(
         items=[(s, lock.get(s.id) if lock else None) for s in specs],
         manifest=manifest.path,
         missing_lock=manifest.lock_path if lock is None else None,
     )
 
 
-def plan_from_entries(entries: list[LockedModel]) -> Plan:
-    return Plan(items=[(e.to_spec(), e) for e in entries])
+def plan_from_entries(entries: list[LockedModel]) -> FetchPlan:
+    return FetchPlan(items=[(e.to_spec(), e) for e in entries])
 
 
 def plan_for(
     entry: str | None, manifest_path: Path, profile: str | None, model_ids: list[str] | None
-) -> tuple[Plan, dict[str, str]]:
+) -> tuple[FetchPlan, dict[str, str]]:
     """What `preload` fetches, and the manifest's `[mirrors]`: the single lock entry in the file `entry` ('-' for
     stdin; what a Dockerfile.models step gives), else the manifest's models of `profile` or `model_ids`."""
     if entry:
@@ -80,7 +80,7 @@ def read_hf_token(token_file: Path | None = None) -> str | None:
     named = env(HF_TOKEN_FILE_ENV)
     path = token_file or (Path(named) if named else None)
     if path is None or (token_file is None and not path.is_file()):
-        return env("HF_TOKEN")
+        return env(HF_TOKEN_ENV)
     try:
         token = path.read_bytes().decode("utf-8").strip()
     except OSError as exc:
@@ -91,7 +91,7 @@ def read_hf_token(token_file: Path | None = None) -> str | None:
 
 
 def preload(
-    plan: Plan,
+    plan: FetchPlan,
     layout: Layout,
     mirrors: dict[str, str],
     *,

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .constants import DEBUG_ENV, HF_HUB_CACHE_ENV, OFFLINE_ENV, QUIET_LIBRARIES_ENV
 from .digests import sha256_file
 from .errors import MissingDependencyError
 from .fetchers.huggingface import COMMIT_RE
@@ -67,12 +68,10 @@ def require_loaders(families: set[str]) -> None:
 
 def set_offline_environment(layout: Layout) -> None:
     """The offline variables, set before transformers/huggingface_hub are imported (they read them once)."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-    os.environ["HF_HUB_CACHE"] = str(layout.hf_hub_cache)
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.update(OFFLINE_ENV)
+    os.environ[HF_HUB_CACHE_ENV] = str(layout.hf_hub_cache)
+    for name, value in QUIET_LIBRARIES_ENV.items():
+        os.environ.setdefault(name, value)
     if "huggingface_hub" in sys.modules:  # imported earlier in this process: flip its constant too
         sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
 
@@ -134,7 +133,7 @@ def verify_models(
                 result.ok = True
             except Exception as exc:  # noqa: BLE001 - any loader failure is reported per model, not raised
                 result.detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-                if os.environ.get("MODELBAKE_DEBUG"):
+                if os.environ.get(DEBUG_ENV):
                     traceback.print_exc()
             result.network = guard.attempts_for(spec.id)
             if result.network:
