@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelbake.httpserve import RangeNotSatisfiable, TrackedHandler, TrackingHTTPServer
-from modelbake.mirror.requestlog import RequestRecord
+from modelbake.mirror.requestlog import RequestRecord, auth_scheme
 
 if TYPE_CHECKING:
     from modelbake.mirror.server import MirrorServer
@@ -29,8 +29,10 @@ class MirrorHandler(TrackedHandler):
     # -- plumbing (the rest is TrackedHandler's) ------------------------------------------------------
     def send_response(self, code: int, message: str | None = None) -> None:
         path = getattr(self, "path", "")
-        rng = self.headers.get("Range") if getattr(self, "headers", None) is not None else None
-        self._record = RequestRecord(self.command or "?", path, code, range=rng)
+        headers = getattr(self, "headers", None)  # None when the request line itself was unreadable
+        rng = headers.get("Range") if headers is not None else None
+        auth = auth_scheme(headers.get("Authorization")) if headers is not None else None
+        self._record = RequestRecord(self.command or "?", path, code, range=rng, authorization=auth)
         self.server.service._log.append(self._record)
         super().send_response(code, message)
 
