@@ -4,9 +4,9 @@
   layers, equal to the models image's own.
 - `build.py --models-only --push` pushes the models image to a registry (Debian's docker-registry on a
   loopback address of its own, 127.x.y.z); `--models-image REF@sha256:...` builds an app on it on a wiped
-  engine, with no model step and no model fetch; a second, minimal app built the same way shares every model
-  layer, and its push uploads no model blob (the registry's own request log says which blobs each push
-  uploaded).
+  engine, the reference app and then a second, minimal one: each runs no model step, asks the mirror nothing,
+  has the models image's blobs as its model layers, and its push uploads none of them (the registry's own
+  request log says which blobs each push uploaded).
 - `--platform linux/amd64,linux/arm64` gives one set of model layers for both platforms, fetched once; an app
   built for both in the same graph (FROM scratch, so no emulator is needed here) holds those same layers on
   each platform, each uploaded once per repository.
@@ -30,8 +30,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from localregistry import Registry
 
-from buildcache import prune_records_created_since
-from conftest import BASE_IMAGE, CA_BUNDLE, REPO, WHEELHOUSE, mirror_args, unavailable
+from buildcache import prune_records_created_since, remove_image
+from conftest import BASE_IMAGE, CA_BUNDLE, REPO, mirror_args, unavailable, wheelhouse_args
 
 pytestmark = pytest.mark.docker
 
@@ -91,13 +91,10 @@ def models_image_layers(report: dict) -> dict[str, list[str]]:
     return {m["id"]: [m["models_image_layer"]] for m in report["models"]}
 
 
-def wipe(docker_client, since: datetime, tags: list[str]) -> None:
+def wipe(since: datetime, tags: list[str]) -> None:
     """What a fresh runner has of this test's work: none of `tags` and no build record made since `since`."""
     for tag in tags:
-        try:
-            docker_client.images.remove(tag, force=True)
-        except Exception:  # noqa: BLE001 - never built here, or already gone
-            pass
+        remove_image(tag)
     prune_records_created_since(since)
 
 
@@ -137,44 +134,47 @@ def test_one_models_image_many_apps_on_wiped_engines(docker_client, images, mirr
     digest, _ = registry.manifest("team/models", run)
     ref = f"{registry.host}/team/models@{digest}"
     models_layers = {m["id"]: m["layer"] for m in report["models"]}
+    pushed = registry_blobs(registry, "team/models", digest)
 
-    # 2. The reference app on it, on a wiped engine: no model step, no model fetch.
-    wipe(docker_client, started, [models_tag])
-    mirror.clear_requests()
-    app1 = f"{registry.host}/team/podcast:{run}"
-    images.append(app1)
-    mark = registry.log_offset()
-    reference_app = ["--models-image", ref, "--tag", app1, "--push", "--wheelhouse", str(WHEELHOUSE)]
-    first, err = build_py(common(tiny_locked, mirror) + reference_app, tmp_path / "a1.json")
-    assert not [s for s in first["stages"] if s["stage"].startswith(("fetch", "file-"))], first["stages"]
-    assert mirror.requests == [], [r.path for r in mirror.requests]
-    assert f"on {ref}" in err
-    assert {m["id"]: m["layer"] for m in first["models"]} == models_layers  # the models image's own layers
-    first_uploads = registry.uploaded_blobs(since=mark)
+    # 2. The reference app on it, on a wiped engine; 3. a second, minimal app, on another wiped engine. Each:
+    # no model step, no request to the mirror, the models image's own layers, and a push that uploads none of
+    # them (every model blob is already in the registry, under team/models: mounted, not sent again).
+    apps = [
+        ("team/podcast", [*wheelhouse_args()], [models_tag]),
+        ("team/minimal", ["--context", str(minimal_app(tmp_path / "minimal"))], [f"{registry.host}/team/podcast:{run}"]),
+    ]  # fmt: skip
+    for name, extra, wiped in apps:
+        app = f"{registry.host}/{name}:{run}"
+        images.append(app)
+        wipe(started, wiped)
+        mirror.clear_requests()
+        mark = registry.log_offset()
+        built, err = build_py(
+            common(tiny_locked, mirror) + extra + ["--models-image", ref, "--tag", app, "--push"],
+            tmp_path / f"{name.replace('/', '-')}.json",
+        )
+        assert not [s for s in built["stages"] if s["stage"].startswith(("fetch", "file-"))], built["stages"]
+        assert mirror.requests == [], (name, [r.path for r in mirror.requests])
+        assert f"on {ref}" in err
+        assert {m["id"]: m["layer"] for m in built["models"]} == models_layers, name  # the models image's own
+        uploaded = registry.uploaded_blobs(since=mark)
+        blobs = app_model_blobs(registry, name, run, set(models_layers.values()))
+        assert len(blobs) == len(models_layers), (name, blobs)
+        assert blobs <= pushed, f"{name}: its model layers are not the models image's blobs"
+        assert not blobs & uploaded.keys(), f"{name}: the push uploaded model bytes again"
+        assert uploaded, f"{name}: its own layers (its config at least) must have been pushed"
 
-    # 3. A second, minimal app, on another wiped engine: the same model layers; its push uploads none of them.
-    wipe(docker_client, started, [app1])
-    app2 = f"{registry.host}/team/minimal:{run}"
-    images.append(app2)
-    mark = registry.log_offset()
-    second, _ = build_py(
-        common(tiny_locked, mirror) + ["--context", str(minimal_app(tmp_path / "minimal")), "--models-image", ref,
-                                       "--tag", app2, "--push"],
-        tmp_path / "a2.json",
-    )  # fmt: skip
-    assert {m["id"]: m["layer"] for m in second["models"]} == models_layers
-    uploaded = registry.uploaded_blobs(since=mark)
-    _, manifest = registry.manifest("team/minimal", run)
-    config = registry.blob_json("team/minimal", manifest["config"]["digest"])
-    model_blobs = {
+
+def app_model_blobs(registry: Registry, name: str, reference: str, model_diff_ids: set[str]) -> set[str]:
+    """The blob digests of an app's layers whose diff id is a model layer's, from the registry's manifest and
+    config (by diff id, not by position: the app's layer order is not fixed)."""
+    _, manifest = registry.manifest(name, reference)
+    config = registry.blob_json(name, manifest["config"]["digest"])
+    return {
         layer["digest"]
         for layer, diff in zip(manifest["layers"], config["rootfs"]["diff_ids"], strict=True)
-        if diff in set(models_layers.values())
+        if diff in model_diff_ids
     }
-    assert len(model_blobs) == len(models_layers)
-    assert not model_blobs & uploaded.keys(), "the second app's push uploaded model bytes again"
-    assert model_blobs <= first_uploads.keys() | registry_blobs(registry, "team/models", digest)  # already there
-    assert uploaded, "the second app's own layers (its config at least) must have been pushed"
 
 
 def registry_blobs(registry: Registry, name: str, digest: str) -> set[str]:
@@ -194,6 +194,7 @@ def test_model_layers_are_the_same_for_every_platform_and_fetched_once(
     args = common(unique_manifest, mirror) + ["--models-only", "--models-tag", tag, "--push"]
     build_py(args + ["--platform", "linux/amd64,linux/arm64"], tmp_path / "multi.json")
     fetched = [r.path for r in mirror.requests if r.status == 200 and r.method == "GET"]
+    assert [p for p in fetched if p.endswith(".pt")], f"the fresh Whisper pin was not fetched: {fetched}"
     assert len(fetched) == len(set(fetched)), "a model file was fetched twice"
     _, index = registry.manifest("team/models-multi", run)
     platforms = {
