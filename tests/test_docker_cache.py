@@ -4,6 +4,8 @@
 of the engine's build cache survives (other tests and the next CI run reuse the app's deps layer), each
 restore test builds on a base image of its own (the local base plus one tiny file: a new digest, so no
 step of the build can match an older record) and then removes only the records created since it started.
+It then shows the cause, not only the outcome: the wipe dropped the new model layer from the engine's content
+store, and the restore read that layer's blob from the cache (tests/layerblobs.py, tests/filereads.py).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 from filereads import ReadWatch
-from layerblobs import cache_blob_of, cache_layers, layer_content, wait_content_gone
+from layerblobs import NoContentStore, cache_blob_of, cache_layers, layer_content, wait_content_gone
 from localregistry import Registry
 
 from buildcache import fresh_base_image, prune_records_created_since, remove_image
@@ -42,6 +44,15 @@ def fresh_base(images) -> str:
     tag = fresh_base_image(BASE_IMAGE, "modelbake-test/base", timeout=120)
     images.append(tag)
     return tag
+
+
+@pytest.fixture(scope="module")
+def content_store() -> None:
+    """The engine's content store can be read (ctr, and the containerd image store)."""
+    try:
+        layer_content([])
+    except NoContentStore as exc:
+        unavailable(f"the engine's content store cannot be read: {exc}")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +87,7 @@ def layers(report: dict) -> dict[str, str]:
 
 @pytest.mark.parametrize("kind", ["gha", "local", "registry"])
 def test_model_layers_come_back_from_the_cache_after_a_wipe(
-    kind, request, docker_client, images, fresh_base, mirror, unique_manifest, tmp_path
+    kind, request, docker_client, content_store, images, fresh_base, mirror, unique_manifest, tmp_path
 ):
     """Cold build exports; image and every build record of it removed, until the engine's content store no
     longer holds the new Whisper checkpoint's layer; the rebuild asks the mirror nothing and reads that layer's

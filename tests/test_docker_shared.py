@@ -23,9 +23,9 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from localregistry import Registry
@@ -261,13 +261,7 @@ def test_a_multi_platform_app_fetches_and_stores_each_model_once(images, mirror,
     # Per repository, each model blob went up once, not once per platform. (The models image and the app are
     # pushed at the same time in one graph, so the app's repository gets its own upload: a cross-repository
     # mount needs the blob to be in the registry already, as with --models-image, tested above.)
-    uploads: dict[tuple[str, str], int] = {}
-    for request in registry.requests(mark):
-        parts = urlsplit(request["uri"])
-        if request["method"] == "PUT" and "/blobs/uploads/" in parts.path and request["status"] == 201:
-            repository = parts.path.removeprefix("/v2/").split("/blobs/uploads/")[0]
-            for digest in parse_qs(parts.query).get("digest", []):
-                uploads[repository, digest] = uploads.get((repository, digest), 0) + 1
+    uploads = Counter(registry.uploads(mark))
     for repository in ("team/models-multi-app", "team/scratch-multi"):
         counts = {d: uploads.get((repository, d), 0) for d in app["linux/amd64"]}
         assert all(count <= 1 for count in counts.values()), (repository, counts)

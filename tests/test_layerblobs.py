@@ -1,4 +1,5 @@
-"""The restore tests' evidence readers, without an engine: tests/layerblobs.py and tests/filereads.py."""
+"""The Docker tests' evidence readers, without an engine: tests/layerblobs.py, tests/filereads.py and the
+registry log of tests/localregistry.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import pytest
 from filereads import ReadWatch
 from layerblobs import CACHE_CONFIG, UNCOMPRESSED, cache_blob_of, cache_layers, layer_content
+from localregistry import Registry
 
 pytestmark = pytest.mark.unit
 
@@ -72,3 +74,30 @@ def test_a_read_is_seen_an_open_alone_is_not(tmp_path):
         subprocess.run([sys.executable, "-c", f"open({str(tmp_path / 'read')!r}, 'rb').read()"], check=True)
         (tmp_path / "opened").open("rb").close()
     assert watch.read == {"read"}
+
+
+def test_the_registry_log_counts_every_kind_of_upload_and_no_mount(tmp_path):
+    """A push that uploads 0 model blobs must not pass for lack of reading: a monolithic POST upload counts as
+    one, a cross-repository mount does not."""
+    lines = [
+        ("PUT", "/v2/team/app/blobs/uploads/u1?_state=s&digest=sha256:aa", 201),  # ends a chunked upload
+        ("POST", "/v2/team/app/blobs/uploads/?digest=sha256:bb", 201),  # monolithic
+        ("POST", "/v2/team/app/blobs/uploads/?mount=sha256:cc&from=team/models", 201),  # mounted: no bytes sent
+        ("POST", "/v2/team/app/blobs/uploads/", 202),  # an upload begins
+        ("PUT", "/v2/team/app/manifests/v1", 201),
+    ]
+    registry = Registry(tmp_path)
+    registry.log.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "msg": "response completed",
+                    "http.request.method": method,
+                    "http.request.uri": uri,
+                    "http.response.status": status,
+                }
+            )
+            for method, uri, status in lines
+        )  # fmt: skip
+    )
+    assert registry.uploads() == [("team/app", "sha256:aa"), ("team/app", "sha256:bb")]
