@@ -1,5 +1,6 @@
 """The mirror's request plumbing and file bodies: every request logged (what was asked, the status, the bytes
-sent), one JSON error line instead of a traceback, and files streamed with Range, HEAD and the file faults
+sent, the scheme of its Authorization header but never its credentials), one JSON error line instead of a
+traceback, and files streamed with Range, HEAD and the file faults
 (corrupt, reset, truncate, no Content-Length, bandwidth). The routes are `hubroutes.py`'s and `server.py`'s.
 """
 
