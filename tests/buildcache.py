@@ -112,3 +112,14 @@ def fresh_base_image(base: str, tag_prefix: str, timeout: float = 300) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"fresh base image from {base}: {proc.stderr.strip()[-500:]}")
     return tag
+
+
+def remove_image(tag: str, timeout: float = 300) -> bool:
+    """`docker image rm --force TAG`, given as long as a busy engine needs (the SDK's client gives up after
+    10 s, and a wipe that silently left the image would restore nothing); False when there was no such image."""
+    proc = subprocess.run(["docker", "image", "rm", "--force", tag], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode == 0:
+        return True
+    if "No such image" in proc.stderr:
+        return False
+    raise RuntimeError(f"docker image rm --force {tag}: {proc.stderr.strip()}")

@@ -97,16 +97,23 @@ class Registry:
                 )
         return out
 
-    def uploaded_blobs(self, since: int = 0) -> dict[str, int]:
-        """Digest -> size of each blob a push uploaded after log offset `since` (the `PUT
-        .../blobs/uploads/...?digest=` that ends each upload), whatever the repository."""
-        found: dict[str, int] = {}
+    def uploads(self, since: int = 0) -> list[tuple[str, str]]:
+        """(repository, digest) of each blob upload completed after log offset `since`, in order: the `PUT
+        .../blobs/uploads/<id>?digest=` that ends a chunked or streamed upload, or a monolithic `POST
+        .../blobs/uploads/?digest=` (the distribution API allows both; a `POST ...?mount=` is a mount, no upload)."""
+        found = []
         for request in self.requests(since):
             parts = urlsplit(request["uri"])
-            if request["method"] == "PUT" and "/blobs/uploads/" in parts.path and request["status"] == 201:
-                for digest in parse_qs(parts.query).get("digest", []):
-                    found[digest] = self.blob_size(digest)
+            query = parse_qs(parts.query)
+            ends_upload = request["method"] == "PUT" or (request["method"] == "POST" and "mount" not in query)
+            if ends_upload and "/blobs/uploads/" in parts.path and request["status"] == 201:
+                repository = parts.path.removeprefix("/v2/").split("/blobs/uploads/")[0]
+                found += [(repository, digest) for digest in query.get("digest", [])]
         return found
+
+    def uploaded_blobs(self, since: int = 0) -> dict[str, int]:
+        """Digest -> size of each blob uploaded after log offset `since` (`uploads`), whatever the repository."""
+        return {digest: self.blob_size(digest) for _, digest in self.uploads(since)}
 
     def blob_size(self, digest: str) -> int:
         hexdigest = digest.removeprefix("sha256:")

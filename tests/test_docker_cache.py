@@ -4,6 +4,8 @@
 of the engine's build cache survives (other tests and the next CI run reuse the app's deps layer), each
 restore test builds on a base image of its own (the local base plus one tiny file: a new digest, so no
 step of the build can match an older record) and then removes only the records created since it started.
+It then shows the cause, not only the outcome: the wipe dropped the new model layer from the engine's content
+store, and the restore read that layer's blob from the cache (tests/layerblobs.py, tests/filereads.py).
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from filereads import ReadWatch
+from layerblobs import NoContentStore, cache_blob_of, cache_layers, layer_content, wait_content_gone
 from localregistry import Registry
 
-from buildcache import fresh_base_image, prune_records_created_since
+from buildcache import fresh_base_image, prune_records_created_since, remove_image
 from conftest import BASE_IMAGE, CA_BUNDLE, REPO, error_lines, mirror_args, unavailable
 from testkit.ghacache import GhaCacheServer
 
@@ -42,12 +47,21 @@ def fresh_base(images) -> str:
 
 
 @pytest.fixture(scope="module")
+def content_store() -> None:
+    """The engine's content store can be read (ctr, and the containerd image store)."""
+    try:
+        layer_content([])
+    except NoContentStore as exc:
+        unavailable(f"the engine's content store cannot be read: {exc}")
+
+
+@pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     """Debian's docker-registry (distribution 2.8) on 127.0.0.1; the engine accepts plain HTTP to loopback."""
     if shutil.which("docker-registry") is None:
         unavailable("docker-registry missing: apt-get install docker-registry (.ci/run installs it)")
     with Registry(tmp_path_factory.mktemp("registry")) as running:
-        yield running.host
+        yield running
 
 
 def build_py(args: list[str], json_file: Path, env: dict[str, str] | None = None) -> tuple[int, dict, str]:
@@ -73,13 +87,17 @@ def layers(report: dict) -> dict[str, str]:
 
 @pytest.mark.parametrize("kind", ["gha", "local", "registry"])
 def test_model_layers_come_back_from_the_cache_after_a_wipe(
-    kind, request, docker_client, images, fresh_base, mirror, unique_manifest, tmp_path
+    kind, request, docker_client, content_store, images, fresh_base, mirror, unique_manifest, tmp_path
 ):
-    """Cold build exports; image and every build record of it removed; the rebuild fetches nothing."""
+    """Cold build exports; image and every build record of it removed, until the engine's content store no
+    longer holds the new Whisper checkpoint's layer; the rebuild asks the mirror nothing and reads that layer's
+    blob from the cache: the emulator served its entry (gha), the registry its blob (registry), the cache
+    directory's blob file was read (local). (The other models' layers are the same tiny models other builds
+    keep in the engine: only the fresh pin's layer is sure to be gone after a wipe.)"""
     started = datetime.now(UTC)
     tag = f"modelbake-test/models:{kind}-{uuid.uuid4().hex[:8]}"
     env: dict[str, str] = {}
-    gha = None
+    gha = registry = None
     if kind == "gha":
         gha = GhaCacheServer(tmp_path / "gha").start()
         request.addfinalizer(gha.stop)
@@ -88,9 +106,9 @@ def test_model_layers_come_back_from_the_cache_after_a_wipe(
     elif kind == "local":
         cache = f"local:{tmp_path / 'cache'}"
     else:
-        host = request.getfixturevalue("registry")
-        cache = f"registry:{host}/modelbake-test/cache"
-        tag = f"{host}/{tag}"  # and the models image itself is pushed there
+        registry = request.getfixturevalue("registry")
+        cache = f"registry:{registry.host}/modelbake-test/cache"
+        tag = f"{registry.host}/{tag}"  # and the models image itself is pushed there
     images.append(tag)
     args = models_args(unique_manifest, mirror, fresh_base, tag) + ["--cache", cache]
     args += ["--push"] if kind == "registry" else []
@@ -102,33 +120,77 @@ def test_model_layers_come_back_from_the_cache_after_a_wipe(
     assert mirror.requests, "the cold build fetched nothing from the mirror"
     exports = [c for c in cold["caches"] if c["direction"] == "export"]
     assert exports, cold["caches"]
+    whisper = next(m for m in cold["models"] if m["id"] == "whisper-tiny")
+    assert layer_content([whisper["layer"]]), "the content store check cannot see the cold build's layer"
+    blob = cache_blob_of(exported_layers(kind, gha, registry, tmp_path), whisper["layer"])
+    assert blob, f"the {kind} cache holds no layer with diff id {whisper['layer']}"
     if gha is not None:
         assert gha.bytes_uploaded > sum(m["bytes"] for m in cold["models"]) * 0.5
         assert {r.path.split("/")[1] for r in gha.requests} == {"twirp", "_blob"}  # v2 only
         assert cold["gha_cache_bytes"]["models"] == 2 * sum(m["bytes"] for m in cold["models"])  # mode=max
         uploaded = gha.bytes_uploaded
-    if kind == "registry":
+    if registry is not None:
         name, _, reference = tag.partition("/")[2].rpartition(":")
-        listed = httpx.get(f"http://{host}/v2/{name}/tags/list", timeout=10).json()
+        listed = httpx.get(f"http://{registry.host}/v2/{name}/tags/list", timeout=10).json()
         assert reference in listed["tags"], listed  # --push put the models image in the registry
 
-    docker_client.images.remove(tag, force=True)
+    assert remove_image(tag)
     assert prune_records_created_since(started) > 0
+    left = wait_content_gone([whisper["layer"]])
+    assert not left, f"the wipe left the Whisper layer in the engine's content store: {sorted(left)}"
 
     mirror.clear_requests()
     if gha is not None:
         gha.reset_counters()
-    rc, warm, err = build_py(args, tmp_path / "warm.json", env)
+        gha.clear_requests()
+    mark = registry.log_offset() if registry is not None else 0
+    with ReadWatch(local_cache_dir(tmp_path) / "blobs" / "sha256") if kind == "local" else nullcontext() as reads:
+        rc, warm, err = build_py(args, tmp_path / "warm.json", env)
     assert rc == 0, err
     assert all(stage_status(warm)[s] == "cached" for s in MODEL_STAGES), stage_status(warm)
     assert mirror.requests == [], [r.path for r in mirror.requests]
     assert layers(warm) == layers(cold)
     assert {c["direction"] for c in warm["caches"]} >= {"import"}, warm["caches"]
+    assert layer_content([whisper["layer"]]), "the restored image's Whisper layer is not in the content store"
     if gha is not None:
-        whisper = next(m for m in warm["models"] if m["id"] == "whisper-tiny")
-        assert gha.bytes_downloaded >= whisper["bytes"] * 0.9  # the new checkpoint's layer came from the cache
+        served = {e.key for e in gha.downloaded_entries()}
+        assert f"buildkit-blob-1-{blob}" in served, sorted(served)
+        assert gha.bytes_downloaded >= whisper["bytes"] * 0.9
         assert {r.path.split("/")[1] for r in gha.requests} == {"twirp", "_blob"}
         print(f"gha: {uploaded} bytes up on the cold build, {gha.bytes_downloaded} down on the restore")
+    elif registry is not None:
+        got = [r for r in registry.requests(mark) if r["method"] == "GET" and r["uri"].endswith(f"/blobs/{blob}")]
+        assert [r["status"] for r in got] == [200] * len(got) and got, registry.requests(mark)
+    else:
+        assert blob.removeprefix("sha256:") in reads.read, sorted(reads.read)
+
+
+def local_cache_dir(tmp_path: Path) -> Path:
+    """The one scope directory build.py's `local:` cache made under `tmp_path/cache` (`<dir>/<scope>`)."""
+    (index,) = (tmp_path / "cache").glob("*/index.json")
+    return index.parent
+
+
+def exported_layers(kind: str, gha, registry, tmp_path: Path) -> list[dict]:
+    """The layers of the BuildKit cache config the cold build exported, read from the cache itself."""
+    if kind == "gha":
+        (index,) = [e for e in gha.entries if e.key.startswith("index-")]
+        return cache_layers(json.loads(gha.store.data_path(index).read_bytes()), lambda d: {})
+    if kind == "local":
+        root = local_cache_dir(tmp_path)
+
+        def read_blob(digest: str) -> dict:
+            return json.loads((root / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_text())
+
+        return cache_layers(json.loads((root / "index.json").read_text()), read_blob)
+    name = "modelbake-test/cache"
+    (reference,) = [t for t in registry_tags(registry, name) if t.startswith("models-")]
+    _, manifest = registry.manifest(name, reference)
+    return cache_layers(manifest, lambda digest: registry.blob_json(name, digest))
+
+
+def registry_tags(registry, name: str) -> list[str]:
+    return httpx.get(f"http://{registry.host}/v2/{name}/tags/list", timeout=10).json()["tags"]
 
 
 def test_model_layers_are_identical_across_cold_builds(docker_client, images, mirror, tiny_locked, tmp_path):
@@ -195,7 +257,7 @@ def test_a_blob_download_that_stalls_mid_build_is_bounded(
         args = models_args(unique_manifest, mirror, fresh_base, tag) + ["--cache", "gha", "--cache-timeout", "5"]
         rc, cold, err = build_py(args, tmp_path / "cold.json", env)
         assert rc == 0, err
-        docker_client.images.remove(tag, force=True)
+        assert remove_image(tag)
         assert prune_records_created_since(started) > 0
 
         gha.faults.stall_downloads = "buildkit-blob-"  # the index comes through; no layer blob does

@@ -42,6 +42,7 @@ class Built:
     models_tag: str
     report: dict
     stderr: str
+    requests: list  # the mirror's request log of this build alone (RequestRecord)
 
 
 @pytest.fixture(scope="session")
@@ -120,9 +121,11 @@ def app_build(docker_client, tags, base_manifest, mirror_server, work) -> Built:
         "--refresh-models",
         *wheelhouse_args(),
     ]
+    mirror_server.clear_requests()
     proc = run_build_py(args, work / "app.json")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return Built(tag, models_tag, json.loads((work / "app.json").read_text()), proc.stderr)
+    report = json.loads((work / "app.json").read_text())
+    return Built(tag, models_tag, report, proc.stderr, mirror_server.requests)
 
 
 def layers_by_model(report: dict) -> dict[str, str]:
@@ -217,8 +220,9 @@ def _decompressed(data: bytes) -> bytes:
     return data
 
 
-def _scan_tar(stream, needle: bytes, where: str, found: list[str]) -> None:
-    """Look for `needle` in every member of a tar stream, recursing into (compressed) layer tars."""
+def _scan_tar(stream, found: dict[bytes, list[str]], where: str) -> None:
+    """Append to `found[needle]` every member of a tar stream holding `needle`, recursing into (compressed)
+    layer tars."""
     with tarfile.open(fileobj=stream, mode="r|*") as tar:
         for member in tar:
             if not member.isfile():
@@ -228,10 +232,11 @@ def _scan_tar(stream, needle: bytes, where: str, found: list[str]) -> None:
                 continue
             data = _decompressed(f.read())
             name = f"{where}/{member.name}"
-            if needle in data:
-                found.append(name)
+            for needle, names in found.items():
+                if needle in data:
+                    names.append(name)
             if len(data) > 512 and data[257:262] == b"ustar":
-                _scan_tar(io.BytesIO(data), needle, name, found)
+                _scan_tar(io.BytesIO(data), found, name)
 
 
 @pytest.fixture(scope="module")
@@ -261,15 +266,31 @@ def _layer_media_types(saved: Path) -> dict[str, str]:
         return {d: layer["mediaType"] for d, layer in zip(diff_ids, manifest["layers"], strict=True)}
 
 
-def test_hf_token_nowhere_in_the_image(app_build, docker_client, saved_images):
+def test_hf_token_reached_the_mirror_and_is_nowhere_in_the_image(app_build, docker_client, saved_images, tiny_tree):
+    """The positive control first: the Hugging Face models' requests reached the mirror with a token (the
+    mirror logs the Authorization scheme, never its value), so the token was in the build. Then its value is
+    in neither image's `docker save` (every layer, config and manifest, nested layer tars opened), nor their
+    config or history, nor build.py's output. The same scan finds the BART model's `refs/main` (its commit id)
+    inside a layer of each image: it reads the layers' files."""
+    hub = [r for r in app_build.requests if r.matches("/huggingface/")]
+    assert hub, "the build fetched no Hugging Face model from the mirror (--refresh-models makes it)"
+    assert {r.authorization for r in hub} == {"Bearer"}, [(r.path, r.authorization) for r in hub]
+    # Only the Hub client takes the token: the Whisper and spaCy downloads carry none.
+    others = [r for r in app_build.requests if not r.matches("/huggingface/")]
+    assert others and {r.authorization for r in others} == {None}, [(r.path, r.authorization) for r in others]
+
     assert CANARY not in app_build.stderr
-    found: list[str] = []
+    known = tiny_tree.bart_commit.encode()
     for tag, saved in saved_images.items():
+        found: dict[bytes, list[str]] = {CANARY.encode(): [], known: []}
         with open(saved, "rb") as f:
-            _scan_tar(f, CANARY.encode(), tag, found)
-        history = json.dumps(docker_client.images.get(tag).history())
-        assert CANARY not in history
-    assert found == []
+            _scan_tar(f, found, tag)
+        assert found[CANARY.encode()] == [], found
+        refs = [name for name in found[known] if name.endswith("/models--modelbake-tiny--bart/refs/main")]
+        assert refs, f"the scan of {tag} found no layer's refs/main: it does not read the layers ({found[known]})"
+        image = docker_client.images.get(tag)
+        assert CANARY not in json.dumps(image.attrs), "in the image config (docker image inspect)"
+        assert CANARY not in json.dumps(image.history()), "in the image history"
 
 
 def test_every_layer_uncompressed_and_the_apps_model_layers_the_models_images_blobs(app_build, saved_images):

@@ -14,17 +14,23 @@ namespace), not in a build step, so it reaches the emulator on 127.0.0.1 without
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from buildcache import cache_records, prune_records
-from conftest import BASE_IMAGE
+from conftest import BASE_IMAGE, REPO
 from modelbake.rawjson import Step, parse_rawjson
-from testkit.ghacache import GhaCacheServer
+from modelbake.ghaprobe import TWIRP_SERVICE
+from modelbake.cachespec import gha_scope, models_scope, parse_cache, specs_for
+from modelbake.ghaenv import CLIENT_VERSION, resolve
+from testkit.ghacache import GhaCacheServer, make_token
 
 pytestmark = pytest.mark.docker
 
@@ -120,3 +126,83 @@ def test_gha_v2_export_then_restore_surviving_an_expired_signed_url(docker_clien
                     if run_id in r.get("Description", "") or r.get("Description") in imported
                 ]
             )
+
+
+# --- the index key: what BuildKit writes is what build.py's probe looks up ------------------------------------
+
+RUNNER_VARIABLES = {"ACTIONS_CACHE_SERVICE_V2", "ACTIONS_RESULTS_URL", "ACTIONS_RUNTIME_TOKEN"}
+
+
+@pytest.fixture
+def served_gha(tmp_path):
+    """`python -m testkit.ghacache serve` as its own process: (its store's root, the variables it printed)."""
+    root = tmp_path / "served-gha"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "testkit.ghacache", "serve", "--root", str(root)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        printed = dict(proc.stdout.readline().strip().partition("=")[::2] for _ in RUNNER_VARIABLES)
+        yield root, printed
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def index_entries(root: Path) -> list[dict]:
+    """The finalized index entries in the emulator's store (`entries/<id>.json`, read from disk)."""
+    entries = [json.loads(p.read_text()) for p in sorted((root / "entries").glob("*.json"))]
+    return [e for e in entries if e["key"].startswith("index-")]
+
+
+@pytest.mark.parametrize("event", ["push", "pull_request"])
+def test_the_index_key_buildkit_writes_is_the_one_build_py_looks_up(event, served_gha, docker_client, tmp_path):
+    """A `--cache gha` build's models export, with exactly the variables a runner gives a step: BuildKit's own
+    gha exporter writes the scope's index under the key modelbake computes (ghaenv.index_key of cachespec's
+    scope), and the probe's lookup of that key, with that token, is a hit. A pull request's token (read on
+    main, write on its merge ref) checks which of the token's scopes names the key."""
+    root, printed = served_gha
+    assert set(printed) == RUNNER_VARIABLES, printed
+    env = dict(printed)
+    if event == "pull_request":
+        env["ACTIONS_RUNTIME_TOKEN"] = make_token([("refs/heads/main", 1), "refs/pull/7/merge"])
+    run_id = uuid.uuid4().hex
+    pin = run_id[:16]  # stands in for a lock hash
+    backend = parse_cache("gha")
+    backend.gha_version = resolve(env).version
+    specs = specs_for([backend], "models", "test", pin, environ=env)
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {run_id} > /run-id\n")
+    tag = f"modelbake-test/ghakey:{run_id[:12]}"
+    argv = ["docker", "buildx", "build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--tag", tag,
+            "--provenance", "false", "--progress", "plain"]  # fmt: skip
+    for spec in specs.cache_to:
+        argv += ["--cache-to", spec]
+    runner = {k: v for k, v in os.environ.items() if not k.startswith("ACTIONS_")} | env
+    try:
+        proc = subprocess.run([*argv, str(context)], capture_output=True, text=True, timeout=BUILD_TIMEOUT, env=runner)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        # BuildKit names each version of the index `<key>#<n>` (the next free n); lookups match by prefix.
+        written = [e["key"] for e in index_entries(root)]
+        expected = resolve(env).index_key(gha_scope(backend, models_scope("test", pin)))
+        found = [k.partition("#")[::2] for k in written]
+        assert found == [(expected, "1")], f"BuildKit wrote {written}, build.py looks up {expected}"
+
+        answer = httpx.post(
+            f"{env['ACTIONS_RESULTS_URL'].rstrip('/')}/{TWIRP_SERVICE}/GetCacheEntryDownloadURL",
+            json={"key": expected, "restore_keys": [expected], "version": CLIENT_VERSION},
+            headers={"Authorization": f"Bearer {env['ACTIONS_RUNTIME_TOKEN']}"},
+            timeout=10,
+        ).json()
+        assert answer.get("ok") is True and answer.get("matched_key") == written[0], answer
+    finally:
+        try:
+            docker_client.images.remove(tag)
+        except Exception:  # noqa: BLE001 - never built
+            pass
+        prune_records([r["ID"] for r in cache_records() if run_id in r.get("Description", "")])

@@ -493,6 +493,40 @@ def test_request_log(server: MirrorServer, client: httpx.Client, fx: Fixture) ->
     assert server.requests == []
 
 
+def test_request_log_keeps_the_authorization_scheme_never_the_credentials(fx: Fixture, tmp_path: Path) -> None:
+    """What the canary-token test relies on: `Bearer` where a token came, None where none did, and the
+    credentials in neither the records nor the log file, whatever shape the header has."""
+    secret = "hf_SECRETvalue0123456789"
+    url = f"/whisper/{sha(fx.whisper_nested)}/base.pt"
+    sent = {
+        "none": {},
+        "bearer": {"Authorization": f"Bearer {secret}"},
+        "basic": {"Authorization": f"basic {secret}"},
+        "bare": {"Authorization": secret},  # no scheme: the first word is the credential
+        "empty": {"Authorization": "Bearer"},  # a scheme and no token is no token
+    }
+    log_path = tmp_path / "mirror.jsonl"
+    with MirrorServer(fx.root, log_path=log_path) as srv, httpx.Client(base_url=srv.url, timeout=10) as client:
+        for name, headers in sent.items():
+            assert client.get(url, params={"case": name}, headers=headers).status_code == 200
+        logged = {r.path.rsplit("=", 1)[1]: r.authorization for r in srv.requests}
+    assert logged == {"none": None, "bearer": "Bearer", "basic": "Basic", "bare": "(unknown)", "empty": "(unknown)"}
+    text = log_path.read_text()
+    assert secret not in text and "SECRET" not in text
+    assert [json.loads(line)["authorization"] for line in text.splitlines()] == list(logged.values())
+
+
+def test_huggingface_hub_sends_its_token_to_the_mirror(server: MirrorServer, fx: Fixture, tmp_path: Path) -> None:
+    """The real client with a token: every request to the mirror carries it as `Bearer`; without, none does."""
+    run_hf(server, tmp_path / "with", 'snapshot_download("org/tiny", revision="main", token=V["token"])',
+           token="hf_" + "x" * 34)  # fmt: skip
+    with_token = server.requests
+    server.clear_requests()
+    run_hf(server, tmp_path / "without", 'snapshot_download("org/tiny", revision="main", token=False)')
+    assert with_token and {r.authorization for r in with_token} == {"Bearer"}
+    assert server.requests and {r.authorization for r in server.requests} == {None}
+
+
 def test_log_file_urls_and_index(fx: Fixture, tmp_path: Path) -> None:
     log_path = tmp_path / "logs" / "mirror.jsonl"
     with MirrorServer(fx.root, log_path=log_path) as srv:

@@ -220,9 +220,14 @@ def build_steps(doc: dict):
             yield job_id, job, step
 
 
-def run_build_step(doc: dict, job: dict, step: dict, tmp_path: Path, event: str, **inputs: str) -> list[str]:
-    """The build.py argv that `step` produces for `event` (bash as on the runner; `python` records its args)."""
+def run_script(
+    doc: dict, job: dict, step: dict, tmp_path: Path, event: str, secrets: dict[str, str] | None = None, **inputs: str
+) -> None:
+    """Run `step`'s script as the runner would for `event`: bash, the workflow's, job's and step's `env` with
+    their expressions filled in (`secrets.NAME` from `secrets`, absent ones empty as on GitHub), RUNNER_TEMP
+    at `tmp_path`, and `python` a stub that records its argv in `tmp_path/argv`."""
     values = {"github.repository": "Octo-Org/Modelbake"} | {f"inputs.{k}": v for k, v in inputs.items()}
+    values |= {f"secrets.{k}": v for k, v in (secrets or {}).items()}
 
     def expand(text: str) -> str:
         return EXPRESSION.sub(lambda m: values.get(m.group(1), ""), str(text))
@@ -234,11 +239,17 @@ def run_build_step(doc: dict, job: dict, step: dict, tmp_path: Path, event: str,
     }
     stub = tmp_path / "bin"
     stub.mkdir(exist_ok=True)
-    record = tmp_path / "argv"
-    (stub / "python").write_text(f'#!/bin/bash\nprintf "%s\\0" "$@" > {record}\n')
+    (stub / "python").write_text(f'#!/bin/bash\nprintf "%s\\0" "$@" > {tmp_path / "argv"}\n')
     (stub / "python").chmod(stat.S_IRWXU)
     env |= {"PATH": f"{stub}:{os.environ['PATH']}", "GITHUB_EVENT_NAME": event, "RUNNER_TEMP": str(tmp_path)}
     subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], env=env, check=True)
+
+
+def run_build_step(doc: dict, job: dict, step: dict, tmp_path: Path, event: str, **inputs: str) -> list[str]:
+    """The build.py argv that `step` produces for `event`."""
+    record = tmp_path / "argv"
+    record.unlink(missing_ok=True)
+    run_script(doc, job, step, tmp_path, event, **inputs)
     argv = record.read_text().split("\0")[:-1]
     assert argv[0] == "build.py"
     return argv[1:]
@@ -270,14 +281,40 @@ def test_registry_cache_job_is_opt_in_and_trusted_refs_only(workflows, tmp_path)
     assert argv[argv.index("--cache") + 1] == "registry:ghcr.io/octo-org/modelbake/cache"
 
 
-def test_hf_token_reaches_build_py_as_a_file_only(workflows, tmp_path):
+def token_steps(job: dict) -> tuple[dict, dict]:
+    """A job's step that writes the HF_TOKEN secret to a file, and the one that removes it."""
+    (write,) = [s for s in job["steps"] if "secrets.HF_TOKEN" in str(s.get("env", {}).get("HF_TOKEN", ""))]
+    (remove,) = [s for s in job["steps"] if 'rm -f "$RUNNER_TEMP/hf_token"' in s.get("run", "")]
+    return write, remove
+
+
+@pytest.mark.parametrize("secret", ["hf_FAKEfakeFAKEfake0123456789abcdef", ""], ids=["secret-set", "no-secret"])
+def test_hf_token_reaches_build_py_as_a_file_only(workflows, tmp_path, secret):
+    """Each job that builds runs its own three steps in order: the secret (a fake, non-empty value, or none as in
+    a fork's pull request) to a file, build.py, the file removed. With a secret: the file holds exactly it,
+    readable by the runner's user alone, and build.py gets its path, never the value; without: no file and no
+    --hf-token-file (build.py would stop on a missing file)."""
     doc = workflows["docker.yml"]
-    token = "hf_secret_value_not_for_argv"
-    (tmp_path / "hf_token").write_text(token)
+    token_file = tmp_path / "hf_token"
+    checked = 0
     for job_id, job, step in build_steps(doc):
+        write, remove = token_steps(job)
+        order = [job["steps"].index(s) for s in (write, step, remove)]
+        assert order == sorted(order), f"{job_id}: token file, build.py, removal must run in that order"
+        assert remove.get("if") == "always()", f"{job_id}: the token file must go even when the build fails"
+        run_script(doc, job, write, tmp_path, "push", secrets={"HF_TOKEN": secret})
         argv = run_build_step(doc, job, step, tmp_path, "push", refresh_models="true")
-        assert argv[argv.index("--hf-token-file") + 1] == str(tmp_path / "hf_token"), job_id
-        assert "--refresh-models" in argv and not any(token in a for a in argv), job_id
+        assert "--refresh-models" in argv and not any(secret and secret in a for a in argv), job_id
+        if secret:
+            assert token_file.read_text() == secret, job_id  # printf '%s': no newline added
+            assert stat.S_IMODE(token_file.stat().st_mode) == 0o600, job_id  # umask 077
+            assert argv[argv.index("--hf-token-file") + 1] == str(token_file), job_id
+        else:
+            assert not token_file.exists() and "--hf-token-file" not in argv, job_id
+        run_script(doc, job, remove, tmp_path, "push")
+        assert not token_file.exists(), job_id
+        checked += 1
+    assert checked >= 3
     for _, _, _, step in steps(doc):
         for value in step.get("with", {}).values():
             assert "secrets.HF_TOKEN" not in str(value)

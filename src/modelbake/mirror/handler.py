@@ -1,5 +1,6 @@
 """The mirror's request plumbing and file bodies: every request logged (what was asked, the status, the bytes
-sent), one JSON error line instead of a traceback, and files streamed with Range, HEAD and the file faults
+sent, the scheme of its Authorization header but never its credentials), one JSON error line instead of a
+traceback, and files streamed with Range, HEAD and the file faults
 (corrupt, reset, truncate, no Content-Length, bandwidth). The routes are `hubroutes.py`'s and `server.py`'s.
 """
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelbake.httpserve import RangeNotSatisfiable, TrackedHandler, TrackingHTTPServer
-from modelbake.mirror.requestlog import RequestRecord
+from modelbake.mirror.requestlog import RequestRecord, auth_scheme
 
 if TYPE_CHECKING:
     from modelbake.mirror.server import MirrorServer
@@ -29,8 +30,10 @@ class MirrorHandler(TrackedHandler):
     # -- plumbing (the rest is TrackedHandler's) ------------------------------------------------------
     def send_response(self, code: int, message: str | None = None) -> None:
         path = getattr(self, "path", "")
-        rng = self.headers.get("Range") if getattr(self, "headers", None) is not None else None
-        self._record = RequestRecord(self.command or "?", path, code, range=rng)
+        headers = getattr(self, "headers", None)  # None when the request line itself was unreadable
+        rng = headers.get("Range") if headers is not None else None
+        auth = auth_scheme(headers.get("Authorization")) if headers is not None else None
+        self._record = RequestRecord(self.command or "?", path, code, range=rng, authorization=auth)
         self.server.service._log.append(self._record)
         super().send_response(code, message)
 
