@@ -1,8 +1,8 @@
 """One `docker buildx build` of a single Dockerfile, for tests and the benchmark (a naive Dockerfile, a deps layer
-alone): build.py itself always runs one bake (modelbake.bake), so this runner is not part of the product.
+alone): build.py itself always runs one bake (modelbake.image.bake), so this runner is not part of the product.
 
 It takes the product's `BuildSpec` and reads the progress stream and failures with the product's own code
-(modelbake.rawjson, modelbake.bakeerrors), so a test of a single build sees what build.py would.
+(modelbake.image.rawjson, modelbake.image.bakeerrors), so a test of a single build sees what build.py would.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from modelbake.bake import BuildResult, BuildSpec, output_spec
-from modelbake.bakeerrors import bake_error
-from modelbake.dockercli import Command, stream_docker
-from modelbake.rawjson import parse_rawjson
+from modelbake.image.bake import BuildResult, BuildSpec, output_spec
+from modelbake.image.bakeerrors import bake_error
+from modelbake.image.dockercli import Command, stream_docker
+from modelbake.image.rawjson import parse_rawjson
 
 
 def build_argv(spec: BuildSpec, metadata_file: Path | None = None, progress: str = "rawjson") -> Command:

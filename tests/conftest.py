@@ -246,8 +246,8 @@ def docker_client():
 
 
 def usable_engine(connect=None):
-    """The checks behind `docker_client`; `connect` stands in for modelbake.engine.docker_client in tests."""
-    from modelbake.engine import EngineError, check_engine, docker_client
+    """The checks behind `docker_client`; `connect` stands in for modelbake.image.engine.docker_client in tests."""
+    from modelbake.image.engine import EngineError, check_engine, docker_client
 
     try:
         client = (connect or docker_client)()

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from modelbake.buildinputs import BuildInputs, gather
-from modelbake.buildoptions import parse_options
-from modelbake.buildplan import BuildPlan, make_plan
+from modelbake.image.inputs import BuildInputs, gather
+from modelbake.image.options import parse_options
+from modelbake.image.plan import BuildPlan, make_plan
 
 REPO = Path(__file__).resolve().parents[1]
 

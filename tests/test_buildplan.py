@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from modelbake.buildnetwork import choose_network, is_loopback_url
-from modelbake.buildoptions import BuildOptions, parse_options
-from modelbake.buildplan import make_plan, materialize
-from modelbake.cachespec import CacheBackend
+from modelbake.cache.spec import CacheBackend
 from modelbake.errors import LockError, UsageError
+from modelbake.image.network import choose_network, is_loopback_url
+from modelbake.image.options import BuildOptions, parse_options
+from modelbake.image.plan import make_plan, materialize
 from modelbake.lockfile import Lock, LockedFile, LockedModel, spec_fields, write_lock
 from modelbake.manifest import load_manifest
 from plans import inputs_of, plan_of
@@ -96,7 +96,7 @@ BUILD_PY_FLAGS = {
 
 
 def test_no_flag_was_dropped_and_each_is_a_field():
-    from modelbake.buildoptions import build_parser
+    from modelbake.image.options import build_parser
 
     actions = [a for a in build_parser()._actions if a.dest != "help"]
     added = {"--file-layers-over", "--models-image", "--rawjson"}  # since: new options, none renamed

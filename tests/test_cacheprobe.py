@@ -13,9 +13,9 @@ import time
 import pytest
 from ghaclient import save
 
-from modelbake.cacheprobe import probe_gha, probe_registry, proxy_for, usable_backends
-from modelbake.cachespec import parse_cache
-from modelbake.ghaenv import CLIENT_VERSION, resolve
+from modelbake.cache.ghaenv import CLIENT_VERSION, resolve
+from modelbake.cache.probe import probe_gha, probe_registry, proxy_for, usable_backends
+from modelbake.cache.spec import parse_cache
 from testkit.ghacache import GhaCacheServer, make_token
 from testkit.ghacache.server import refusing_url
 

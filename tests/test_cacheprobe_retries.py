@@ -16,9 +16,9 @@ import time
 import pytest
 from ghaclient import download, save
 
-from modelbake.cacheprobe import probe_gha, usable_backends
-from modelbake.cachespec import gha_scope, parse_cache
-from modelbake.ghaenv import resolve
+from modelbake.cache.ghaenv import resolve
+from modelbake.cache.probe import probe_gha, usable_backends
+from modelbake.cache.spec import gha_scope, parse_cache
 from testkit.ghacache import GhaCacheServer
 
 pytestmark = [pytest.mark.unit, pytest.mark.loopback]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from modelbake.cachebudget import budget_warning, footprint
-from modelbake.cachespec import parse_cache, specs_for
+from modelbake.cache.budget import budget_warning, footprint
+from modelbake.cache.spec import parse_cache, specs_for
 from modelbake.errors import UsageError
-from modelbake.report import CacheTraffic, ImageInfo, ModelLayer, Report, StageSummary, format_markdown
+from modelbake.image.report import CacheTraffic, ImageInfo, ModelLayer, Report, StageSummary, format_markdown
 
 pytestmark = pytest.mark.unit
 

@@ -21,7 +21,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from modelbake.dockerfile import FETCH_LOCK_MOUNT
+from modelbake.image.dockerfile import FETCH_LOCK_MOUNT
 from reqlock import APP_LOCK, DEV_LOCK, FETCH_LOCK, read_lock
 
 pytestmark = pytest.mark.unit

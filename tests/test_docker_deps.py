@@ -17,7 +17,7 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from conftest import BASE_IMAGE, CA_BUNDLE, REPO, WHEELHOUSE
-from modelbake.bake import BuildSpec
+from modelbake.image.bake import BuildSpec
 from reqlock import APP_LOCK, pins
 from testkit.buildx import run_build
 

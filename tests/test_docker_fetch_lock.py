@@ -18,7 +18,7 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from conftest import BASE_IMAGE, CA_BUNDLE, REPO, mirror_args, removed_after
-from modelbake.bake import BuildSpec
+from modelbake.image.bake import BuildSpec
 from reqlock import FETCH_LOCK, pins
 from testkit.buildx import run_build
 from testkit.checkout import copy_checkout

@@ -51,10 +51,10 @@ def docker(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproce
 def model_layers(docker_client, models_tag: str, checkout: Path, tag: str | None = None) -> dict[str, str | None]:
     """Each model's layer in `tag` (default: the models image), found the way build.py's report finds it: the
     models image's history entry of each layer's COPY, and the same diff id in `tag`."""
-    from modelbake.layers import DEFAULT_FILE_LAYERS_OVER, plan_layers
+    from modelbake.image.layers import DEFAULT_FILE_LAYERS_OVER, plan_layers
+    from modelbake.image.report import find_model_layers
     from modelbake.lockfile import read_lock
     from modelbake.manifest import load_manifest
-    from modelbake.report import find_model_layers
 
     manifest = load_manifest(checkout / "models.toml")
     specs = manifest.select(None)

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from modelbake import dockerfile
-from modelbake.bake import BuildSpec, output_spec
-from modelbake.bakeerrors import BuildxError, bake_error
-from modelbake.dockerfile import render_models_dockerfile
-from modelbake.layers import plan_layers
+from modelbake.image import dockerfile
+from modelbake.image.bake import BuildSpec, output_spec
+from modelbake.image.bakeerrors import BuildxError, bake_error
+from modelbake.image.dockerfile import render_models_dockerfile
+from modelbake.image.layers import plan_layers
+from modelbake.image.rawjson import parse_rawjson
 from modelbake.lockfile import Lock, LockedFile, LockedModel, entry_json, spec_fields
 from modelbake.manifest import load_manifest
-from modelbake.rawjson import parse_rawjson
 from testkit.tinymodels import manifest_text
 
 pytestmark = pytest.mark.unit
@@ -349,7 +349,7 @@ def test_bad_option_values_are_one_line_errors(tmp_path, capsys):
 def test_bake_gets_each_value_as_one_argument_never_through_a_shell(tmp_path, monkeypatch):
     """What `docker` receives from run_bake: a stand-in `docker` on PATH records its argv and the bake definition
     it was given. A tag, build arg and secret path full of shell syntax arrive whole, and nothing of them ran."""
-    from modelbake.bake import bake_argv, bake_definition, run_bake
+    from modelbake.image.bake import bake_argv, bake_definition, run_bake
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -435,7 +435,7 @@ def test_rawjson_steps_and_failed_model_message():
 
 def test_an_existing_models_image_is_reused_only_as_shipped(tmp_path):
     """The lock-hash tag says which models, not how their layers were packed: another compression rebuilds."""
-    from modelbake.buildplan import MODELS_BUILT, MODELS_REUSED
+    from modelbake.image.plan import MODELS_BUILT, MODELS_REUSED
     from modelbake.lockfile import write_lock
     from plans import plan_of
 
@@ -482,7 +482,7 @@ def test_a_vertex_two_bake_targets_share_is_a_step_of_each(first):
 def test_a_shared_failed_step_is_named_as_the_models_builds(first):
     """A fetch step that fails in a bake of both targets comes under each, in either order: the error names
     the models build (whose step it is), and a step cancelled because of it is never the one named."""
-    from modelbake.bakeerrors import failed_step
+    from modelbake.image.bakeerrors import failed_step
 
     order = [first, "models" if first == "app" else "app"]
     vertexes = [

@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from modelbake.engine import EngineError, check_engine, parse_major, uses_containerd_store
-from modelbake.ghaenv import engine_gaps, parse_version
+from modelbake.cache.ghaenv import engine_gaps, parse_version
+from modelbake.image.engine import EngineError, check_engine, parse_major, uses_containerd_store
 
 pytestmark = pytest.mark.unit
 
@@ -101,7 +101,7 @@ def test_version_parsing():
 
 
 def test_engine_no_daemon(monkeypatch):
-    import modelbake.engine as engine
+    import modelbake.image.engine as engine
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(EngineError) as exc:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, mirror_args
-from modelbake.dockerfile import FETCH_PACKAGES, FETCH_SOURCES
+from modelbake.image.dockerfile import FETCH_PACKAGES, FETCH_SOURCES
 from modelbake.lockfile import entry_json, read_lock
 from modelbake.manifest import load_manifest
 from modelbake.paths import Layout

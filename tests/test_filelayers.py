@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from modelbake.dockerfile import LOCK_MOUNT, layer_copy_line, render_models_dockerfile
 from modelbake.errors import LockError
 from modelbake.filelayers import link_big_files, one_file, place_blob, without_big_files
-from modelbake.layers import DEFAULT_FILE_LAYERS_OVER, Layer, plan_layers
+from modelbake.image.dockerfile import LOCK_MOUNT, layer_copy_line, render_models_dockerfile
+from modelbake.image.layers import DEFAULT_FILE_LAYERS_OVER, Layer, plan_layers
 from modelbake.lockfile import FileRef, Lock, LockedFile, LockedModel, entry_json, spec_fields, write_lock
 from modelbake.manifest import HuggingFaceSpec, load_manifest
 from modelbake.paths import Layout, hub_repo_folder

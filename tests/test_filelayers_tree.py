@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, mirror_args, run_cli
-from modelbake.layers import plan_layers
+from modelbake.image.layers import plan_layers
 from modelbake.lockfile import entry_json, read_lock
 from modelbake.manifest import load_manifest
 

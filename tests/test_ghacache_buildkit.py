@@ -26,10 +26,10 @@ import pytest
 
 from buildcache import cache_records, prune_records
 from conftest import BASE_IMAGE, REPO
-from modelbake.cachespec import gha_scope, models_scope, parse_cache, specs_for
-from modelbake.ghaenv import CLIENT_VERSION, resolve
-from modelbake.ghaprobe import TWIRP_SERVICE
-from modelbake.rawjson import Step, parse_rawjson
+from modelbake.cache.ghaenv import CLIENT_VERSION, resolve
+from modelbake.cache.ghaprobe import TWIRP_SERVICE
+from modelbake.cache.spec import gha_scope, models_scope, parse_cache, specs_for
+from modelbake.image.rawjson import Step, parse_rawjson
 from testkit.ghacache import GhaCacheServer, make_token
 
 pytestmark = pytest.mark.docker

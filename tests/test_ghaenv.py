@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from modelbake.cache.ghaenv import parse_go_bool, resolve, token_scopes
 from modelbake.errors import UsageError
-from modelbake.ghaenv import parse_go_bool, resolve, token_scopes
 from testkit.ghacache import make_token
 
 pytestmark = pytest.mark.unit

@@ -14,7 +14,7 @@ import pytest
 from instantclock import sitecustomize as instant_clock
 
 from conftest import REPO, unavailable, usable_engine
-from modelbake.engine import EngineError
+from modelbake.image.engine import EngineError
 
 pytestmark = pytest.mark.unit
 

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import REPO, mirror_args, run_cli
 from modelbake.cli import main
-from modelbake.dockerfile import layer_copy_line, render_models_dockerfile
-from modelbake.layers import model_layers
+from modelbake.image.dockerfile import layer_copy_line, render_models_dockerfile
+from modelbake.image.layers import model_layers
 from modelbake.manifest import HuggingFaceSpec, SpacySpec, WhisperSpec, load_manifest
 from modelbake.paths import Layout, image_env, image_paths, image_spacy_path, layer_paths, layer_root
 from testkit.tinymodels import manifest_text, with_spacy_pipeline

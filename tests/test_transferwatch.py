@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from modelbake.rawjson import decode_line
-from modelbake.transferwatch import TransferWatch
+from modelbake.image.rawjson import decode_line
+from modelbake.image.stallwatch import TransferWatch
 
 pytestmark = pytest.mark.unit
 

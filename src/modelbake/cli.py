@@ -349,7 +349,7 @@ def cmd_mirror(args: argparse.Namespace) -> int:
 
 
 def cmd_dockerfile(args: argparse.Namespace) -> int:
-    from .dockerfile import sync_dockerfile
+    from .image.dockerfile import sync_dockerfile
 
     for path in sync_dockerfile(args.manifest, args.root, args.check):
         print(f"wrote {path}")

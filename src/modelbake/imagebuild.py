@@ -18,14 +18,14 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .bake import bake_argv, bake_definition, run_bake
-from .buildinputs import STEP_SUMMARY_ENV, gather
-from .buildoptions import BuildOptions, build_parser, options_from
-from .buildplan import MODELS_BUILT, MODELS_REUSED, BuildPlan, make_plan, materialize
-from .cachebudget import budget_warning, footprint
-from .cachespec import CacheBackend
+from .cache.budget import budget_warning, footprint
+from .cache.spec import CacheBackend
 from .errors import exit_code_of, write_error
-from .report import Report, build_report, format_markdown, format_summary
+from .image.bake import bake_argv, bake_definition, run_bake
+from .image.inputs import STEP_SUMMARY_ENV, gather
+from .image.options import BuildOptions, build_parser, options_from
+from .image.plan import MODELS_BUILT, MODELS_REUSED, BuildPlan, make_plan, materialize
+from .image.report import Report, build_report, format_markdown, format_summary
 
 
 def run(options: BuildOptions, root: Path, environ: Mapping[str, str] | None = None) -> int:
@@ -38,7 +38,7 @@ def run(options: BuildOptions, root: Path, environ: Mapping[str, str] | None = N
             print(shlex.join(map(str, bake_argv(plan.targets, Path("BAKE.json"), Path("METADATA.json")))))
             print(json.dumps(bake_definition(plan.targets), indent=2, sort_keys=True))
             return 0
-        from .engine import docker_client
+        from .image.engine import docker_client
 
         inputs = gather(options, root, environ, Path(work), connect=docker_client)
         plan = make_plan(inputs, options)

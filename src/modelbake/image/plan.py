@@ -13,17 +13,17 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
+from ..cache.spec import CacheBackend, CacheSpecs, specs_for
+from ..errors import UsageError, write_error
+from ..lockfile import Lock, unpinned_warning
+from ..manifest import ModelSpec
+from ..mirrors import build_mirrors, mirrors_toml, unforwarded_variables
 from .bake import BuildSpec
-from .buildinputs import BuildInputs
-from .buildnetwork import choose_network
-from .buildoptions import DEFAULT_MODEL_LAYER_COMPRESSION, BuildOptions, app_tag, models_tag, profile_name
-from .cachespec import CacheBackend, CacheSpecs, specs_for
 from .dockerfile import render_models_dockerfile
-from .errors import UsageError, write_error
+from .inputs import BuildInputs
 from .layers import Layer, plan_layers
-from .lockfile import Lock, unpinned_warning
-from .manifest import ModelSpec
-from .mirrors import build_mirrors, mirrors_toml, unforwarded_variables
+from .network import choose_network
+from .options import DEFAULT_MODEL_LAYER_COMPRESSION, BuildOptions, app_tag, models_tag, profile_name
 
 # Where the models image comes from: built by this bake, already in the engine and up to date with the lock
 # (not rebuilt), or given with --models-image (built elsewhere).

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from ..cache.spec import CACHE_COMPRESSIONS, CACHE_MODES, CacheBackend, parse_cache
+from ..errors import ArgumentParser, UsageError
+from ..mirrors import parse_mirror_args
 from .bake import LAYER_COMPRESSIONS
-from .cachespec import CACHE_COMPRESSIONS, CACHE_MODES, CacheBackend, parse_cache
 from .dockerfile import DEFAULT_BASE_IMAGE
-from .errors import ArgumentParser, UsageError
 from .layers import DEFAULT_FILE_LAYERS_OVER
-from .mirrors import parse_mirror_args
 
 DEFAULT_MODELS_REPO = "modelbake/models"
 DEFAULT_APP_REPO = "modelbake/app"

@@ -30,7 +30,7 @@ from typing import Any
 from .bakeerrors import STALL_HINT, CacheStalledError, bake_error
 from .dockercli import Command, stream_docker
 from .rawjson import Step, decode_line, parse_rawjson
-from .transferwatch import TransferWatch
+from .stallwatch import TransferWatch
 
 LAYER_COMPRESSIONS = ("uncompressed", "zstd", "gzip")
 

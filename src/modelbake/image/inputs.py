@@ -18,16 +18,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from .buildnetwork import choose_network
-from .buildoptions import BuildOptions, models_tag, profile_name
-from .cachespec import CacheBackend, models_scope
+from ..cache.ghaenv import GhaTarget, resolve
+from ..cache.spec import CacheBackend, models_scope
+from ..errors import DestinationError, UsageError, write_error
+from ..lockfile import Lock, lock_hash_of, read_lock, require_current
+from ..manifest import Manifest, load_manifest
+from ..mirrors import build_mirrors
 from .dockerfile import LOCK_HASH_LABEL
 from .engine import EngineInfo, check_engine
-from .errors import DestinationError, UsageError, write_error
-from .ghaenv import GhaTarget, resolve
-from .lockfile import Lock, lock_hash_of, read_lock, require_current
-from .manifest import Manifest, load_manifest
-from .mirrors import build_mirrors
+from .network import choose_network
+from .options import BuildOptions, models_tag, profile_name
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -119,8 +119,8 @@ def gather(
         gha_version=gha.version if gha else None,
         builder=options.builder,
     )
-    from .cacheprobe import usable_backends
-    from .imageinspect import image_labels, local_image
+    from ..cache.probe import usable_backends
+    from .inspection import image_labels, local_image
 
     warnings: list[str] = []
     scope = models_scope(profile_name(options), lock_hash)

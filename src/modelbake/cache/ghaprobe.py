@@ -31,8 +31,8 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .cachehttp import OK, Budget, ProbeResult, client
 from .ghaenv import CLIENT_VERSION, GhaTarget
+from .probehttp import OK, Budget, ProbeResult, client
 
 if TYPE_CHECKING:
     import httpx

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UsageError
+from ..errors import UsageError
 
 DEFAULT_GHA_PREFIX = "modelbake"
 DEFAULT_BRANCH = "main"

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .buildoptions import BuildOptions
-from .constants import DOCKER_HOST_ENV
-from .errors import UsageError
+from ..constants import DOCKER_HOST_ENV
+from ..errors import UsageError
+from .options import BuildOptions
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ the build's message, so a failed build reads like a failed `modelbake preload`.
 
 from __future__ import annotations
 
-from .errors import ModelbakeError, error_line_in
+from ..errors import ModelbakeError, error_line_in
 from .rawjson import Step
 
 STALL_HINT = (

@@ -12,9 +12,9 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..cache.ghaenv import engine_gaps
+from ..errors import EngineError
 from .dockercli import INSTALL_HINT, Run, run_docker
-from .errors import EngineError
-from .ghaenv import engine_gaps
 
 if TYPE_CHECKING:
     from docker import DockerClient

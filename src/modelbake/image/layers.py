@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .lockfile import FileRef, Lock, LockedModel
-from .manifest import HuggingFaceSpec, ModelSpec
-from .paths import file_layer_name, file_layer_root, image_blob_path, image_paths, layer_root, slug
+from ..lockfile import FileRef, Lock, LockedModel
+from ..manifest import HuggingFaceSpec, ModelSpec
+from ..paths import file_layer_name, file_layer_root, image_blob_path, image_paths, layer_root, slug
 
 DEFAULT_FILE_LAYERS_OVER = 64 * 1024 * 1024
 

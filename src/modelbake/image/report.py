@@ -14,14 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .atomic import atomic_write_text
+from ..atomic import atomic_write_text
+from ..errors import write_error
+from ..manifest import ModelSpec
+from ..paths import image_paths
 from .bake import BuildResult
-from .buildplan import MODELS_GIVEN, BuildPlan
-from .errors import write_error
-from .imageinspect import ConfigImage, ImageLike, image_config, layer_history, local_image
+from .inspection import ConfigImage, ImageLike, image_config, layer_history, local_image
 from .layers import Layer
-from .manifest import ModelSpec
-from .paths import image_paths
+from .plan import MODELS_GIVEN, BuildPlan
 from .rawjson import Step
 
 if TYPE_CHECKING:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import StaleError, write_error
+from ..errors import StaleError, write_error
+from ..lockfile import FileRef, Lock, LockedModel, entry_json, spec_fields
+from ..manifest import Manifest, ModelSpec
+from ..paths import MODELS_ROOT as _MODELS_ROOT
+from ..paths import image_paths, image_spacy_path, in_layer_root, layer_paths, layer_root
 from .layers import DEFAULT_FILE_LAYERS_OVER, Layer, big_files, plan_layers, stage_name
-from .lockfile import FileRef, Lock, LockedModel, entry_json, spec_fields
-from .manifest import Manifest, ModelSpec
-from .paths import MODELS_ROOT as _MODELS_ROOT
-from .paths import image_paths, image_spacy_path, in_layer_root, layer_paths, layer_root
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
 MODELS_ROOT = _MODELS_ROOT.as_posix()
@@ -212,7 +212,7 @@ def _fetch_stage() -> list[str]:
         f"    {FETCH_LOCK_MOUNT} \\",
         "    python -m venv /opt/fetch \\",
         f"    && pip install --require-hashes --no-deps -r /tmp/{FETCH_LOCK}",
-        "# The fetch code only (see FETCH_SOURCES in src/modelbake/dockerfile.py): the CLI is not in this stage.",
+        "# The fetch code only (see FETCH_SOURCES in src/modelbake/image/dockerfile.py): the CLI is not in this stage.",
         f"COPY --link {' '.join(FETCH_SOURCES)} /opt/modelbake/src/modelbake/",
     ]
     for package in FETCH_PACKAGES:
@@ -262,8 +262,8 @@ def render_models_dockerfile(
 def sync_dockerfile(manifest_path: Path, root: Path, check: bool = False) -> list[Path]:
     """Regenerate `root/Dockerfile.models` from the manifest and its lock; returns it when it was out of date
     (written, unless `check`). Raises typed errors naming the file at fault."""
-    from .lockfile import read_lock
-    from .manifest import load_manifest
+    from ..lockfile import read_lock
+    from ..manifest import load_manifest
 
     manifest = load_manifest(manifest_path)
     path = root / "Dockerfile.models"

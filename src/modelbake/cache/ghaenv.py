@@ -21,8 +21,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .digests import sha256_bytes
-from .errors import UsageError
+from ..digests import sha256_bytes
+from ..errors import UsageError
 
 SERVICE_V2 = "ACTIONS_CACHE_SERVICE_V2"
 FORCE_VERSION = "ACTIONS_CACHE_API_FORCE_VERSION"

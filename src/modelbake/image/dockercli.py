@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .errors import EngineError
+from ..errors import EngineError
 
 # subprocess.run, or what a test stands in for the docker CLI with.
 Run = Callable[..., subprocess.CompletedProcess[str]]

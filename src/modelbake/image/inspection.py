@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..errors import EngineError, UsageError
 from .dockercli import run_docker
-from .errors import EngineError, UsageError
 
 if TYPE_CHECKING:
     from docker.models.images import Image

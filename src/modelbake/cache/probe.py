@@ -20,10 +20,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
-from .cachehttp import OK, ProbeResult, client, is_loopback, proxy_for
-from .cachespec import CacheBackend, gha_scope
 from .ghaenv import GhaTarget
 from .ghaprobe import probe_gha
+from .probehttp import OK, ProbeResult, client, is_loopback, proxy_for
+from .spec import CacheBackend, gha_scope
 
 __all__ = ["OK", "ProbeResult", "probe_gha", "probe_registry", "proxy_for", "usable_backends"]
 

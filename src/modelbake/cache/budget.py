@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .report import Report
+from ..image.report import Report
 
 
 @dataclass(frozen=True)
