@@ -78,6 +78,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "other models are left alone.",
         "  modelbake clean-cache --profile test\n  modelbake clean-cache --dest ./models",
     ),
+    "env": (
+        "print the variables that point the libraries at a --dest tree, offline, as the image does",
+        "Print shell `export` lines that point huggingface_hub, Transformers, Whisper and spaCy at a tree written by "
+        "`modelbake preload --dest DIR`, offline: the variables the app image sets for /models. Run your app with "
+        "them to try it against the same models before building an image.",
+        '  eval "$(modelbake env --models ./models --profile prod)" && python -m myapp',
+    ),
     "mirror": (
         "serve a directory of models over the hubs' protocols",
         "Serve Whisper checkpoints, spaCy wheels and a Hugging Face hub cache from a local directory, speaking the "
@@ -159,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="profile of the manifest (default: every model)")
     p.add_argument("--dest", type=Path, help="a --dest tree to empty instead of the caches")
 
+    p = _command(sub, "env")
+    _manifest_arg(p)
+    p.add_argument("--profile", help="profile of the manifest (default: every model)")
+    p.add_argument("--models", type=Path, required=True, help="a tree written by `preload --dest`")
+
     p = _command(sub, "mirror")
     msub = p.add_subparsers(dest="mirror_command", required=True, metavar="COMMAND")
     s = msub.add_parser(
@@ -191,6 +203,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "preload": cmd_preload,
         "verify": cmd_verify,
         "clean-cache": cmd_clean_cache,
+        "env": cmd_env,
         "mirror": cmd_mirror,
         "dockerfile": cmd_dockerfile,
     }
@@ -324,6 +337,21 @@ def _print_verify_table(results: list[VerifyResult]) -> None:
             r.detail,
         )
     Console(width=max(100, Console().width)).print(table)
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from .paths import Layout, tree_env
+
+    if not args.models.is_dir():
+        raise UsageError(f"--models {args.models}: not a directory", hint="pass a tree written by `preload --dest`")
+    manifest, _ = _load(args)
+    variables = tree_env(Layout.dest(args.models.resolve()), manifest.select(args.profile))
+    spacy_path = variables.pop("MODELBAKE_SPACY_PATH")
+    for name, value in variables.items():
+        print(f"export {name}={shlex.quote(value)}")
+    if spacy_path:  # each pipeline's directory, ahead of what PYTHONPATH already holds
+        print(f"export PYTHONPATH={shlex.quote(spacy_path)}${{PYTHONPATH:+:$PYTHONPATH}}")
+    return 0
 
 
 def cmd_clean_cache(args: argparse.Namespace) -> int:

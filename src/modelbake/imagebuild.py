@@ -1,6 +1,6 @@
 """`python build.py`: manifest + lock -> models image (one layer per model) -> app image FROM it, with a report.
 
-One straight path: read every input once (buildinputs.gather), plan once (buildplan.make_plan, pure), one
+One straight path: read every input once (image.inputs.gather), plan once (image.plan.make_plan, pure), one
 `docker buildx bake` (bake.run_bake), the report (report.build_report). The models image (`Dockerfile.models`,
 target `models`) and the app image on it (`Dockerfile`, whose `models` stage is that target) are one BuildKit
 graph, so any builder builds, caches and pushes both and nothing is loaded in between. Mirrors, the CA bundle,

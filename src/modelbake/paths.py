@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from .constants import (
     HF_HOME_ENV,
     HF_HUB_CACHE_ENV,
+    OFFLINE_ENV,
     STATE_DIR_ENV,
     STATE_DIRNAME,
     WHISPER_ROOT_ENV,
@@ -212,14 +213,25 @@ _IMAGE = Layout.dest(Path(MODELS_ROOT))
 
 
 def image_paths(spec: ModelSpec) -> list[str]:
-    """The paths under /models that hold exactly this model in an image: what its layer holds and the app
-    image copies. The `--dest` tree's own paths, with the tree at /models."""
+    """The paths under /models that hold exactly this model in an image: what its layer holds. The `--dest`
+    tree's own paths, with the tree at /models."""
     return [path.as_posix() for path in _IMAGE.model_paths(spec)]
 
 
 def image_spacy_path(specs: Iterable[ModelSpec]) -> str:
     """The image's pipeline directories, `:`-separated, for `PYTHONPATH` (empty without pipelines)."""
     return ":".join(image_paths(s)[0] for s in specs if isinstance(s, SpacySpec))
+
+
+def tree_env(layout: Layout, specs: Iterable[ModelSpec]) -> dict[str, str]:
+    """What points the libraries at a `--dest` tree, offline, as the image points them at /models: the hub cache,
+    the Whisper root, and the spaCy pipelines' directories (`MODELBAKE_SPACY_PATH`, for `PYTHONPATH`)."""
+    return {
+        HF_HUB_CACHE_ENV: str(layout.hf_hub_cache),
+        **OFFLINE_ENV,
+        WHISPER_ROOT_ENV: str(layout.whisper_root),
+        "MODELBAKE_SPACY_PATH": ":".join(str(d) for d in layout.spacy_import_dirs(specs)),
+    }
 
 
 def image_env() -> dict[str, str]:

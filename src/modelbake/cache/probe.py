@@ -12,7 +12,7 @@ the build for good. So build.py asks first, bounded by `--cache-timeout` for eac
 - `gha` v1 (GitHub Enterprise Server): the same lookup on `_apis/artifactcache/cache`.
 - `registry`: `GET /v2/` (any HTTP answer is a registry that answers; 401 asks for credentials, fine).
 
-Every request goes where the daemon's Go client goes (`cachehttp.proxy_for`: Go's proxy rules).
+Every request goes where the daemon's Go client goes (`probehttp.proxy_for`: Go's proxy rules).
 """
 
 from __future__ import annotations

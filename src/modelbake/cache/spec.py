@@ -7,7 +7,7 @@ old one ages out), the app image by profile and branch (reading the default bran
 Model layers export with `mode=max` (every fetch step is worth keeping); the app with `mode=min`.
 
 Written by hand because buildx has no notion of "the same cache, scoped per image". Which gha protocol the
-cache speaks is `ghaenv`'s business (passed here as `version=`), whether a cache answers is `cacheprobe`'s.
+cache speaks is `ghaenv`'s business (passed here as `version=`), whether a cache answers is `cache.probe`'s.
 """
 
 from __future__ import annotations

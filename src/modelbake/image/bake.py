@@ -57,7 +57,7 @@ class BuildSpec:
     load: bool = True
     layer_compression: str | None = None  # uncompressed / zstd / gzip; None: the exporter's default (gzip)
     force_compression: bool = False  # recompress layers that already have a blob of another compression
-    # Stop the build when a cache download makes no progress for this long (transferwatch); None: never.
+    # Stop the build when a cache download makes no progress for this long (stallwatch); None: never.
     stall_seconds: float | None = None
 
 

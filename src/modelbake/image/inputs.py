@@ -1,6 +1,6 @@
 """Everything a build depends on that needs I/O, read once, before planning: `gather(options, ...) -> BuildInputs`.
 
-Planning (buildplan.make_plan) is then a pure function of these inputs and the options. What is read here: the
+Planning (plan.make_plan) is then a pure function of these inputs and the options. What is read here: the
 manifest and its lock, the committed Dockerfile.models, the local files the options name, whether the outputs can
 be written (checked before a build that may take minutes), the engine and its versions, which caches answer,
 and whether the models image is already in the engine (or, given with --models-image, which lock it holds).

@@ -1,13 +1,13 @@
 """Which image layers the models become: one per model, and one per big file of a model (the layer plan).
 
 Why files get layers of their own: a 7B model is 14 GB in a few shards, and a model is otherwise one layer of
-that size (registries fail on such layers, and a push or pull cannot resume inside one). Worse, any new
-revision of a Hugging Face repo re-fetched and re-pushed the whole model, even one that touched only
-`config.json`. So every file over `file_layers_over` (default 64 MiB, Cog's threshold; bench/results.md measures
+that size (registries fail on such layers, and a push or pull cannot resume inside one), and any new revision
+of a Hugging Face repo would re-fetch and re-push the whole model, even one that touched only `config.json`.
+So every file over `file_layers_over` (default 64 MiB, Cog's threshold; bench/results-filelayers.md measures
 it) is a layer of its own, keyed by that file's sha256 alone, and the rest of the model (configs, tokenizer,
 the hub cache's snapshot links and refs) is one more. A revision that changes only small files re-fetches
-and re-pushes only the rest; every big layer keeps its digest. Loaders see the same tree as before: the hub
-cache's snapshot links point at `blobs/<sha256>`, which the file layers fill in.
+and re-pushes only the rest; every big layer keeps its digest. Loaders see one whole hub cache: its snapshot
+links point at `blobs/<sha256>`, which the file layers fill in.
 
 Only Hugging Face models are split: a Whisper checkpoint is one file (its layer already is that file's), and
 a spaCy pipeline is one wheel whose files exist only after pip unpacks it.

@@ -1,6 +1,6 @@
 """What build.py will run, decided without side effects: `make_plan(inputs, options) -> BuildPlan`.
 
-A pure function of the inputs gathered once (buildinputs.gather: files, engine, cache probes, images present) and
+A pure function of the inputs gathered once (inputs.gather: files, engine, cache probes, images present) and
 the options: no I/O, nothing printed. Its result is final: the bake targets exactly as `bake.run_bake` runs them,
 the files they need (written under `inputs.work` by `materialize`), the warnings and notes for the caller to
 print. So a plan is made and checked in a unit test, and a dry run writes nothing at all.

@@ -1,6 +1,6 @@
 """The build report: stages built or cached, each model's layers, the images, cache traffic, durations; as text,
 Markdown (`$GITHUB_STEP_SUMMARY`) and JSON (`--json`). `build_report` assembles it from the plan, the bake's
-results and the engine's images (imageinspect).
+results and the engine's images (inspection.py).
 
 The app image starts FROM the models image: its bottom layers are the models image's, in the same order, which
 `models_at_bottom` says; a model whose layer is missing from the app says its stack is not the models image's.
@@ -90,7 +90,7 @@ class Report:
     durations: dict[str, float] = field(default_factory=dict)
     caches: list[CacheTraffic] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    # What the gha exports store (cachebudget.footprint), when this build exported to gha.
+    # What the gha exports store (cache.budget.footprint), when this build exported to gha.
     gha_cache_bytes: dict[str, int] = field(default_factory=dict)
     # Whether the app image's bottom layers are the models image's layers, in order (None: no app image here).
     models_at_bottom: bool | None = None
