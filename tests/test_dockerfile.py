@@ -505,3 +505,26 @@ def test_a_base_image_the_engine_cannot_get_names_it_and_the_offline_fix():
     err = bake_error(["models", "app"], ["docker"], 1, steps, rest)
     assert err.message == f"models build: cannot get the image docker.io/library/python:3.11-slim-bookworm: {reason}"
     assert "--base-image" in (err.hint or "") and "make-base-image.sh" in (err.hint or "")
+
+
+def test_a_targets_seconds_count_only_the_steps_this_bake_ran():
+    """Seen by a user: `models build 809.6s, app build 810.4s, total 3.6s`: a cached step can come with the times of
+    the build that first ran it. A target's wall time counts the steps inside this bake's window only."""
+    from datetime import UTC, datetime, timedelta
+
+    from modelbake.image.bake import target_seconds
+    from modelbake.image.rawjson import Step
+
+    began = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC)
+    window = (began, began + timedelta(seconds=3.6))
+    at = lambda s: began + timedelta(seconds=s)  # noqa: E731
+    old = Step("a", "[models fetch-x 1/1] RUN fetch", cached=True, started=at(-806), completed=at(-805))
+    ran = [
+        Step("b", "[models models 1/4] COPY", started=at(0.2), completed=at(1.0)),
+        Step("c", "[models] exporting to image", started=at(1.0), completed=at(3.0)),
+    ]
+    assert target_seconds(ran, window) == pytest.approx(2.8)
+    assert target_seconds([old, *ran], window) == pytest.approx(2.8)  # the old step would make it 809 s
+    assert target_seconds([old], window) == 0.0
+    late = Step("d", "[app] exporting to image", started=at(0.5), completed=at(9.0))  # a clock a little off
+    assert target_seconds([late], window) == 0.0 and target_seconds([*ran, late], window) <= 3.6

@@ -581,3 +581,80 @@ def test_failure_is_one_error_line_and_leaves_nothing_partial(case: Case, manife
             env={**os.environ, "PYTHONPATH": str(REPO / "src")},
         )
         _assert_one_line(case, ctx, build, "build.py --dry-run")
+
+
+# --- build.py: what it refuses before a build that may take minutes ---------------------------------------------
+# Each case runs the real build.py (no --dry-run) with no engine at all (DOCKER_HOST names a socket nothing serves):
+# the line it prints is about the input, so it was said before the engine was asked anything.
+
+
+@dataclass
+class BuildCase:
+    id: str
+    argv: Callable[[Path], list[str]]
+    code: int
+    line: Callable[[Path], str]  # the whole `error:` line, without the prefix
+    env: Callable[[Path], dict[str, str]] = lambda tmp: {}
+
+
+def _dir_with_a_file(tmp: Path) -> Path:
+    (tmp / "a-file").write_text("")
+    return tmp / "a-file"
+
+
+BUILD_CASES = [
+    BuildCase(
+        "context-without-dockerfile",
+        lambda tmp: ["--context", str(tmp)],
+        2,
+        lambda tmp: f"--context {tmp}: no Dockerfile there",
+    ),
+    BuildCase(
+        "json-is-a-directory",
+        lambda tmp: ["--json", str(tmp)],
+        2,
+        lambda tmp: f"--json {tmp}: is a directory",
+    ),
+    BuildCase(
+        "json-in-a-missing-directory",
+        lambda tmp: ["--json", str(tmp / "no" / "report.json")],
+        2,
+        lambda tmp: f"cannot write {tmp / 'no' / 'report.json'}: its directory does not exist",
+    ),
+    BuildCase(
+        "json-under-a-file",
+        lambda tmp: ["--json", str(_dir_with_a_file(tmp) / "report.json")],
+        2,
+        lambda tmp: f"cannot write {tmp / 'a-file'}: not a directory",
+    ),
+    BuildCase(
+        "step-summary-unopenable",
+        lambda tmp: [],
+        2,
+        lambda tmp: f"GITHUB_STEP_SUMMARY: cannot write {tmp}: is a directory",
+        env=lambda tmp: {"GITHUB_STEP_SUMMARY": str(tmp)},
+    ),
+    BuildCase(  # the control: with good input, the engine is what fails (exit 1), so the cases above came first
+        "no-engine",
+        lambda tmp: ["--json", str(tmp / "report.json")],
+        1,
+        lambda tmp: "no Docker daemon answers",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", BUILD_CASES, ids=[c.id for c in BUILD_CASES])
+def test_build_py_refuses_bad_input_before_asking_the_engine(case: BuildCase, manifest_copy, tmp_path):
+    tmp = tmp_path / "t"
+    tmp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    argv = [sys.executable, str(REPO / "build.py"), "--manifest", str(manifest_copy), *case.argv(tmp)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env={**env, **case.env(tmp)})
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == case.code and len(errors) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    if case.id == "no-engine":
+        assert errors[0].startswith(f"error: {case.line(tmp)}"), errors
+    else:
+        assert errors[0] == f"error: {case.line(tmp)}", errors
+    assert not (tmp / "report.json").exists()

@@ -143,6 +143,8 @@ _WRITE_ERRNOS: dict[int, tuple[str, str, int]] = {
     errno.EROFS: ("read-only file system", "pick a directory on a writable file system", 2),
     errno.ENOTDIR: ("not a directory", "a file is in the way: remove it, or pick another directory", 2),
     errno.EEXIST: ("not a directory", "a file is in the way: remove it, or pick another directory", 2),
+    errno.EISDIR: ("is a directory", "name a file, not a directory", 2),
+    errno.ENOENT: ("its directory does not exist", "create the directory, or pick one that exists", 2),
 }
 WRITE_ERRNOS = frozenset(_WRITE_ERRNOS)
 
