@@ -76,6 +76,15 @@ def gather(
     """Read every input of a build; raises the project's typed errors for bad input (exit 2) and a missing
     engine (exit 1) before anything is built. `connect` (engine.docker_client) None: a dry run, which asks no
     engine and no network."""
+    inputs = _read_files(options, root, environ, work)
+    if connect is None:
+        return inputs
+    _check_writable_outputs(options, environ)
+    return _ask_engine(inputs, options, connect())
+
+
+def _read_files(options: BuildOptions, root: Path, environ: Mapping[str, str], work: Path) -> BuildInputs:
+    """The files and the environment: everything bad input can be found in, so it is said before the engine."""
     source = root.resolve()
     context = (options.context or root).resolve()
     if not options.models_only and not (context / "Dockerfile").is_file():
@@ -90,11 +99,10 @@ def gather(
     lock_bytes = manifest.lock_path.read_bytes() if lock is not None else None
     lock_hash = lock_hash_of(lock_bytes) if lock_bytes is not None else "unlocked-" + lock_hash_of(manifest_bytes)
     committed = source / "Dockerfile.models"
-    backends = options.caches
-    gha = resolve(environ) if any(b.kind == "gha" for b in backends) else None
+    gha = resolve(environ) if any(b.kind == "gha" for b in options.caches) else None
     # A mirror the build steps cannot reach is bad input: said now, before the engine is asked anything.
     choose_network(options, build_mirrors(options.mirrors, manifest.mirrors), environ)
-    inputs = BuildInputs(
+    return BuildInputs(
         source=source,
         context=context,
         manifest=manifest,
@@ -107,33 +115,34 @@ def gather(
         environ=MappingProxyType(dict(environ)),
         work=work,
         gha=gha,
-        caches=backends,
+        caches=options.caches,
     )
-    if connect is None:
-        return inputs
-    _check_writable_outputs(options, environ)
-    client = connect()
-    engine = check_engine(
-        client,
-        need_containerd_store=bool(backends) and not options.builder,
-        gha_version=gha.version if gha else None,
-        builder=options.builder,
-    )
+
+
+def _ask_engine(inputs: BuildInputs, options: BuildOptions, client: DockerClient) -> BuildInputs:
+    """The engine's versions, the caches that answer the probe, and the models image it has or is given."""
     from ..cache.probe import usable_backends
     from .inspection import image_labels, local_image
 
+    gha = inputs.gha
+    engine = check_engine(
+        client,
+        need_containerd_store=bool(inputs.caches) and not options.builder,
+        gha_version=gha.version if gha else None,
+        builder=options.builder,
+    )
     warnings: list[str] = []
-    scope = models_scope(profile_name(options), lock_hash)
-    alive = tuple(usable_backends(list(backends), options.cache_timeout, scope, warnings.append, environ, gha=gha))
-    tag = models_tag(options, lock_hash)
+    scope = models_scope(profile_name(options), inputs.lock_hash)
+    backends = list(inputs.caches)
+    alive = usable_backends(backends, options.cache_timeout, scope, warnings.append, inputs.environ, gha=gha)
     present = False
     if not options.models_image:
-        image = local_image(client, tag)
+        image = local_image(client, models_tag(options, inputs.lock_hash))
         present = image is not None and _created_at(image.attrs.get("Created"), options.source_date_epoch)
     given = image_labels(options.models_image).get(LOCK_HASH_LABEL, "") if options.models_image else None
     return replace(
         inputs,
-        caches=alive,
+        caches=tuple(alive),
         cache_warnings=tuple(warnings),
         engine=engine,
         client=client,

@@ -94,7 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="build.py",
         description="Build the models image (one layer per model) and the app image on it with docker buildx.",
     )
-    what = p.add_argument_group("what to build")
+    _what_to_build(p.add_argument_group("what to build"))
+    _where_from(p.add_argument_group("where models and packages come from"))
+    _remote_caches(p.add_argument_group("remote caches"))
+    _layers_and_rebuilds(p.add_argument_group("layers and rebuilds"))
+    _builder_and_output(p.add_argument_group("builder and output"))
+    return p
+
+
+def _what_to_build(what: argparse._ArgumentGroup) -> None:
     what.add_argument("--manifest", type=Path, help="manifest (default: models.toml beside build.py)")
     what.add_argument("--profile", help="profile of the manifest (default: every model)")
     what.add_argument("--models-only", action="store_true", help="build and tag only the models image")
@@ -114,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         "always built from modelbake's own tree",
     )
 
-    inputs = p.add_argument_group("where models and packages come from")
+
+def _where_from(inputs: argparse._ArgumentGroup) -> None:
     inputs.add_argument("--mirror", action="append", metavar="FAMILY=URL", help="base URL per family (repeatable)")
     inputs.add_argument("--ca-bundle", type=Path, help="CA bundle for HTTPS in build steps (a secret, never a layer)")
     inputs.add_argument("--hf-token-file", type=Path, help="file holding a Hugging Face token (a secret)")
@@ -126,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         "build itself when a mirror is on loopback, and says so)",
     )
 
-    caches = p.add_argument_group("remote caches")
+
+def _remote_caches(caches: argparse._ArgumentGroup) -> None:
     caches.add_argument(
         "--cache",
         action="append",
@@ -167,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
         "repository; set what you pay for)",
     )
 
-    layers = p.add_argument_group("layers and rebuilds")
+
+def _layers_and_rebuilds(layers: argparse._ArgumentGroup) -> None:
     layers.add_argument(
         "--layer-compression",
         choices=LAYER_COMPRESSIONS,
@@ -201,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     layers.add_argument("--no-cache", action="store_true", help="a cold build: no step from the build cache")
 
-    where = p.add_argument_group("builder and output")
+
+def _builder_and_output(where: argparse._ArgumentGroup) -> None:
     where.add_argument("--push", action="store_true", help="push the images instead of loading them")
     where.add_argument("--builder", help="buildx builder (default: the `docker` driver)")
     where.add_argument("--platform", help="target platform, e.g. linux/amd64")
@@ -215,7 +227,6 @@ def build_parser() -> argparse.ArgumentParser:
         "profiling a build step by step",
     )
     where.add_argument("--quiet", action="store_true", help="no summary on stdout")
-    return p
 
 
 def _mib_or_off(value: str) -> int | None:
