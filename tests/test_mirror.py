@@ -18,11 +18,10 @@ import pytest
 
 import modelbake.mirror.hubcache as hubcache
 import modelbake.mirror.hubroutes as hubroutes
-import modelbake.mirror.server as server_mod
 from modelbake.errors import ModelbakeError, UsageError
+from modelbake.httpserve import RangeNotSatisfiable, parse_range
 from modelbake.mirror import MirrorServer
 from modelbake.mirror.hubcache import DigestCache, is_lfs, lfs_pointer
-from modelbake.mirror.server import parse_range
 
 pytestmark = [pytest.mark.unit, pytest.mark.loopback]  # loopback: the tests talk to the mirror they start
 
@@ -387,7 +386,7 @@ def test_parse_range() -> None:
     assert parse_range("bytes=-30", 10) == (0, 9)
     assert parse_range("bytes=4-2", 10) is None
     assert parse_range("items=0-1", 10) is None
-    with pytest.raises(server_mod.RangeNotSatisfiable):
+    with pytest.raises(RangeNotSatisfiable):
         parse_range("bytes=10-", 10)
 
 

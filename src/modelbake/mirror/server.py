@@ -14,17 +14,15 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote
 
+from modelbake.constants import FAMILIES
 from modelbake.errors import UsageError
 from modelbake.httpserve import BackgroundServer, serve_until_interrupted
-from modelbake.httpserve import RangeNotSatisfiable as RangeNotSatisfiable  # re-exported: it was imported here
-from modelbake.httpserve import parse_range as parse_range  # re-exported: it was defined here
 from modelbake.mirror.faults import Faults, Throttle
 from modelbake.mirror.files import NotInMirror, spacy_file, whisper_file
 from modelbake.mirror.hubcache import DigestCache, HubCache
 from modelbake.mirror.hubroutes import HubRoutes
 from modelbake.mirror.requestlog import RequestLog, RequestRecord
 
-FAMILIES = ("huggingface", "whisper", "spacy")
 # What the `html` fault answers: the kind of page a captive portal or a proxy's login serves with status 200.
 HTML_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Please sign in.</body></html>\n"
 
