@@ -320,3 +320,23 @@ def test_fetcher_for_pairs_each_family_with_its_module():
     for spec, module in specs:
         paired = fetcher_for(spec)
         assert paired.fetcher is module and paired.spec is spec
+
+
+def test_lock_of_one_profile_pins_its_models_and_keeps_the_others_entries(manifest_copy, mirror, capsys):
+    """A new project that keeps a model no mirror serves yet: `lock` of every model fails on it, `lock --profile`
+    pins the profile's models alone and leaves the rest of the lock as it was."""
+    locked = read_lock(manifest_copy.with_suffix(".lock"))
+    assert locked is not None
+    text = manifest_copy.read_text()
+    text += '\n[models.unreachable]\nfamily = "whisper"\nname = "nowhere.en"\nsha256 = "' + "e" * 64 + '"\n'
+    manifest_copy.write_text(text)
+    before = manifest_copy.with_suffix(".lock").read_bytes()
+    assert main(["lock", "--manifest", str(manifest_copy), *mirror_args(mirror)]) != 0  # the control
+    assert manifest_copy.with_suffix(".lock").read_bytes() == before  # a failed lock writes nothing
+    capsys.readouterr()
+    assert main(["lock", "--manifest", str(manifest_copy), "--profile", "test", *mirror_args(mirror)]) == 0
+    after = read_lock(manifest_copy.with_suffix(".lock"))
+    assert after is not None and after.models == locked.models  # the test profile re-pinned to the same entries
+    assert "unreachable" not in after.models
+    assert main(["lock", "--manifest", str(manifest_copy), "--profile", "test", "--check"]) == 0
+    assert main(["lock", "--manifest", str(manifest_copy), "--check"]) == 1  # the whole manifest is not pinned

@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "models.lock, beside the manifest. Commit it: every later fetch is checked against it, and a regenerated "
         "lock is byte-identical when nothing changed.",
         "  modelbake lock\n"
+        "  modelbake lock --profile test                 # only the test profile's models; the others stay as they are\n"
         "  modelbake lock --manifest ml/models.toml --mirror huggingface=http://127.0.0.1:8765/huggingface\n"
         "  modelbake lock --check                       # in CI: exit 1 when models.lock is missing or stale",
     ),
@@ -137,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "lock")
     _manifest_arg(p)
+    p.add_argument(
+        "--profile", help="pin only this profile's models; the others keep their entries (default: every model)"
+    )
     p.add_argument("--mirror", action="append", metavar="FAMILY=URL", help="base URL per family (repeatable)")
     p.add_argument("--hf-token-file", type=Path, help="file holding a Hugging Face token")
     p.add_argument("--check", action="store_true", help="exit 1 if the lock is missing or out of date; no network")
@@ -219,21 +223,25 @@ def _load(args: argparse.Namespace) -> tuple[Manifest, Lock | None]:
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
-    from .lockfile import check_drift, dumps, write_lock
+    from .lockfile import Lock, check_drift, dumps, write_lock
     from .mirrors import parse_mirror_args, resolve_mirrors
     from .paths import default_state_dir
     from .preload import lock_models, read_hf_token
 
     manifest, existing = _load(args)
+    specs = manifest.select(args.profile)
     if args.check:
         if existing is None:
             raise StaleError(f"{manifest.lock_path}: missing", hint="run `modelbake lock` and commit models.lock")
-        drift = check_drift(manifest, existing)
+        drift = check_drift(manifest, existing, [s.id for s in specs])
         if drift:
             raise StaleError(f"{manifest.lock_path}: {'; '.join(drift)}", hint="run `modelbake lock`")
         return 0
     mirrors = resolve_mirrors(parse_mirror_args(args.mirror), manifest.mirrors)
-    lock = lock_models(manifest, mirrors, read_hf_token(args.hf_token_file), default_state_dir())
+    lock = lock_models(manifest, mirrors, read_hf_token(args.hf_token_file), default_state_dir(), specs)
+    if args.profile:  # the other models keep the entries they have (none: they are not pinned yet)
+        kept = {i: e for i, e in (existing.models if existing else {}).items() if i in manifest.models}
+        lock = Lock(models={**kept, **lock.models})
     changed = existing is None or dumps(existing) != dumps(lock)
     write_lock(lock, manifest.lock_path)
     total = sum(e.total_bytes for e in lock.models.values())

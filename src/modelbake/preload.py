@@ -160,14 +160,21 @@ def _quiet_hub() -> None:
     warnings.filterwarnings("ignore", message="Not enough free disk space", module="huggingface_hub")
 
 
-def lock_models(manifest: Manifest, mirrors: dict[str, str], hf_token: str | None, state_dir: Path) -> Lock:
-    """Resolve every model of the manifest to a lock entry (network)."""
+def lock_models(
+    manifest: Manifest,
+    mirrors: dict[str, str],
+    hf_token: str | None,
+    state_dir: Path,
+    specs: list[ModelSpec] | None = None,
+) -> Lock:
+    """Resolve `specs` (default: every model of the manifest) to lock entries (network)."""
     layout = Layout.state_only(state_dir)
     _quiet_hub()
     prepare(layout)
     with make_client() as client:
         ctx = FetchContext(layout=layout, mirrors=mirrors, client=client, hf_token=hf_token, manifest=manifest.path)
         entries = {
-            spec.id: _writing(spec.id, partial(fetcher_for(spec).inventory, ctx)) for spec in manifest.models.values()
+            spec.id: _writing(spec.id, partial(fetcher_for(spec).inventory, ctx))
+            for spec in (manifest.models.values() if specs is None else specs)
         }
     return Lock(models=entries)
