@@ -30,7 +30,7 @@ def run_step(layer, lock, manifest_path: Path, dest: Path, split: int, mirror) -
         cmd += ["--file", "-", "--lock", str(manifest_path.with_suffix(".lock"))]
         given = json.dumps(ref, sort_keys=True)
     else:
-        cmd += ["--entry", "-", "--split-over", str(split)]
+        cmd += ["--entry", "-", "--file-layers-over-bytes", str(split)]
         given = entry_json(lock.get(layer.model_id))
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run(cmd, input=given, capture_output=True, text=True, env=env, timeout=300)
