@@ -6,7 +6,7 @@ compress (bench/realsize.py's float32/fp16 weights: about 8% with gzip, like rea
 the cache blobs is mostly CPU spent for little. Per compression: a cold `build.py --models-only` exporting to the
 first cache, then one build per other cache that finds every step cached and only exports (one cache per build:
 BuildKit 0.13 runs several exporters concurrently, and a local cache written beside a registry one came out
-broken); `compression=X,force-compression=true` set on build.py's `--cache-to` specs by bench/buildtrace.py.
+broken); build.py's own `--cache-compression X` sets the compression of the exports.
 The caches: gha through the local v2 emulator (which takes no compression: its exporter uploads each layer's
 own blob), a local directory, Debian's docker-registry, fresh per round.
 Then, per cache: wipe (the image and every build record created since the round started, on a base image of its
@@ -143,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 tag = f"modelbake-bench/models:{run_id}-{compression}"
                 tags.append(tag)
-                # "default": build.py exactly as shipped, no compression attributes on its --cache-to specs.
+                # "default": build.py exactly as shipped, without --cache-compression.
                 shipped = compression == DEFAULT_ROUND
-                attrs = "" if shipped else f"compression={compression},force-compression=true"
+                forced = "" if shipped else compression
                 scope_dir = local_dir / f"models-{args.profile}-{pin}"
                 # One cache per build: with several --cache-to at once BuildKit 0.13 runs the exporters
                 # concurrently, and a local cache exported beside a registry one came out with an index.json
@@ -163,9 +163,9 @@ def main(argv: list[str] | None = None) -> int:
                         repo,
                         common + ["--models-tag", tag, "--cache", specs[backend]],
                         work / "trace" / f"{n:02d}-{'cold' if i == 0 else 'export'}-{compression}-{backend}",
-                        f"{kind} to {backend}, cache-to {attrs or 'as build.py sets it'}",
+                        f"{kind} to {backend}, --cache-compression {forced or 'as build.py sets it'}",
                         env,
-                        attrs,
+                        forced,
                     )
                     if not build.ok:
                         raise RuntimeError(f"{kind} to {backend} ({compression}) failed: {build.error}")

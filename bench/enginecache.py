@@ -1,10 +1,12 @@
 """What the Docker benchmarks need from the engine around a build: a fresh base, a registry, a wipe, cleanup.
 
 Why: a benchmark must measure cold and restored builds without `docker buildx prune -af` (the engine's build
-cache holds other people's work, e.g. the app's 2 GB deps layer). As tests/test_docker_cache.py does, builds run
-on a base image of their own (a new digest, so no older record can match) and a "wipe" removes only the
-records created since a given time, with tests/buildcache.py's functions, plus a guard that never removes
-the deps layer (`pip install` into /opt/venv) even when someone else's build created it meanwhile.
+cache holds other people's work, e.g. the app's 2 GB deps layer). Builds run on a base image of their own (a
+new digest, so no older record can match). `python -m bench` wipes only the records that descend from its own
+base images (`prune_own_records`), so another user's build, running beside it, keeps its cache. The older
+benchmarks (bench.layers, bench.cache_restore, bench.filelayers) remove the records created since a given time
+with tests/buildcache.py's functions, with a guard that never removes the deps layer (`pip install` into
+/opt/venv).
 """
 
 from __future__ import annotations
@@ -39,14 +41,54 @@ def wipe_records_since(since: datetime, keep: tuple[str, ...] = (), descendants:
     return prune_records_created_since(since, keep=KEEP_DESCRIPTIONS + tuple(keep), descendants=descendants)
 
 
+def own_records(records: list[dict], markers: tuple[str, ...], since: datetime) -> set[str]:
+    """IDs of the records created at or after `since` that this run made: a record whose description holds one
+    of `markers` (the unique line each of its fresh base images writes, see `fresh_base_image`), and every
+    record with one of those among its ancestors. Everything a run builds starts from its own base images, so
+    this never names another user's record (their builds start from other images)."""
+    parents = {r["ID"]: list(r.get("Parents") or []) for r in records}
+    mine = {r["ID"] for r in records if any(m in r.get("Description", "") for m in markers)}
+    changed = True
+    while changed:
+        changed = False
+        for record_id, ups in parents.items():
+            if record_id not in mine and any(p in mine for p in ups):
+                mine.add(record_id)
+                changed = True
+    return {r["ID"] for r in records if r["ID"] in mine and (t := buildcache.created_at(r)) and t >= since}
+
+
+def prune_own_records(markers: tuple[str, ...], since: datetime) -> int:
+    """Remove this run's build records (`own_records`); a record another one still needs goes on the next pass."""
+    removed = 0
+    for _ in range(6):
+        ids = own_records(buildcache.cache_records(), markers, since)
+        if not ids:
+            break
+        buildcache.prune_records(sorted(ids))
+        left = {r["ID"] for r in buildcache.cache_records()}
+        gone = ids - left
+        removed += len(gone)
+        if not gone:
+            break
+    return removed
+
+
 def remove_images(tags: list[str]) -> None:
     for tag in tags:
         subprocess.run(["docker", "image", "rm", "--force", tag], capture_output=True, text=True, timeout=120)
 
 
 def fresh_base_image(tag_prefix: str = "modelbake-bench/base") -> str:
-    """The local base image plus one tiny file (tests/buildcache.py): no step built on it is cached yet."""
+    """The local base image plus one tiny file (tests/buildcache.py): no step built on it is cached yet. The
+    tag's unique part is in the RUN line that wrote the file, so it marks every record built on it
+    (`own_records`)."""
     return buildcache.fresh_base_image(BASE_IMAGE, tag_prefix)
+
+
+def base_marker(tag: str) -> str:
+    """What the build record of `fresh_base_image(...)`'s one step says: `echo <unique part of the tag>`."""
+    return f"echo {tag.rsplit(':', 1)[1]} > /etc/modelbake-fresh-base"
 
 
 def exit_on_sigterm() -> None:
@@ -120,7 +162,6 @@ def code_stamp(repo: Path) -> str:
         "bake.py",
         "dockerfile.py",
         "layers.py",
-        "buildx.py",
         "rawjson.py",
         "cachespec.py",
         "report.py",
@@ -131,6 +172,20 @@ def code_stamp(repo: Path) -> str:
         if path.is_file():
             parts.append(f"{name} {hashlib.sha256(path.read_bytes()).hexdigest()[:10]}")
     return ", ".join(parts)
+
+
+def other_builds_since(since: datetime, markers: tuple[str, ...]) -> str:
+    """What else the engine built during a run: the build records created since `since` that are not the run's,
+    and the load average (other engineers' tests share the engine and add noise)."""
+    try:
+        records = buildcache.cache_records()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (`docker buildx du` failed)"
+    mine = own_records(records, markers, since)
+    theirs = [r for r in records if r["ID"] not in mine and (t := buildcache.created_at(r)) and t >= since]
+    sample = sorted({r.get("Description", "")[:60] for r in theirs if r.get("Description", "").startswith("[")})[:3]
+    text = f"{len(theirs)} build records not descended from the run's base images were created during it (other builds, and the run's own context sources and code layers)"
+    return text + (f" (e.g. {'; '.join(sample)})" if sample else "")
 
 
 def load_average() -> str:

@@ -125,11 +125,11 @@ class Run:
             return args + (["--wheelhouse", str(WHEELHOUSE)] if WHEELHOUSE.is_dir() else []) + ["--tag", tag]
         return args + ["--models-only", "--models-tag", tag]
 
-    def build(self, label: str, args: list[str], registry: Registry | None = None, tolerant: bool = False) -> Step:
+    def build(self, label: str, args: list[str], registry: Registry | None = None) -> Step:
         self.mirror.clear_requests()
         offset = registry.log_offset() if registry else 0
         run = build_runs.run_build_py(
-            self.repo, args, self.work / "trace" / label.replace(" ", "-"), "filelayers", label, tolerant
+            self.repo, args, self.work / "trace" / label.replace(" ", "-"), "filelayers", label
         )
         fetched = sum(r.bytes_sent for r in self.mirror.requests)
         pushed = registry.uploaded_blobs(offset) if registry else {}
@@ -165,7 +165,7 @@ def link_repos(tree: Path, repos: list[str], dest: Path) -> Path:
 def real_size(run: Run) -> RealSize:
     """Profile `big` built, each big file checked to be a layer of its own, and verified offline from the image."""
     from modelbake.engine import docker_client
-    from modelbake.report import layer_history
+    from modelbake.imageinspect import layer_history
 
     since = datetime.now(UTC)
     models_tag = run.tag("big")
@@ -178,7 +178,7 @@ def real_size(run: Run) -> RealSize:
         "--models-tag",
         run.tag("none"),
     ]
-    run.build("app image with no models (for verify)", app_args, tolerant=True)
+    run.build("app image with no models (for verify)", app_args)
     command = ["docker", "run", "--rm", "--network", "none"]
     command += ["--mount", f"type=image,source={models_tag},target=/mnt/image", app_tag]
     command += ["python", "-m", "modelbake.cli", "verify", "--manifest", "/app/models.toml", "--profile", "big"]
