@@ -30,6 +30,8 @@ def rows(o: Outcome) -> list[tuple[str, float, float]]:
         ),
         ("pin change", wall(old, lambda r: r.pin), wall(new, lambda r: r.pin)),
         ("second app", wall(old, lambda r: r.second_app), wall(new, lambda r: r.second_app)),
+        ("dependency bump", wall(old, lambda r: r.dep_bump), wall(new, lambda r: r.dep_bump)),
+        ("base-image bump", wall(old, lambda r: r.base_bump), wall(new, lambda r: r.base_bump)),
         ("restore from gha", wall(old, lambda r: r.restore), wall(new, lambda r: r.restore)),
     ]
     out += [

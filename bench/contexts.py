@@ -16,10 +16,15 @@ from testkit.checkout import BUILD_FILES
 
 NEW, OLD = "new", "old"
 LAYOUTS = (NEW, OLD)
-LOCK_A, LOCK_B = "A", "B"
-# Lock B: requirements/app.txt without rich and the three packages only rich needs. A second app with other
-# dependencies, and the dependency bump (A -> B) of the pulling client: either way, another venv layer.
-LOCK_B_DROPS = ("rich", "markdown-it-py", "mdurl", "pygments")
+# The requirements locks the apps install: A, the project's requirements/app.txt; BUMP, a dependency bump of it
+# (rich and the three packages only rich needs dropped: another venv layer of the same size); SMALL, a second
+# app's smaller lock (no torch, Whisper or numba: a text service on the same models).
+LOCK_A, LOCK_BUMP, LOCK_SMALL = "a", "bump", "small"
+LOCK_DROPS = {
+    LOCK_A: (),
+    LOCK_BUMP: ("rich", "markdown-it-py", "mdurl", "pygments"),
+    LOCK_SMALL: ("torch", "openai-whisper", "numba", "llvmlite", "sympy", "mpmath", "networkx"),
+}
 REQUIREMENTS = Path("requirements/app.txt")
 
 
@@ -57,7 +62,7 @@ class Context:
 
 
 def make_context(repo: Path, dest: Path, layout: str, lock: str, manifest: Path, profile: str) -> Context:
-    """A copy of the repository copy's build files, with the old-layout Dockerfile and/or lock B."""
+    """A copy of the repository copy's build files, with the old-layout Dockerfile and/or another lock."""
     from bench.oldlayout import render_for
 
     if dest.exists():
@@ -72,7 +77,7 @@ def make_context(repo: Path, dest: Path, layout: str, lock: str, manifest: Path,
     if layout == OLD:
         current = (repo / "Dockerfile").read_text()
         (dest / "Dockerfile").write_text(render_for(manifest, profile, current))
-    if lock == LOCK_B:
+    if LOCK_DROPS[lock]:
         text = (repo / REQUIREMENTS).read_text()
-        (dest / REQUIREMENTS).write_text(without_packages(text, LOCK_B_DROPS))
+        (dest / REQUIREMENTS).write_text(without_packages(text, LOCK_DROPS[lock]))
     return Context(layout, lock, dest)

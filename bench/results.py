@@ -131,6 +131,7 @@ class Outcome:
             return []
         pairs = [("cold build", old.cold, new.cold), ("app-code change (median)", self.rebuild(OLD), self.rebuild(NEW))]
         pairs += [("pin change (builder)", old.pin, new.pin), ("second app (builder)", old.second_app, new.second_app)]
+        pairs += [("dependency bump (builder)", old.dep_bump, new.dep_bump)]
         pairs += [("base-image bump (builder)", old.base_bump, new.base_bump)]
         pairs += [("restore from gha", old.restore, new.restore)]
         found = [(name, a.wall, b.wall) for name, a, b in pairs if a and b and a.wall * (1 + margin) < b.wall]

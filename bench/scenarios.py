@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench import build_inputs
 from bench.buildtrace import BuildPyRun, Timed, run_build_py
-from bench.contexts import LOCK_A, Context, make_context
+from bench.contexts import Context, make_context
 from bench.diskuse import Added, disk_state, wait_until
 from bench.enginecache import (
     CA_BUNDLE,
@@ -57,6 +57,7 @@ class Measure:
     steps: list[Timed] = field(default_factory=list)
     report: dict = field(default_factory=dict)
     outside_bake: float = 0.0  # build.py's own time outside the bake (engine checks, SDK inspection)
+    ran_again: dict[str, float] = field(default_factory=dict)  # warmed stages that ran (someone pruned them)
 
     def with_added(self, added: Added) -> Measure:
         self.unpacked, self.model_unpacked = added.bytes, added.model_bytes
@@ -118,7 +119,7 @@ class Bench:
         self,
         label: str,
         ctx: Context,
-        tags: tuple[str, str],
+        tags: tuple[str, str | None],
         *,
         epoch: int,
         manifest: Path | None = None,
@@ -131,11 +132,11 @@ class Bench:
         layers), as a user runs it; the mirror's bytes during it."""
         app, models = tags
         for tag in tags:
-            if tag not in self.tags:
+            if tag is not None and tag not in self.tags:
                 self.tags.append(tag)
         args = ["--manifest", str(manifest or self.manifest), "--profile", profile, "--network", "host"]
         args += ["--base-image", base or self.base, "--source-date-epoch", str(epoch), *self.mirror_args]
-        args += ["--context", str(ctx.path), "--tag", app, "--models-tag", models]
+        args += ["--context", str(ctx.path), "--tag", app] + (["--models-tag", models] if models else [])
         args += ["--ca-bundle", str(CA_BUNDLE)] if CA_BUNDLE.is_file() else []
         args += ["--wheelhouse", str(WHEELHOUSE)] if WHEELHOUSE.is_dir() else []
         self.mirror.clear_requests()
@@ -146,11 +147,22 @@ class Bench:
     def fetched(self) -> int:
         return sum(r.bytes_sent for r in self.mirror.requests)
 
-    def warm_up(self, layout: str, epoch: int, ctx: dict[str, Context]) -> dict[str, float]:
-        """Before a layout's clock: its models image's fetch stage (on both base images, with the layout's epoch)
-        and the deps layers of the app (lock A on both bases, lock B) through build.py with the empty profile,
-        exactly as the measured builds ask for them. The empty-profile builds are build.py's real run of an app
-        on a models image without layers."""
+    def warm_deps(self, layout: str, ctx: Context, base: str) -> dict[str, float]:
+        """Before a measured build (untimed): the app's base and deps stages for this context and base image,
+        through build.py with the empty profile, exactly as the measured builds ask for them (and build.py's real
+        run of an app on a models image without layers). Its image goes at once: only the records are wanted."""
+        bumped = ", bumped base" if base != self.base else ""
+        name = f"{layout} {ctx.lock} empty profile{bumped}"
+        tags = (self.tag(f"warm-{ctx.name}"), self.tag(f"warm-models-{ctx.name}"))
+        run = self.build(name, ctx, tags, epoch=self.epoch, base=base, profile=build_inputs.PROFILE_NONE)
+        if not run.ok:
+            raise RuntimeError(f"warm-up ({name}): {run.error}")
+        self.remove(*tags)
+        return {f"deps: lock {ctx.lock}{bumped}": run.wall}
+
+    def warm_fetch(self, epoch: int) -> dict[str, float]:
+        """The models image's fetch stage on both base images with `epoch` (BuildKit hands SOURCE_DATE_EPOCH to
+        every RUN, so each epoch has a fetch stage of its own)."""
         from bench.cache_builds import warm_epoch_fetch_stage
         from modelbake.dockerfile import render_models_dockerfile
         from modelbake.lockfile import read_lock
@@ -161,16 +173,24 @@ class Bench:
         models_df.write_text(render_models_dockerfile(loaded, read_lock(loaded.lock_path), PROFILE))
         took: dict[str, float] = {}
         for name, base in (("base", self.base), ("bumped base", self.bumped_base)):
-            tag = self._own(f"modelbake-bench/fetch:{self.run_id}-{layout}-{len(took)}")
+            tag = self.tag(f"fetch-{epoch}-{len(took)}")
             took[f"fetch stage ({name})"] = warm_epoch_fetch_stage(self.repo, models_df, tag, epoch, base)
-        for lock, base in ((LOCK_A, self.base), ("B", self.base), (LOCK_A, self.bumped_base)):
-            name = f"{layout} {lock} empty profile" + (" bumped base" if base != self.base else "")
-            tags = (self.tag(f"warm-{layout}-{len(took)}"), self.tag(f"warm-models-{layout}-{len(took)}"))
-            run = self.build(name, ctx[lock], tags, epoch=epoch, base=base, profile=build_inputs.PROFILE_NONE)
-            if not run.ok:
-                raise RuntimeError(f"warm-up ({name}): {run.error}")
-            took[f"deps: lock {lock}" + (", bumped base" if base != self.base else "")] = run.wall
         return took
+
+    def wait_for_disk(self, need: int, what: str, timeout: float = 1800) -> None:
+        """Wait (up to `timeout`) until the engine's disk has `need` bytes free: it is shared, and a phase that
+        starts short of room dies with ENOSPC mid-build (seen). Says so, and notes it if the room never comes."""
+        root = Path("/var/lib/docker") if Path("/var/lib/docker").is_dir() else Path("/")
+        free = shutil.disk_usage(root).free
+        if free >= need:
+            return
+        say(f"{what}: {free / 1e9:.0f} GB free, waiting for {need / 1e9:.0f} GB (the engine's disk is shared)")
+        if not wait_until(lambda: shutil.disk_usage(root).free >= need, timeout, interval=30):
+            self.notes.append(f"{what} started with {shutil.disk_usage(root).free / 1e9:.0f} GB free "
+                              f"(wanted {need / 1e9:.0f} GB)")  # fmt: skip
+
+    def remove(self, *tags: str) -> None:
+        remove_images(list(tags))
 
     def tag(self, name: str) -> str:
         tag = f"modelbake-bench/{name}:{self.run_id}"
@@ -213,6 +233,21 @@ class Bench:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or [""]
         ok = proc.returncode == 0
         return Measure("offline verify", wall, ok=ok, detail=tail[0][:200], error="" if ok else tail[0][:300])
+
+
+WARM_STAGES = ("fetch", "base", "deps")  # built before each layout's clock (Bench.warm_up)
+
+
+def stages_run(m: Measure, *, models_too: bool) -> dict[str, float]:
+    """`build/stage` -> seconds of the warmed stages (and with `models_too` every models stage) that ran in a
+    measured build: their records were gone. Other users' Docker tests on this engine remove the build records
+    created since their own start (tests/buildcache.py), ours among them."""
+    out = {}
+    for s in m.report.get("stages", []):
+        warm = s["stage"] in WARM_STAGES or (models_too and s["build"] == "models")
+        if s["status"] == "built" and warm:
+            out[f"{s['build']}/{s['stage']}"] = float(s["seconds"])
+    return out
 
 
 def measure_of(run: BuildPyRun, fetched: int) -> Measure:

@@ -22,7 +22,7 @@ from bench.modelsets import ModelFile, ModelSet  # noqa: E402
 from bench.naive import naive_dockerfile  # noqa: E402
 from bench.results import MODEL_STEP, Outcome, breakdown, span, unique_steps  # noqa: E402
 from bench.results_render import README_END, README_START, main_table, render, update_readme  # noqa: E402
-from bench.scenarios import Measure  # noqa: E402
+from bench.scenarios import Measure, stages_run  # noqa: E402
 from bench.tar_baseline import TarBaseline  # noqa: E402
 
 pytestmark = pytest.mark.unit
@@ -50,7 +50,8 @@ def _layout(
     r.rebuilds = [Measure("rebuild", w) for w in rebuilds]
     r.pin = Measure("pin", 9.0, 75_000_000)
     r.second_app = Measure("second", 40.0, model_unpacked=second)
-    r.base_bump = Measure("base", 60.0, 3 * GB)
+    r.dep_bump = Measure("deps", 50.0)
+    r.base_bump = Measure("base", 60.0)
     r.restore = Measure("restore", restore)
     r.first_pull = _pull(50.0, 3 * GB)
     r.pulls = {"base": _pull(30.0, base_models), "deps": _pull(20.0, base_models), "pin": _pull(12.0, 89_000_000)}
@@ -106,7 +107,7 @@ def test_the_table_has_both_layouts_and_the_ratio():
     table = "\n".join(main_table(_outcome()))
     assert "| scenario | old layout | new layout | new / old |" in table
     assert "| cold build (network limit 30.0 s) | 90.0 s = 3.00x limit | 45.0 s = 1.50x limit | 0.50x |" in table
-    assert "second app, other deps: model bytes added on disk | 40.0 s, **3,000.0 MB** | 40.0 s, **0.0 MB** |" in table
+    assert "same models): model bytes added on disk | 40.0 s, **3,000.0 MB** | 40.0 s, **0.0 MB** |" in table
     assert (
         "client: pull after a base-image bump | 30.0 s, 0.0 MB down, 3,000.0 MB unpacked (**3,000.0 MB** models)"
         in table
@@ -257,3 +258,23 @@ def test_without_matplotlib_the_run_goes_on_and_skips_the_chart(tmp_path, monkey
 
     assert undated(out.read_text()) == undated(render(_outcome())) and not chart.exists()
     assert "matplotlib" not in capsys.readouterr().err  # said once
+
+
+def test_warmed_stages_that_ran_again_are_found_in_the_report():
+    """Another user's test pruned our records: the build's report says which warmed stages ran."""
+    stages = [
+        {"build": "models", "stage": "fetch", "status": "built", "seconds": 20.0},
+        {"build": "models", "stage": "fetch-whisper-tiny-en", "status": "built", "seconds": 3.0},
+        {"build": "models", "stage": "models", "status": "cached", "seconds": 0},
+        {"build": "app", "stage": "deps", "status": "cached", "seconds": 0},
+        {"build": "app", "stage": "base", "status": "built", "seconds": 1.5},
+        {"build": "app", "stage": "app", "status": "built", "seconds": 9.0},
+    ]
+    m = Measure("x", 30.0, report={"stages": stages})
+    assert stages_run(m, models_too=False) == {"models/fetch": 20.0, "app/base": 1.5}  # a cold build's model steps
+    assert stages_run(m, models_too=True) == {
+        "models/fetch": 20.0,
+        "models/fetch-whisper-tiny-en": 3.0,  # a rebuild runs no model step
+        "app/base": 1.5,
+    }
+    assert stages_run(Measure("y", 1.0, report={"stages": stages[2:4]}), models_too=True) == {}

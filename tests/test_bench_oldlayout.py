@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.contexts import LOCK_B_DROPS, without_packages  # noqa: E402
+from bench.contexts import LOCK_DROPS, without_packages  # noqa: E402
 from bench.oldlayout import NEW_APP_START, app_copy_line, excludes, model_block, old_layout_dockerfile  # noqa: E402
 
 pytestmark = pytest.mark.unit
@@ -161,12 +161,13 @@ def test_the_old_dockerfile_is_the_projects_with_the_app_stage_from_deps_and_the
         old_layout_dockerfile("FROM x AS app\n", "")
 
 
-def test_lock_b_drops_whole_entries_and_nothing_else():
+@pytest.mark.parametrize("lock", ["bump", "small"])
+def test_the_other_locks_drop_whole_entries_and_nothing_else(lock):
     text = (REPO / "requirements" / "app.txt").read_text()
-    smaller = without_packages(text, LOCK_B_DROPS)
+    smaller = without_packages(text, LOCK_DROPS[lock])
     names = {line.split("==")[0] for line in smaller.splitlines() if line[:1].isalnum()}
     before = {line.split("==")[0] for line in text.splitlines() if line[:1].isalnum()}
-    assert before - names == set(LOCK_B_DROPS)
+    assert before - names == set(LOCK_DROPS[lock])
     kept = [line for line in text.splitlines() if line not in smaller.splitlines()]
     assert kept and all(line[:1].isalnum() or line.startswith("    ") for line in kept)
     assert smaller.startswith(text.split("\n", 1)[0])  # the header stays
