@@ -72,7 +72,7 @@ def run(args: argparse.Namespace, command: str):
     work.mkdir(parents=True, exist_ok=True)
     models = tiny_models(work / "tiny") if args.tiny else realsize_models(args.root)
     _warn_if_disk_is_short(models.total_bytes)
-    bench = Bench(models, work, args.bandwidth * 1e6, wipe_timeout=30 if args.tiny else 300)
+    bench = Bench(models, work, args.bandwidth * 1e6, wipe_timeout=30 if args.tiny else 300, tiny=args.tiny)
     outcome = Outcome(command, args.quick, models, args.bandwidth * 1e6, "", {})
     try:
         outcome.naive = naive_rebuild(bench)
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace, command: str):
                 layout,
                 bench.epoch + i,
                 repeat=args.repeat,
-                verify=not args.quick,
+                verify=not (args.quick or args.tiny),  # --tiny's lean venv has no torch
                 after_client_pull=tar if outcome.tar is None else None,
             )
     finally:
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace, command: str):
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
     outcome.machine = f"{machine()}; load average at the end {load_average()}"
-    outcome.others = other_builds_since(bench.started, bench.markers)
+    outcome.others = other_builds_since(bench.started, bench.record_names)
     outcome.notes = bench.notes
     outcome.elapsed = time.perf_counter() - began
     return outcome
@@ -105,12 +105,14 @@ def naive_rebuild(bench):
     """The naive Dockerfile after an app-code change: its `COPY . .` changes, so every model is downloaded and
     exported again; its deps stage is built before (untimed), so the build measures exactly that."""
     from bench.build_inputs import edit_app_code
+    from bench.contexts import LOCK_A, NEW
     from bench.naive import build_naive
     from bench.scenarios import Measure
 
     trace = bench.work / "trace"
+    context = bench.context(NEW, LOCK_A).path  # the project's files (and its download script), the app's lock
     warm = build_naive(
-        bench.repo,
+        context,
         bench.naive_file,
         bench.tag("naive-deps"),
         bench.mirror.url,
@@ -120,10 +122,10 @@ def naive_rebuild(bench):
     )
     if not warm.ok:
         raise RuntimeError(f"the naive Dockerfile's deps stage: {warm.error}")
-    edit_app_code(bench.repo, 0)
+    edit_app_code(context, 0)
     tag = bench.tag("naive")
     bench.mirror.clear_requests()
-    built = build_naive(bench.repo, bench.naive_file, tag, bench.mirror.url, bench.base, trace / "naive")
+    built = build_naive(context, bench.naive_file, tag, bench.mirror.url, bench.base, trace / "naive")
     deps = [s for s in built.steps if s.stage == "deps" and not s.cached and s.seconds >= 5]
     if deps:
         bench.notes.append(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -41,13 +42,17 @@ def wipe_records_since(since: datetime, keep: tuple[str, ...] = (), descendants:
     return prune_records_created_since(since, keep=KEEP_DESCRIPTIONS + tuple(keep), descendants=descendants)
 
 
-def own_records(records: list[dict], markers: tuple[str, ...], since: datetime) -> set[str]:
-    """IDs of the records created at or after `since` that this run made: a record whose description holds one
-    of `markers` (the unique line each of its fresh base images writes, see `fresh_base_image`), and every
-    record with one of those among its ancestors. Everything a run builds starts from its own base images, so
-    this never names another user's record (their builds start from other images)."""
+def own_records(records: list[dict], since: datetime, names: tuple[str, ...] = ()) -> set[str]:
+    """IDs of the records created at or after `since` that this run made, and no other user's.
+
+    The roots: a base image of the run's own (`imported_base_image`: one layer, imported, so its record has no
+    parents and no description, unlike every image built FROM another), created since `since`; and any record
+    whose description holds one of `names` (what only this run's builds say, e.g. the sha256 of its own models'
+    files: a `COPY --link` record has no parents). Then every record with a root among its ancestors."""
     parents = {r["ID"]: list(r.get("Parents") or []) for r in records}
-    mine = {r["ID"] for r in records if any(m in r.get("Description", "") for m in markers)}
+    recent = {r["ID"] for r in records if (t := buildcache.created_at(r)) is not None and t >= since}
+    mine = {r["ID"] for r in records if r["ID"] in recent and not r.get("Parents") and not r.get("Description")}
+    mine |= {r["ID"] for r in records if any(n in r.get("Description", "") for n in names)}
     changed = True
     while changed:
         changed = False
@@ -55,14 +60,14 @@ def own_records(records: list[dict], markers: tuple[str, ...], since: datetime) 
             if record_id not in mine and any(p in mine for p in ups):
                 mine.add(record_id)
                 changed = True
-    return {r["ID"] for r in records if r["ID"] in mine and (t := buildcache.created_at(r)) and t >= since}
+    return mine & recent
 
 
-def prune_own_records(markers: tuple[str, ...], since: datetime) -> int:
+def prune_own_records(since: datetime, names: tuple[str, ...] = ()) -> int:
     """Remove this run's build records (`own_records`); a record another one still needs goes on the next pass."""
     removed = 0
     for _ in range(6):
-        ids = own_records(buildcache.cache_records(), markers, since)
+        ids = own_records(buildcache.cache_records(), since, names)
         if not ids:
             break
         buildcache.prune_records(sorted(ids))
@@ -80,15 +85,51 @@ def remove_images(tags: list[str]) -> None:
 
 
 def fresh_base_image(tag_prefix: str = "modelbake-bench/base") -> str:
-    """The local base image plus one tiny file (tests/buildcache.py): no step built on it is cached yet. The
-    tag's unique part is in the RUN line that wrote the file, so it marks every record built on it
-    (`own_records`)."""
+    """The local base image plus one tiny file (tests/buildcache.py): no step built on it is cached yet."""
     return buildcache.fresh_base_image(BASE_IMAGE, tag_prefix)
 
 
-def base_marker(tag: str) -> str:
-    """What the build record of `fresh_base_image(...)`'s one step says: `echo <unique part of the tag>`."""
-    return f"echo {tag.rsplit(':', 1)[1]} > /etc/modelbake-fresh-base"
+def imported_base_image(tag_prefix: str = "modelbake-bench/base", base: str = BASE_IMAGE) -> str:
+    """`base`'s files plus one file naming the tag, imported as an image of ONE layer of its own: no step built on
+    it is cached yet, and its build record has no parents (see `own_records`), whoever prunes what meanwhile.
+    (`fresh_base_image`'s RUN record would mark the run's records, but other users' tests prune the records
+    created since they started, that one included, and BuildKit then makes a plain child of `base`'s record.)"""
+    tag = f"{tag_prefix}:{uuid.uuid4().hex[:12]}"
+    created = subprocess.run(["docker", "create", base, "true"], capture_output=True, text=True, timeout=120)
+    if created.returncode != 0:
+        raise RuntimeError(f"docker create {base}: {created.stderr.strip()[-300:]}")
+    container = created.stdout.strip()
+    try:
+        marker = subprocess.run(
+            ["docker", "cp", "-", f"{container}:/etc/"],
+            input=_one_file_tar("modelbake-bench-base", tag.encode() + b"\n"),
+            capture_output=True,
+            timeout=120,
+        )
+        if marker.returncode != 0:
+            raise RuntimeError(f"docker cp: {marker.stderr.decode(errors='replace')[-300:]}")
+        export = subprocess.Popen(["docker", "export", container], stdout=subprocess.PIPE)
+        imported = subprocess.run(
+            ["docker", "import", "-", tag], stdin=export.stdout, capture_output=True, text=True, timeout=600
+        )
+        export.wait(timeout=600)
+        if imported.returncode != 0 or export.returncode != 0:
+            raise RuntimeError(f"docker import {tag}: {imported.stderr.strip()[-300:]}")
+    finally:
+        subprocess.run(["docker", "rm", "--force", container], capture_output=True, timeout=120)
+    return tag
+
+
+def _one_file_tar(name: str, data: bytes) -> bytes:
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
 def exit_on_sigterm() -> None:
@@ -174,14 +215,14 @@ def code_stamp(repo: Path) -> str:
     return ", ".join(parts)
 
 
-def other_builds_since(since: datetime, markers: tuple[str, ...]) -> str:
+def other_builds_since(since: datetime, names: tuple[str, ...] = ()) -> str:
     """What else the engine built during a run: the build records created since `since` that are not the run's,
     and the load average (other engineers' tests share the engine and add noise)."""
     try:
         records = buildcache.cache_records()
     except (OSError, subprocess.SubprocessError):
         return "unknown (`docker buildx du` failed)"
-    mine = own_records(records, markers, since)
+    mine = own_records(records, since, names)
     theirs = [r for r in records if r["ID"] not in mine and (t := buildcache.created_at(r)) and t >= since]
     sample = sorted({r.get("Description", "")[:60] for r in theirs if r.get("Description", "").startswith("[")})[:3]
     text = f"{len(theirs)} build records not descended from the run's base images were created during it (other builds, and the run's own context sources and code layers)"

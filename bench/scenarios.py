@@ -6,9 +6,9 @@ and every build goes through build.py exactly as a user runs it (bench/buildtrac
 themselves, per layout: bench/layouts.py.
 
 Nothing older can be reused by accident, nor anyone else's work removed: the run builds on base images of its
-own (bench.enginecache.fresh_base_image: a new digest, so no earlier record matches) and each layout gets a
-`--source-date-epoch` of its own (an ARG of every model step: new cache keys), and a wipe removes only what
-descends from those base images (bench.enginecache.prune_own_records) and the run's own tags.
+own (bench.enginecache.imported_base_image: a new digest, so no earlier record matches), its models are its own
+(random weights: no other build has their bytes), and a wipe removes only the run's tags and the build records
+that descend from its base images or name its models' files (bench.enginecache.prune_own_records).
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ from bench.diskuse import Added, disk_state, wait_until
 from bench.enginecache import (
     CA_BUNDLE,
     WHEELHOUSE,
-    base_marker,
-    fresh_base_image,
+    imported_base_image,
     prune_own_records,
     remove_images,
 )
@@ -67,7 +66,12 @@ class Measure:
 class Bench:
     """One run's surroundings."""
 
-    def __init__(self, models: ModelSet, work: Path, bandwidth: float, wipe_timeout: float = 300) -> None:
+    def __init__(
+        self, models: ModelSet, work: Path, bandwidth: float, *, wipe_timeout: float = 300, tiny: bool = False
+    ) -> None:
+        """`tiny`: the tiny test models, which other people's tests build too (so a build record naming one of
+        their files is not necessarily this run's: `record_names` stays empty), and lean venvs (contexts)."""
+        self.lean = tiny
         from bench.naive import naive_dockerfile, naive_plan, prepare_context
         from modelbake.mirror.server import MirrorServer
 
@@ -86,10 +90,10 @@ class Bench:
         prepare_context(self.repo, naive_plan(self.manifest, PROFILE))
         self.naive_file = work / "naive.Dockerfile"
         self.naive_file.write_text(naive_dockerfile((self.repo / "Dockerfile").read_text()))
-        self.base = self._own(fresh_base_image())
-        self.bumped_base = self._own(fresh_base_image())
-        self.markers = (base_marker(self.base), base_marker(self.bumped_base))
+        self.base = self._own(imported_base_image())
+        self.bumped_base = self._own(imported_base_image())
         self.at_start = disk_state(self.roots)  # model files of these names that were there before the run
+        self.record_names = () if tiny else record_names(self.manifest, self.pin_manifest)
         self.mirror.faults.bandwidth = bandwidth
 
     def _own(self, tag: str) -> str:
@@ -109,7 +113,8 @@ class Bench:
         return path
 
     def context(self, layout: str, lock: str) -> Context:
-        return make_context(self.repo, self.work / "ctx" / f"{layout}-{lock}", layout, lock, self.manifest, PROFILE)
+        dest = self.work / "ctx" / f"{layout}-{lock}"
+        return make_context(self.repo, dest, layout, lock, self.manifest, PROFILE, lean=self.lean)
 
     def close(self) -> None:
         self.mirror.stop()
@@ -204,7 +209,7 @@ class Bench:
         that was not there before the run (with the tiny models, other people's tests make such files too: the
         wait then ends at `wipe_timeout`, which only --tiny meets)."""
         remove_images([t for t in self.tags if t not in (self.base, self.bumped_base)])
-        prune_own_records(self.markers, self.started)
+        prune_own_records(self.started, self.record_names)
         gone = wait_until(lambda: self.model_bytes_of_run() == 0, self.wipe_timeout)
         if not gone:
             left = self.model_bytes_of_run()
@@ -220,7 +225,7 @@ class Bench:
     def cleanup(self) -> None:
         """Everything of the run: images (base images too), build records, the mirror."""
         remove_images(self.tags)
-        prune_own_records(self.markers, self.started)
+        prune_own_records(self.started, self.record_names)
         self.close()
 
     def verify(self, tag: str) -> Measure:
@@ -273,6 +278,24 @@ def model_roots(manifest: Path, profile: str) -> tuple[str, ...]:
 
     specs = load_manifest(manifest).select(profile)
     return tuple(sorted({p.lstrip("/") for s in specs for p in image_paths(s)}))
+
+
+def record_names(*manifests: Path) -> tuple[str, ...]:
+    """What the build records of these models' steps and layers say and no other build's do: the sha256 of each
+    locked file (the fetch steps' entries, the file layers' stages) and each model's layer root (`/out/<id>/`)."""
+    from modelbake.layers import DEFAULT_FILE_LAYERS_OVER, plan_layers
+    from modelbake.lockfile import read_lock
+    from modelbake.manifest import load_manifest
+
+    names: set[str] = set()
+    for path in manifests:
+        manifest = load_manifest(path)
+        lock = read_lock(manifest.lock_path)
+        specs = manifest.select(PROFILE)
+        names.update(f"{layer.root}/" for layer in plan_layers(specs, lock, DEFAULT_FILE_LAYERS_OVER))
+        if lock is not None:
+            names.update(f.sha256 for s in specs if s.id in lock.models for f in lock.models[s.id].files)
+    return tuple(sorted(names))
 
 
 def remove_dir(path: Path) -> None:

@@ -19,7 +19,7 @@ if str(REPO) not in sys.path:
 
 from bench.client import blob_bytes_sent  # noqa: E402
 from bench.diskuse import added_since, disk_state, is_model_path  # noqa: E402
-from bench.enginecache import base_marker, own_records  # noqa: E402
+from bench.enginecache import own_records  # noqa: E402
 
 pytestmark = pytest.mark.unit
 ROOTS = ("models/whisper/tiny.en.pt", "models/huggingface/hub/models--facebook--bart-base")
@@ -88,23 +88,21 @@ def test_the_registrys_blob_bytes_come_from_its_request_log(tmp_path):
     assert blob_bytes_sent(registry, 0) == 2130
 
 
-def test_own_records_are_the_base_images_records_and_their_descendants_since_the_start():
-    tag = "modelbake-bench/base:0123456789ab"
-    marker = base_marker(tag)
-    at = "2026-12-08 01:00:00.5 +0000 UTC"
+def test_own_records_are_the_base_images_and_models_records_and_their_descendants_since_the_start():
+    at, before = "2026-12-08 01:00:00.5 +0000 UTC", "2026-12-08 00:00:00 +0000 UTC"
+    sha = "ab" * 32  # a file of the run's own models
     records = [
-        {"ID": "base", "Description": f"mount / from exec /bin/sh -c {marker}", "CreatedAt": at, "Parents": ["py"]},
-        {"ID": "py", "Description": "imported python-base", "CreatedAt": at, "Parents": []},  # shared with all
+        {"ID": "py", "Description": "", "CreatedAt": before, "Parents": []},  # the shared base, imported long ago
+        {"ID": "base", "Description": "", "CreatedAt": at, "Parents": []},  # the run's imported base image
         {"ID": "deps", "Description": "[app deps 2/2] RUN pip install", "CreatedAt": at, "Parents": ["base"]},
-        {"ID": "copy", "Description": "[app app 3/9] LINK COPY --link", "CreatedAt": at, "Parents": ["x", "deps"]},
+        {"ID": "fetch", "Description": f"mount / from exec ... fetch_entry {sha}", "CreatedAt": at, "Parents": ["x"]},
+        {"ID": "layer", "Description": "[models 2/4] COPY --link --from=fetch-big /out/big/ /", "CreatedAt": at},
+        {"ID": "merge", "Description": "[app 3/9] LINK COPY --link", "CreatedAt": at, "Parents": ["layer", "q"]},
         {"ID": "theirs", "Description": "[app deps 2/2] RUN pip install", "CreatedAt": at, "Parents": ["py"]},
-        {
-            "ID": "old",
-            "Description": "[app app 4/9] RUN",
-            "CreatedAt": "2026-12-08 00:00:00 +0000 UTC",
-            "Parents": ["deps"],
-        },  # fmt: skip
+        {"ID": "their-base", "Description": "mount / from exec echo 1 > /etc/f", "CreatedAt": at, "Parents": ["py"]},
+        {"ID": "old", "Description": "[app app 4/9] RUN", "CreatedAt": before, "Parents": ["deps"]},
+        {"ID": "x", "Description": "[fetch 4/4] LINK COPY --link src/", "CreatedAt": at, "Parents": ["their-base"]},
     ]
     since = datetime(2026, 12, 8, 0, 30, tzinfo=UTC)
-    assert own_records(records, (marker,), since) == {"base", "deps", "copy"}
-    assert marker == "echo 0123456789ab > /etc/modelbake-fresh-base"  # what tests/buildcache.py's RUN writes
+    assert own_records(records, since, (sha, "/out/big/")) == {"base", "deps", "fetch", "layer", "merge"}
+    assert own_records(records, since) == {"base", "deps"}  # without the names: the base image's line only
