@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, command: str):
     from bench.modelsets import realsize_models, tiny_models
     from bench.results import Outcome
     from bench.scenarios import Bench
-    from bench.tar_baseline import image_baseline
+    from bench.tar_baseline import export_image_files, tarball_baseline
 
     exit_on_sigterm()
     began = time.perf_counter()
@@ -78,18 +78,17 @@ def run(args: argparse.Namespace, command: str):
         outcome.naive = naive_rebuild(bench)
         bench.wipe()
         for i, layout in enumerate(args.layouts):
-
-            def tar(tag: str) -> None:
-                outcome.tar = image_baseline(tag, work, 1 if args.quick else 3)
-
+            ball = work / "app-image.tar"
             outcome.layouts[layout] = run_layout(
                 bench,
                 layout,
                 bench.epoch + i,
                 repeat=args.repeat,
                 verify=not (args.quick or args.tiny),  # --tiny's lean venv has no torch
-                after_client_pull=tar if outcome.tar is None else None,
+                after_client_pull=None if outcome.tar else lambda tag, ball=ball: export_image_files(tag, ball),
             )
+            if ball.is_file():  # extracted once the layout's registry and images are gone (the disk is shared)
+                outcome.tar = tarball_baseline(ball, work, 1 if args.quick else 3)
     finally:
         bench.cleanup()
         if args.workdir is None:

@@ -50,10 +50,11 @@ from bench.enginecache import (
     Registry,
     code_stamp,
     exit_on_sigterm,
-    fresh_base_image,
+    imported_base_image,
+    prune_own_records,
+    record_names,
     remove_images,
     tree_bytes,
-    wipe_records_since,
 )
 from bench.tar_baseline import tar_baseline
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = bench_manifest(tree.manifest, work / "manifest")
         repo = copy_repo(work / "repo")  # the context: edits to src/ by others cannot change a cache key mid-run
         stamp = code_stamp(repo)
-        base = fresh_base_image()
+        base = imported_base_image()
         tags.append(base)
         with ExitStack() as stack:
             mirror = stack.enter_context(MirrorServer(tree.root))
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 rounds.append(this)
                 for backend in [b for b in backends if not shipped or b in default_restores]:
                     remove_images([tag])
-                    wiped = wipe_records_since(round_started)
+                    wiped = prune_own_records(round_started, record_names([manifest]))
                     print(f"bench.cache_restore: wiped {wiped} records", file=sys.stderr)
                     gha.reset_counters()
                     n += 1
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
                 remove_images([tag])
-                wipe_records_since(round_started)
+                prune_own_records(round_started, record_names([manifest]))
                 shutil.rmtree(local_dir, ignore_errors=True)
                 round_stack.close()
         baseline = tar_baseline(tree, args.profile, work, args.tar_runs)
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
     finally:
         remove_images(tags)
-        removed = wipe_records_since(started)
+        removed = prune_own_records(started, record_names([manifest]))
         print(f"bench.cache_restore: removed {len(tags)} tags and {removed} build records", file=sys.stderr)
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -4,9 +4,7 @@ Why: a benchmark must measure cold and restored builds without `docker buildx pr
 cache holds other people's work, e.g. the app's 2 GB deps layer). Builds run on a base image of their own (a
 new digest, so no older record can match). `python -m bench` wipes only the records that descend from its own
 base images (`prune_own_records`), so another user's build, running beside it, keeps its cache. The older
-benchmarks (bench.layers, bench.cache_restore, bench.filelayers) remove the records created since a given time
-with tests/buildcache.py's functions, with a guard that never removes the deps layer (`pip install` into
-/opt/venv).
+benchmarks (bench.layers, bench.cache_restore, bench.filelayers) do the same with their own models' names.
 """
 
 from __future__ import annotations
@@ -24,22 +22,11 @@ if str(REPO / "tests") not in sys.path:
 from localregistry import Registry  # noqa: E402,F401  (tests/localregistry.py; bench.scenarios takes it from here)
 
 import buildcache  # noqa: E402  (tests/buildcache.py)
-from buildcache import prune_records_created_since  # noqa: E402
 
 BASE_IMAGE = "modelbake/python-base:3.11-bookworm"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 WHEELHOUSE = Path("/opt/wheels")
 CTR = ["ctr", "--address", "/var/run/docker/containerd/containerd.sock", "--namespace", "moby"]
-# Records never removed by a wipe: the app's deps layer (and its pip cache mount) is other people's cache, and
-# with it every record built on it (the naive build's code and download layers, the app's layers): pruning
-# one of those made the next build run the deps step again (40 s, in both naive and modelbake builds).
-KEEP_DESCRIPTIONS = ("/opt/venv/bin/pip install", "id=modelbake-pip")
-
-
-def wipe_records_since(since: datetime, keep: tuple[str, ...] = (), descendants: bool = True) -> int:
-    """Remove every build cache record created at or after `since`, except the deps layer and `keep` (and,
-    with `descendants`, what was built on them: else the deps step's next use runs it again)."""
-    return prune_records_created_since(since, keep=KEEP_DESCRIPTIONS + tuple(keep), descendants=descendants)
 
 
 def own_records(records: list[dict], since: datetime, names: tuple[str, ...] = ()) -> set[str]:
@@ -61,6 +48,25 @@ def own_records(records: list[dict], since: datetime, names: tuple[str, ...] = (
                 mine.add(record_id)
                 changed = True
     return mine & recent
+
+
+def record_names(manifests: list[Path], profile: str | None = None) -> tuple[str, ...]:
+    """What the build records of these models' steps and layers say and no other build's do, for benchmark
+    models no one else builds (bench/realsize.py's: random weights): the sha256 of each locked file (the fetch
+    steps' entries, the file layers' stages) and each layer's root (`/out/<id>/`)."""
+    from modelbake.layers import DEFAULT_FILE_LAYERS_OVER, plan_layers
+    from modelbake.lockfile import read_lock
+    from modelbake.manifest import load_manifest
+
+    names: set[str] = set()
+    for path in manifests:
+        manifest = load_manifest(path)
+        lock = read_lock(manifest.lock_path)
+        specs = manifest.select(profile)
+        names.update(f"{layer.root}/" for layer in plan_layers(specs, lock, DEFAULT_FILE_LAYERS_OVER))
+        if lock is not None:
+            names.update(f.sha256 for s in specs if s.id in lock.models for f in lock.models[s.id].files)
+    return tuple(sorted(names))
 
 
 def prune_own_records(since: datetime, names: tuple[str, ...] = ()) -> int:

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import build_inputs, build_runs
-from bench.enginecache import BASE_IMAGE, CA_BUNDLE, CTR, WHEELHOUSE, Registry, remove_images, wipe_records_since
+from bench.enginecache import BASE_IMAGE, CA_BUNDLE, CTR, WHEELHOUSE, Registry, prune_own_records, remove_images
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "bart-large-24l"  # the ~3 GB model of the bump and the pull
@@ -111,6 +111,13 @@ class Run:
         (dest / "models.toml").write_text(text)
         build_inputs.lock(dest / "models.toml", self.mirror_args)
         return dest / "models.toml"
+
+    def names(self) -> tuple[str, ...]:
+        """What only this run's build records say (bench.enginecache.own_records): its big models' files."""
+        from bench.enginecache import record_names
+
+        bumped = self.work / "manifest-bumped" / "models.toml"
+        return record_names([self.manifest, *([bumped] if bumped.is_file() else [])])
 
     def tag(self, name: str) -> str:
         tag = f"modelbake-bench/filelayers-{name}:{self.run_id}"
@@ -193,7 +200,7 @@ def real_size(run: Run) -> RealSize:
     verify.report = {"last_line": last, "stdout": proc.stdout[-3000:]}
     _say(f"verify: {wall:.1f} s: {last}")
     remove_images([models_tag])
-    wipe_records_since(since)
+    prune_own_records(since, run.names())
     files = {}
     for f in run.tree.files:  # ROOT/huggingface/models--org--name/snapshots/<commit>/<path in the repo>
         if "/snapshots/" in f.path:
@@ -231,7 +238,7 @@ def one_mode(run: Run, label: str, over: str, bumped: Path, repeat: int, registr
     mode = Mode(label, over, first, bump, layers=len(first.report["models_image"]["layers"]))
     digests = set(first.report["models_image"]["layers"])
     for i in range(repeat):
-        mode.content_gone &= forget([v1, v2], since, digests)
+        mode.content_gone &= forget([v1, v2], since, digests, run.names())
         started = time.perf_counter()
         proc = subprocess.run(["docker", "pull", v1], capture_output=True, text=True, timeout=1800)
         wall = round(time.perf_counter() - started, 2)
@@ -240,14 +247,15 @@ def one_mode(run: Run, label: str, over: str, bumped: Path, repeat: int, registr
         pull.report = {"already": proc.stdout.count("Already exists"), "complete": done}
         mode.pulls.append(pull)
         _say(f"{label}: pull {i + 1}: {wall:.1f} s ({pull.report})")
-    forget([v1, v2], since, digests)
+    forget([v1, v2], since, digests, run.names())
     return mode
 
 
-def forget(tags: list[str], since: datetime, digests: set[str], timeout: float = 120) -> bool:
-    """Images, their build records and (once containerd collects it) their content gone; False if content stays."""
+def forget(tags: list[str], since: datetime, digests: set[str], names: tuple[str, ...], timeout: float = 120) -> bool:
+    """Images, their build records (`names`: bench.enginecache.own_records) and (once containerd collects it)
+    their content gone; False if content stays."""
     remove_images(tags)
-    wipe_records_since(since)
+    prune_own_records(since, names)
     deadline = time.monotonic() + timeout
     while True:
         listed = subprocess.run([*CTR, "content", "ls", "-q"], capture_output=True, text=True, timeout=60).stdout
@@ -313,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         run.close()
-        wipe_records_since(_started(run))
+        prune_own_records(_started(run), run.names())
         shutil.rmtree(work, ignore_errors=True)
     text = render(command, run, big, modes, time.perf_counter() - began)
     args.out.write_text(text)

@@ -34,8 +34,9 @@ from bench.enginecache import (
     code_stamp,
     exit_on_sigterm,
     image_layer_blobs,
+    prune_own_records,
+    record_names,
     remove_images,
-    wipe_records_since,
 )
 from bench.layers_report import render
 
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep_cache:
             remove_images(tags)
-            removed = wipe_records_since(started)
+            removed = prune_own_records(started, record_names([manifest]))
             print(f"bench.layers: removed {len(tags)} tags and {removed} build records", file=sys.stderr)
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -6,9 +6,10 @@ goes in phases, each ending with a wipe (bench.scenarios.Bench.wipe) so the engi
 time (at 3 GB of models every copy counts: the engine's disk is shared):
 
 1. core: cold build (model steps new to the layout: a `--source-date-epoch` of its own), app-code rebuilds, one
-   model's pin change; the first version, the pin change and the models image pushed; the first version's build
-   exported to the gha emulator (a runner's variables);
-2. restore: after the wipe, the same build reading the gha cache only, timed;
+   model's pin change;
+2. restore: the first version's build exported to the gha emulator (a runner's variables), a wipe, then the same
+   build reading the gha cache only, timed; the restored first version, its models image and the pin change
+   pushed to the registry;
 3. second app: on that engine (the first app restored on it), an app with a smaller lock on the same models:
    model bytes it adds on disk;
 4. dependency bump and base-image bump: each built on the pushed models image (`--models-image`, as an app's CI
@@ -24,7 +25,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench import client
+from bench import client, sdkprobe
 from bench.build_inputs import edit_app_code
 from bench.contexts import LOCK_A, LOCK_BUMP, LOCK_SMALL, NEW, Context
 from bench.diskuse import added_since, disk_state
@@ -56,6 +57,8 @@ class LayoutResult:
     first_pull: client.Pull | None = None
     pulls: dict[str, client.Pull] = field(default_factory=dict)  # UPDATES -> the pull of that version
     verify: Measure | None = None
+    sdk_seconds: float = 0.0  # the report's SDK calls on the first app and models images, right after the build
+    sdk_load: sdkprobe.LoadProbe | None = None  # images.load() of the models image with a 10 s and a 600 s timeout
 
     @property
     def builds(self) -> list[Measure]:
@@ -86,8 +89,9 @@ def run_layout(
         refs = {v: f"{registry.host}/bench/app-{layout}:{v}" for v in ("v1", "small", *UPDATES)}
         models = {v: f"{registry.host}/bench/models-{layout}:{v}" for v in ("v1", "pin")}
         try:
-            _core(bench, r, ctx[LOCK_A], refs, models, repeat, verify, registry)
+            _core(bench, r, ctx[LOCK_A], refs, models, repeat, verify)
             _restore(bench, r, ctx[LOCK_A], (refs["v1"], models["v1"]))
+            _publish(bench, r, ctx[LOCK_A], refs, models, registry)
             _second_app(bench, r, ctx[LOCK_SMALL], (refs["small"], models["v1"]))
             digest, _ = registry.manifest(f"bench/models-{layout}", "v1")
             on_models = models["v1"].rsplit(":", 1)[0] + "@" + digest
@@ -102,10 +106,10 @@ def run_layout(
     return r
 
 
-def _core(bench: Bench, r: LayoutResult, ctx: Context, refs, models, repeat: int, verify: bool, registry) -> None:
-    """Cold build, app-code rebuilds, pin change; pushes; the export to gha. A measured build whose warmed stages
-    ran again (another user pruned their records) is measured again once: the cold build with a new epoch (new
-    model steps), a rebuild after another edit; the pin change keeps its measurement and says so."""
+def _core(bench: Bench, r: LayoutResult, ctx: Context, refs, models, repeat: int, verify: bool) -> None:
+    """Cold build, app-code rebuilds, pin change. A measured build whose warmed stages ran again (another user
+    pruned their records) is measured again once: the cold build with a new epoch (new model steps), a rebuild
+    after another edit; the pin change keeps its measurement and says so."""
     bench.wait_for_disk(10 * bench.models.total_bytes, f"{r.layout}: the cold build")
     r.warm_up |= bench.warm_deps(r.layout, ctx, bench.base)
     r.warm_up |= bench.warm_fetch(r.epoch)
@@ -119,6 +123,10 @@ def _core(bench: Bench, r: LayoutResult, ctx: Context, refs, models, repeat: int
             break
         r.epoch += 1000
         r.warm_up |= {f"{k}, again": v for k, v in bench.warm_fetch(r.epoch).items()}
+    r.sdk_seconds = sdkprobe.inspection_seconds([refs["v1"], models["v1"]])
+    if r.layout == NEW:
+        bench.wait_for_disk(2 * bench.models.total_bytes, "the SDK load probe")
+        r.sdk_load = sdkprobe.load_probe(models["v1"], bench.work)
     if verify:
         r.verify = bench.verify(refs["v1"])
     edits = 0
@@ -133,7 +141,20 @@ def _core(bench: Bench, r: LayoutResult, ctx: Context, refs, models, repeat: int
     r.pin = bench.build(f"{r.layout} pin change", ctx, pin, epoch=r.epoch, manifest=bench.pin_manifest)
     _check(r.pin)
     _lost(bench, r.pin, models_too=False, retry=False)
-    r.pushes = [client.push(registry, ref) for ref in (refs["v1"], models["v1"], refs["pin"])]
+    bench.remove(refs["pin"], models["pin"])
+
+
+def _publish(bench: Bench, r: LayoutResult, ctx: Context, refs, models, registry: Registry) -> None:
+    """After the restore (the engine holds the first version again): it and its models image pushed, and the pin
+    change built again (untimed: its own record went with the wipe) and pushed, for the client."""
+    r.pushes = [client.push(registry, ref) for ref in (refs["v1"], models["v1"])]
+    r.warm_up |= {f"{k}, for the registry's pin change": v for k, v in bench.warm_fetch(r.epoch).items()}
+    pin = bench.build(
+        f"{r.layout} pin change for the registry", ctx, (refs["pin"], models["pin"]), epoch=r.epoch,
+        manifest=bench.pin_manifest,
+    )  # fmt: skip
+    _check(pin)
+    r.pushes.append(client.push(registry, refs["pin"]))
     bench.remove(refs["pin"], models["pin"])
 
 

@@ -32,6 +32,7 @@ from bench.enginecache import (
     WHEELHOUSE,
     imported_base_image,
     prune_own_records,
+    record_names,
     remove_images,
 )
 from bench.modelsets import PROFILE, ModelSet
@@ -93,7 +94,7 @@ class Bench:
         self.base = self._own(imported_base_image())
         self.bumped_base = self._own(imported_base_image())
         self.at_start = disk_state(self.roots)  # model files of these names that were there before the run
-        self.record_names = () if tiny else record_names(self.manifest, self.pin_manifest)
+        self.record_names = () if tiny else record_names([self.manifest, self.pin_manifest], PROFILE)
         self.mirror.faults.bandwidth = bandwidth
 
     def _own(self, tag: str) -> str:
@@ -278,24 +279,6 @@ def model_roots(manifest: Path, profile: str) -> tuple[str, ...]:
 
     specs = load_manifest(manifest).select(profile)
     return tuple(sorted({p.lstrip("/") for s in specs for p in image_paths(s)}))
-
-
-def record_names(*manifests: Path) -> tuple[str, ...]:
-    """What the build records of these models' steps and layers say and no other build's do: the sha256 of each
-    locked file (the fetch steps' entries, the file layers' stages) and each model's layer root (`/out/<id>/`)."""
-    from modelbake.layers import DEFAULT_FILE_LAYERS_OVER, plan_layers
-    from modelbake.lockfile import read_lock
-    from modelbake.manifest import load_manifest
-
-    names: set[str] = set()
-    for path in manifests:
-        manifest = load_manifest(path)
-        lock = read_lock(manifest.lock_path)
-        specs = manifest.select(PROFILE)
-        names.update(f"{layer.root}/" for layer in plan_layers(specs, lock, DEFAULT_FILE_LAYERS_OVER))
-        if lock is not None:
-            names.update(f.sha256 for s in specs if s.id in lock.models for f in lock.models[s.id].files)
-    return tuple(sorted(names))
 
 
 def remove_dir(path: Path) -> None:

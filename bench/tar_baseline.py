@@ -72,16 +72,21 @@ def tar_baseline(tree, profile: str, work: Path, runs: int, compressed: bool = T
     return baseline
 
 
-def image_baseline(tag: str, work: Path, runs: int) -> TarBaseline:
-    """`tar -x` of an image's files (`docker export` of a container created from it, not started): the same
-    bytes a restore of that image writes, as one uncompressed tarball into a fresh directory, page cache warm."""
-    ball = work / "image.tar"
+def export_image_files(tag: str, ball: Path) -> Path:
+    """An image's files as one uncompressed tarball (`docker export` of a container created from it, never
+    started): the same bytes a restore of that image writes."""
     cid = subprocess.run(["docker", "create", tag], capture_output=True, text=True, check=True, timeout=300)
     container = cid.stdout.strip()
     try:
         subprocess.run(["docker", "export", "--output", str(ball), container], check=True, timeout=1800)
     finally:
         subprocess.run(["docker", "rm", "--force", container], capture_output=True, timeout=300)
+    return ball
+
+
+def tarball_baseline(ball: Path, work: Path, runs: int) -> TarBaseline:
+    """`tar -x` of a tarball into a fresh directory, `runs` times (page cache warm), once more with sync, and one
+    sha256 pass over it; the tarball is removed after."""
     with tarfile.open(ball) as tar:
         members = [m for m in tar if m.isfile()]
     total = sum(m.size for m in members)
