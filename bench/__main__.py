@@ -78,17 +78,21 @@ def run(args: argparse.Namespace, command: str):
         outcome.naive = naive_rebuild(bench)
         bench.wipe()
         for i, layout in enumerate(args.layouts):
-            ball = work / "app-image.tar"
+
+            def tar(tag: str) -> None:
+                """The app image's files, extracted once the layout's registry is gone (the disk is shared)."""
+                ball = export_image_files(tag, work / "app-image.tar")
+                bench.remove(tag)
+                outcome.tar = tarball_baseline(ball, work, 1 if args.quick else 3)
+
             outcome.layouts[layout] = run_layout(
                 bench,
                 layout,
                 bench.epoch + i,
                 repeat=args.repeat,
                 verify=not (args.quick or args.tiny),  # --tiny's lean venv has no torch
-                after_client_pull=None if outcome.tar else lambda tag, ball=ball: export_image_files(tag, ball),
+                after_client_pull=None if outcome.tar else tar,
             )
-            if ball.is_file():  # extracted once the layout's registry and images are gone (the disk is shared)
-                outcome.tar = tarball_baseline(ball, work, 1 if args.quick else 3)
     finally:
         bench.cleanup()
         if args.workdir is None:

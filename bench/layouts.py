@@ -24,6 +24,7 @@ import random
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench import client, sdkprobe
 from bench.build_inputs import edit_app_code
@@ -81,8 +82,8 @@ def run_layout(
     verify: bool,
     after_client_pull: Callable[[str], None] | None = None,
 ) -> LayoutResult:
-    """Every scenario of one layout. `after_client_pull(ref)` runs while the client holds the first version
-    alone (the `tar -x` baseline exports its files)."""
+    """Every scenario of one layout. `after_client_pull(ref)` runs once the client holds the first version alone
+    and the registry is gone (the `tar -x` baseline exports its files)."""
     r = LayoutResult(layout, epoch)
     ctx = {lock: bench.context(layout, lock) for lock in (LOCK_A, LOCK_BUMP, LOCK_SMALL)}
     with Registry(bench.work / f"registry-{layout}", address=loopback_address()) as registry:
@@ -99,7 +100,10 @@ def run_layout(
             r.dep_bump = _built_on(bench, r, "dependency bump", *bump, registry)
             bump = (ctx[LOCK_A], refs["base"], on_models, bench.bumped_base)
             r.base_bump = _built_on(bench, r, "base-image bump", *bump, registry)
-            _client(bench, r, registry, refs, after_client_pull)
+            _client(bench, r, registry, refs, keep_first=after_client_pull is not None)
+            shutil.rmtree(registry.data, ignore_errors=True)
+            if after_client_pull is not None:
+                after_client_pull(refs["v1"])
         finally:
             bench.wipe()
             shutil.rmtree(registry.data, ignore_errors=True)
@@ -110,7 +114,7 @@ def _core(bench: Bench, r: LayoutResult, ctx: Context, refs, models, repeat: int
     """Cold build, app-code rebuilds, pin change. A measured build whose warmed stages ran again (another user
     pruned their records) is measured again once: the cold build with a new epoch (new model steps), a rebuild
     after another edit; the pin change keeps its measurement and says so."""
-    bench.wait_for_disk(10 * bench.models.total_bytes, f"{r.layout}: the cold build")
+    bench.wait_for_disk(int(6.5 * bench.models.total_bytes), f"{r.layout}: the cold build")
     r.warm_up |= bench.warm_deps(r.layout, ctx, bench.base)
     r.warm_up |= bench.warm_fetch(r.epoch)
     v1 = (refs["v1"], models["v1"])
@@ -124,9 +128,6 @@ def _core(bench: Bench, r: LayoutResult, ctx: Context, refs, models, repeat: int
         r.epoch += 1000
         r.warm_up |= {f"{k}, again": v for k, v in bench.warm_fetch(r.epoch).items()}
     r.sdk_seconds = sdkprobe.inspection_seconds([refs["v1"], models["v1"]])
-    if r.layout == NEW:
-        bench.wait_for_disk(2 * bench.models.total_bytes, "the SDK load probe")
-        r.sdk_load = sdkprobe.load_probe(models["v1"], bench.work)
     if verify:
         r.verify = bench.verify(refs["v1"])
     edits = 0
@@ -146,7 +147,11 @@ def _core(bench: Bench, r: LayoutResult, ctx: Context, refs, models, repeat: int
 
 def _publish(bench: Bench, r: LayoutResult, ctx: Context, refs, models, registry: Registry) -> None:
     """After the restore (the engine holds the first version again): it and its models image pushed, and the pin
-    change built again (untimed: its own record went with the wipe) and pushed, for the client."""
+    change built again (untimed: its own record went with the wipe) and pushed, for the client. In the first
+    block, the SDK's `images.load()` probed on the models image first (the disk has room for its tarball now)."""
+    if r.layout == NEW:
+        bench.wait_for_disk(int(1.2 * bench.models.total_bytes), "the SDK load probe")
+        r.sdk_load = sdkprobe.load_probe(models["v1"], bench.work)
     r.pushes = [client.push(registry, ref) for ref in (refs["v1"], models["v1"])]
     r.warm_up |= {f"{k}, for the registry's pin change": v for k, v in bench.warm_fetch(r.epoch).items()}
     pin = bench.build(
@@ -164,7 +169,7 @@ def _restore(bench: Bench, r: LayoutResult, ctx: Context, tags: tuple[str, str])
     layers (all a restore reads), not the fetch steps' own layers too, which halves the bytes on this disk."""
     from testkit.ghacache import GhaCacheServer
 
-    store = bench.work / f"gha-{r.layout}"
+    store = ram_or(bench.work, 2 * bench.models.total_bytes) / f"modelbake-bench-gha-{bench.run_id}-{r.layout}"
     gha = GhaCacheServer(store).start()
     try:
         env = gha.runner_env()  # a hosted runner's variables, pointed at the v2 emulator
@@ -187,9 +192,16 @@ def _restore(bench: Bench, r: LayoutResult, ctx: Context, tags: tuple[str, str])
         shutil.rmtree(store, ignore_errors=True)
 
 
+def ram_or(work: Path, need: int) -> Path:
+    """/dev/shm when it has `need` bytes free, else `work`: the emulator's blobs out of the engine's shared disk.
+    (The restore reads them back minutes after the export wrote them, from the page cache either way.)"""
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and shutil.disk_usage(shm).free > need else work
+
+
 def _second_app(bench: Bench, r: LayoutResult, ctx: Context, tags: tuple[str, str]) -> None:
     """On the engine that holds the first app (restored just before), another app on the same models."""
-    bench.wait_for_disk(4 * bench.models.total_bytes, f"{r.layout}: the second app")
+    bench.wait_for_disk(2 * bench.models.total_bytes, f"{r.layout}: the second app")
     r.warm_up |= bench.warm_deps(r.layout, ctx, bench.base)
     before = disk_state(bench.roots)
     r.second_app = bench.build(f"{r.layout} second app", ctx, tags, epoch=r.epoch)
@@ -216,19 +228,19 @@ def _built_on(
     return built
 
 
-def _client(bench: Bench, r: LayoutResult, registry: Registry, refs: dict[str, str], after_pull) -> None:
-    """A client with none of the run's images pulls the first version, then each update, forgetting each."""
+def _client(bench: Bench, r: LayoutResult, registry: Registry, refs: dict[str, str], keep_first: bool) -> None:
+    """A client with none of the run's images pulls the first version, then each update, forgetting each (and
+    the first one too unless `keep_first`)."""
     bench.wipe()
-    bench.wait_for_disk(4 * bench.models.total_bytes, f"{r.layout}: the client")
+    bench.wait_for_disk(3 * bench.models.total_bytes, f"{r.layout}: the client")
     r.first_pull = client.pull(registry, refs["v1"], bench.roots)
-    if after_pull is not None:
-        after_pull(refs["v1"])
     for update in UPDATES:
         level = disk_state(bench.roots).model_bytes
         r.pulls[update] = client.pull(registry, refs[update], bench.roots)
         if not client.forget([refs[update]], bench.roots, level, bench.wipe_timeout):
             bench.notes.append(f"{r.layout}: after the {update} pull, the engine kept more model files than before")
-    client.forget([refs["v1"]], bench.roots, 0, bench.wipe_timeout)
+    if not keep_first:
+        client.forget([refs["v1"]], bench.roots, 0, bench.wipe_timeout)
 
 
 def _lost(bench: Bench, m: Measure, *, models_too: bool, retry: bool) -> bool:
