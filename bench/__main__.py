@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -79,8 +80,10 @@ def run(args: argparse.Namespace, command: str):
         bench.wipe()
         for i, layout in enumerate(args.layouts):
 
-            def tar(tag: str) -> None:
+            def tar(tag: str, drop_registry) -> None:
                 """The app image's files, extracted once the layout's registry is gone (the disk is shared)."""
+                subprocess.run(["docker", "pull", "--quiet", tag], check=True, capture_output=True, timeout=3600)
+                drop_registry()
                 ball = export_image_files(tag, work / "app-image.tar")
                 bench.remove(tag)
                 outcome.tar = tarball_baseline(ball, work, 1 if args.quick else 3)

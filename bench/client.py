@@ -2,12 +2,15 @@
 
 Why: a registry shares blobs, an image store unpacks chains. Whether a new version of the app (a base-image
 bump, a dependency bump, a model's pin change) makes a client unpack the models again depends only on where
-the model layers sit, which is what the two layouts differ in. The client is this engine itself, emptied of the
-benchmark's images, build records and their snapshots first (containerd then drops the content too): it pulls
-the first version, then each new one, measured, and forgets each new one before the next.
+the model layers sit, which is what the two layouts differ in. The client is the engine's containerd itself
+(`ctr images pull`: the pull and unpack dockerd's image store does) in a namespace of its own, so its image
+store holds nothing of the builds before it (a namespace has its own snapshots: no chain the builder unpacked
+is reused). It pulls the first version, then each new one, measured, and forgets each new one before the next.
 
-Downloads are the registry's own count: the bytes its request log says it wrote for blob GETs (a blob the
-client's content store holds is never asked for). Unpacking is bench/diskuse.py's count on disk.
+Downloads are the registry's own count: the bytes its request log says it wrote for blob GETs. containerd
+shares content across namespaces, so a blob the builder's engine still holds is not asked for again; the
+benchmark wipes its builds first, and says what the registry sent. Unpacking is bench/diskuse.py's count on
+disk.
 """
 
 from __future__ import annotations
@@ -72,12 +75,25 @@ def push(registry, ref: str) -> Push:
     return Push(ref, wall, uploaded, ok, "" if ok else _tail(proc.stderr))
 
 
-def pull(registry, ref: str, roots: tuple[str, ...]) -> Pull:
-    """`docker pull ref`, timed; the registry's blob bytes and the snapshots it added on disk."""
+CONTAINERD = "/var/run/docker/containerd/containerd.sock"
+
+
+def ctr(namespace: str, *args: str) -> list[str]:
+    return ["ctr", "--address", CONTAINERD, "--namespace", namespace, *args]
+
+
+def pull(registry, ref: str, roots: tuple[str, ...], namespace: str) -> Pull:
+    """`ctr images pull` of `ref` into the client's namespace, timed; the registry's blob bytes and the
+    snapshots it added on disk."""
     before = disk_state(roots)
     offset = registry.log_offset()
     started = time.perf_counter()
-    proc = subprocess.run(["docker", "pull", ref], capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run(
+        ctr(namespace, "images", "pull", "--plain-http", "--snapshotter", "overlayfs", ref),
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     wall = round(time.perf_counter() - started, 2)
     added = added_since(before, roots)
     downloaded = blob_bytes_sent(registry, offset)
@@ -89,18 +105,22 @@ def pull(registry, ref: str, roots: tuple[str, ...]) -> Pull:
     return Pull(ref, wall, downloaded, added, ok, "" if ok else _tail(proc.stderr))
 
 
-def forget(refs: list[str], roots: tuple[str, ...], model_bytes_at_most: int, timeout: float = 300) -> bool:
-    """Remove `refs` and wait until the model files on disk are back to `model_bytes_at_most` and the snapshot
-    directories stop going away (containerd's collector has run); False if that does not happen in time."""
-    subprocess.run(["docker", "image", "rm", "--force", *refs], capture_output=True, text=True, timeout=300)
-    ok = wait_until(lambda: disk_state(roots).model_bytes <= model_bytes_at_most, timeout)
-    settled = [len(disk_state(roots).snapshots)]
+def forget(
+    refs: list[str], roots: tuple[str, ...], namespace: str, model_bytes_at_most: int, timeout: float = 300
+) -> bool:
+    """Remove `refs` from the client (`--sync`: containerd collects their content and snapshots before it
+    answers) and wait until the model files on disk are back to `model_bytes_at_most`; False if they are not."""
+    subprocess.run(ctr(namespace, "images", "rm", "--sync", *refs), capture_output=True, text=True, timeout=600)
+    return wait_until(lambda: disk_state(roots).model_bytes <= model_bytes_at_most, timeout)
 
-    def stable() -> bool:
-        settled.append(len(disk_state(roots).snapshots))
-        return settled[-1] == settled[-2]
 
-    return wait_until(stable, 60, interval=3.0) and ok
+def drop_namespace(namespace: str) -> None:
+    """The client's namespace gone: its images (and with them its content and snapshots), then the namespace."""
+    listed = subprocess.run(ctr(namespace, "images", "ls", "-q"), capture_output=True, text=True, timeout=120)
+    refs = listed.stdout.split()
+    if refs:
+        subprocess.run(ctr(namespace, "images", "rm", "--sync", *refs), capture_output=True, timeout=600)
+    subprocess.run(["ctr", "--address", CONTAINERD, "namespaces", "rm", namespace], capture_output=True, timeout=120)
 
 
 def _tail(text: str) -> str:

@@ -80,10 +80,10 @@ def run_layout(
     *,
     repeat: int,
     verify: bool,
-    after_client_pull: Callable[[str], None] | None = None,
+    after_client_pull: Callable[[str, Callable[[], None]], None] | None = None,
 ) -> LayoutResult:
-    """Every scenario of one layout. `after_client_pull(ref)` runs once the client holds the first version alone
-    and the registry is gone (the `tar -x` baseline exports its files)."""
+    """Every scenario of one layout. `after_client_pull(ref, drop_registry)` runs last, with the registry still
+    up (the `tar -x` baseline pulls the first version and exports its files, then drops the registry)."""
     r = LayoutResult(layout, epoch)
     ctx = {lock: bench.context(layout, lock) for lock in (LOCK_A, LOCK_BUMP, LOCK_SMALL)}
     with Registry(bench.work / f"registry-{layout}", address=loopback_address()) as registry:
@@ -100,10 +100,9 @@ def run_layout(
             r.dep_bump = _built_on(bench, r, "dependency bump", *bump, registry)
             bump = (ctx[LOCK_A], refs["base"], on_models, bench.bumped_base)
             r.base_bump = _built_on(bench, r, "base-image bump", *bump, registry)
-            _client(bench, r, registry, refs, keep_first=after_client_pull is not None)
-            shutil.rmtree(registry.data, ignore_errors=True)
+            _client(bench, r, registry, refs)
             if after_client_pull is not None:
-                after_client_pull(refs["v1"])
+                after_client_pull(refs["v1"], lambda: shutil.rmtree(registry.data, ignore_errors=True))
         finally:
             bench.wipe()
             shutil.rmtree(registry.data, ignore_errors=True)
@@ -228,19 +227,21 @@ def _built_on(
     return built
 
 
-def _client(bench: Bench, r: LayoutResult, registry: Registry, refs: dict[str, str], keep_first: bool) -> None:
-    """A client with none of the run's images pulls the first version, then each update, forgetting each (and
-    the first one too unless `keep_first`)."""
-    bench.wipe()
+def _client(bench: Bench, r: LayoutResult, registry: Registry, refs: dict[str, str]) -> None:
+    """A client with nothing of the run (a containerd namespace of its own) pulls the first version, then each
+    update, forgetting each."""
+    bench.wipe()  # the builder's images and records: their blobs would spare the client its downloads
     bench.wait_for_disk(3 * bench.models.total_bytes, f"{r.layout}: the client")
-    r.first_pull = client.pull(registry, refs["v1"], bench.roots)
-    for update in UPDATES:
-        level = disk_state(bench.roots).model_bytes
-        r.pulls[update] = client.pull(registry, refs[update], bench.roots)
-        if not client.forget([refs[update]], bench.roots, level, bench.wipe_timeout):
-            bench.notes.append(f"{r.layout}: after the {update} pull, the engine kept more model files than before")
-    if not keep_first:
-        client.forget([refs["v1"]], bench.roots, 0, bench.wipe_timeout)
+    namespace = f"modelbake-bench-{bench.run_id}-{r.layout}"
+    try:
+        r.first_pull = client.pull(registry, refs["v1"], bench.roots, namespace)
+        for update in UPDATES:
+            level = disk_state(bench.roots).model_bytes
+            r.pulls[update] = client.pull(registry, refs[update], bench.roots, namespace)
+            if not client.forget([refs[update]], bench.roots, namespace, level, bench.wipe_timeout):
+                bench.notes.append(f"{r.layout}: after the {update} pull, the client kept more model files than before")
+    finally:
+        client.drop_namespace(namespace)
 
 
 def _lost(bench: Bench, m: Measure, *, models_too: bool, retry: bool) -> bool:
