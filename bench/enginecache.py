@@ -34,9 +34,16 @@ def own_records(records: list[dict], since: datetime, names: tuple[str, ...] = (
 
     The roots: a base image of the run's own (`imported_base_image`: one layer, imported, so its record has no
     parents and no description, unlike every image built FROM another), created since `since`; and any record
-    whose description holds one of `names` (what only this run's builds say, e.g. the sha256 of its own models'
-    files: a `COPY --link` record has no parents). Then every record with a root among its ancestors."""
+    whose description holds one of `names` (what only this run's builds say: the sha256 of its own models' files,
+    their layers' digests, which a cache import's `imported sha256:...` names). Then every record with one of
+    them among its ancestors; and a record without parents made since `since` whose every child is the run's
+    (the `COPY --link` of the venv or of the base's files, which say nothing of whose they are, used by the run's
+    merges only). Other users' builds start from other images and build other models."""
     parents = {r["ID"]: list(r.get("Parents") or []) for r in records}
+    children: dict[str, list[str]] = {}
+    for record_id, ups in parents.items():
+        for up in ups:
+            children.setdefault(up, []).append(record_id)
     recent = {r["ID"] for r in records if (t := buildcache.created_at(r)) is not None and t >= since}
     mine = {r["ID"] for r in records if r["ID"] in recent and not r.get("Parents") and not r.get("Description")}
     mine |= {r["ID"] for r in records if any(n in r.get("Description", "") for n in names)}
@@ -44,7 +51,11 @@ def own_records(records: list[dict], since: datetime, names: tuple[str, ...] = (
     while changed:
         changed = False
         for record_id, ups in parents.items():
-            if record_id not in mine and any(p in mine for p in ups):
+            if record_id in mine:
+                continue
+            if any(p in mine for p in ups) or (
+                record_id in recent and not ups and children.get(record_id) and set(children[record_id]) <= mine
+            ):
                 mine.add(record_id)
                 changed = True
     return mine & recent
@@ -53,10 +64,11 @@ def own_records(records: list[dict], since: datetime, names: tuple[str, ...] = (
 def record_names(manifests: list[Path], profile: str | None = None) -> tuple[str, ...]:
     """What the build records of these models' steps and layers say and no other build's do, for benchmark
     models no one else builds (bench/realsize.py's: random weights): the sha256 of each locked file (the fetch
-    steps' entries, the file layers' stages) and each layer's root (`/out/<id>/`)."""
+    steps' entries, the file layers' stages), each layer's root (`/out/<id>/`) and each model's path in an image."""
     from modelbake.layers import DEFAULT_FILE_LAYERS_OVER, plan_layers
     from modelbake.lockfile import read_lock
     from modelbake.manifest import load_manifest
+    from modelbake.paths import image_paths
 
     names: set[str] = set()
     for path in manifests:
@@ -64,21 +76,28 @@ def record_names(manifests: list[Path], profile: str | None = None) -> tuple[str
         lock = read_lock(manifest.lock_path)
         specs = manifest.select(profile)
         names.update(f"{layer.root}/" for layer in plan_layers(specs, lock, DEFAULT_FILE_LAYERS_OVER))
+        names.update(p.strip("/") for s in specs for p in image_paths(s))  # the old layout's excludes name them
         if lock is not None:
             names.update(f.sha256 for s in specs if s.id in lock.models for f in lock.models[s.id].files)
     return tuple(sorted(names))
 
 
 def prune_own_records(since: datetime, names: tuple[str, ...] = ()) -> int:
-    """Remove this run's build records (`own_records`); a record another one still needs goes on the next pass."""
+    """Remove this run's build records (`own_records`), leaves first: BuildKit keeps a record that another one
+    still has as a parent, so each pass removes those no remaining record builds on (a chain of cache imports is
+    as many passes as it is long). The set is taken once: a record freed by the passes stays the run's."""
+    records = buildcache.cache_records()
+    ids = own_records(records, since, names)
     removed = 0
-    for _ in range(6):
-        ids = own_records(buildcache.cache_records(), since, names)
-        if not ids:
+    for _ in range(40):
+        left = {r["ID"]: list(r.get("Parents") or []) for r in buildcache.cache_records()}
+        mine = ids & left.keys()
+        if not mine:
             break
-        buildcache.prune_records(sorted(ids))
-        left = {r["ID"] for r in buildcache.cache_records()}
-        gone = ids - left
+        used = {p for record_id, ups in left.items() for p in ups}
+        leaves = sorted(mine - used) or sorted(mine)
+        buildcache.prune_records(leaves)
+        gone = mine - {r["ID"] for r in buildcache.cache_records()}
         removed += len(gone)
         if not gone:
             break

@@ -94,7 +94,8 @@ class Bench:
         self.base = self._own(imported_base_image())
         self.bumped_base = self._own(imported_base_image())
         self.at_start = disk_state(self.roots)  # model files of these names that were there before the run
-        self.record_names = () if tiny else record_names([self.manifest, self.pin_manifest], PROFILE)
+        self.model_names = () if tiny else record_names([self.manifest, self.pin_manifest], PROFILE)
+        self.model_layers: set[str] = set()  # the models images' layers the run built (their digests)
         self.mirror.faults.bandwidth = bandwidth
 
     def _own(self, tag: str) -> str:
@@ -148,23 +149,39 @@ class Bench:
         self.mirror.clear_requests()
         slug = label.replace(" ", "-").replace("/", "-")
         run = run_build_py(self.repo, [*args, *(extra or [])], self.work / "trace" / slug, label, env)
+        if not self.lean:  # the tiny models' layers are other people's too
+            self.model_layers.update(run.report.get("models_image", {}).get("layers") or [])
         return measure_of(run, self.fetched())
+
+    @property
+    def record_names(self) -> tuple[str, ...]:
+        """What only this run's build records say (bench.enginecache.own_records): its models' files and layers."""
+        return (*self.model_names, *sorted(self.model_layers))
 
     def fetched(self) -> int:
         return sum(r.bytes_sent for r in self.mirror.requests)
 
     def warm_deps(self, layout: str, ctx: Context, base: str) -> dict[str, float]:
-        """Before a measured build (untimed): the app's base and deps stages for this context and base image,
-        through build.py with the empty profile, exactly as the measured builds ask for them (and build.py's real
-        run of an app on a models image without layers). Its image goes at once: only the records are wanted."""
+        """Before a measured build (untimed): the app's `deps` stage for this context and base image, built alone
+        with the same build arguments, contexts and secret as build.py's app target. Alone, so the warm-up makes
+        no `COPY --link` record of the venv or the base without a model layer merged on it, which would say
+        nothing of whose it is (bench.enginecache.own_records) and outlive the run's wipes."""
+        from modelbake.bake import BuildSpec
+        from testkit.buildx import run_build
+
+        spec = BuildSpec(
+            context=ctx.path,
+            dockerfile=ctx.path / "Dockerfile",
+            target="deps",
+            build_args={"BASE_IMAGE": base},
+            build_contexts={"wheels": str(WHEELHOUSE)} if WHEELHOUSE.is_dir() else {},
+            secrets={"ca": CA_BUNDLE} if CA_BUNDLE.is_file() else {},
+            network="host",
+            load=False,
+        )
         bumped = ", bumped base" if base != self.base else ""
-        name = f"{layout} {ctx.lock} empty profile{bumped}"
-        tags = (self.tag(f"warm-{ctx.name}"), self.tag(f"warm-models-{ctx.name}"))
-        run = self.build(name, ctx, tags, epoch=self.epoch, base=base, profile=build_inputs.PROFILE_NONE)
-        if not run.ok:
-            raise RuntimeError(f"warm-up ({name}): {run.error}")
-        self.remove(*tags)
-        return {f"deps: lock {ctx.lock}{bumped}": run.wall}
+        say(f"{layout}: warming the deps stage (lock {ctx.lock}{bumped})")
+        return {f"deps: lock {ctx.lock}{bumped}": round(run_build(spec).seconds, 1)}
 
     def warm_fetch(self, epoch: int) -> dict[str, float]:
         """The models image's fetch stage on both base images with `epoch` (BuildKit hands SOURCE_DATE_EPOCH to

@@ -278,3 +278,14 @@ def test_warmed_stages_that_ran_again_are_found_in_the_report():
         "app/base": 1.5,
     }
     assert stages_run(Measure("y", 1.0, report={"stages": stages[2:4]}), models_too=True) == {}
+
+
+def test_a_single_build_without_a_tag_only_fills_the_cache():
+    """testkit's runner (the bench's warm-ups): no tag, no image in the store, its layers unpacked for nothing."""
+    from modelbake.bake import BuildSpec
+    from testkit.buildx import build_argv
+
+    warm = build_argv(BuildSpec(context=Path("."), dockerfile=Path("Dockerfile"), target="deps"))
+    assert warm[warm.index("--output") + 1] == "type=cacheonly"
+    tagged = build_argv(BuildSpec(context=Path("."), dockerfile=Path("Dockerfile"), target="deps", tags=["a:b"]))
+    assert "--output" not in tagged and "--tag" in tagged

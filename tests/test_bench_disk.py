@@ -106,3 +106,11 @@ def test_own_records_are_the_base_images_and_models_records_and_their_descendant
     since = datetime(2026, 12, 8, 0, 30, tzinfo=UTC)
     assert own_records(records, since, (sha, "/out/big/")) == {"base", "deps", "fetch", "layer", "merge"}
     assert own_records(records, since) == {"base", "deps"}  # without the names: the base image's line only
+    # A `COPY --link` of the venv says nothing of whose it is: the run's when every record built on it is.
+    venv = {"ID": "venv", "Description": "[app 2/6] COPY --link --from=deps /opt/venv /opt/venv", "CreatedAt": at}
+    link = {"ID": "link", "Description": "[app 2/6] LINK COPY --link", "CreatedAt": at, "Parents": ["layer", "venv"]}
+    shared = {"ID": "shared", "Description": "[app 2/6] COPY --link --from=deps /opt/venv", "CreatedAt": at}
+    ours = {"ID": "l1", "Description": "[app 2/6] LINK", "CreatedAt": at, "Parents": ["layer", "shared"]}
+    theirs = {"ID": "l2", "Description": "[app 2/6] LINK", "CreatedAt": at, "Parents": ["their-base", "shared"]}
+    found = own_records([*records, venv, link, shared, ours, theirs], since, (sha, "/out/big/"))
+    assert {"venv", "link", "l1"} <= found and not {"shared", "l2", "theirs", "their-base"} & found
