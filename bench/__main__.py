@@ -104,6 +104,7 @@ def run(args: argparse.Namespace, command: str):
     outcome.others = other_builds_since(bench.started, bench.record_names)
     outcome.notes = bench.notes
     outcome.elapsed = time.perf_counter() - began
+    outcome.finished = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return outcome
 
 
@@ -166,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     if not draw:
         print(MISSING, file=sys.stderr, flush=True)
     outcome = run(args, command)
+    if args.workdir is not None:  # kept with the traces: `python -m bench.rerender DIR` writes the text again
+        import pickle
+
+        (args.workdir / "outcome.pickle").write_bytes(pickle.dumps(outcome))
     text = render(outcome)
     if args.tiny:
         print(text)

@@ -40,6 +40,7 @@ class Outcome:
     elapsed: float = 0.0
     notes: list[str] = field(default_factory=list)
     others: str = ""  # what else ran on the engine meanwhile
+    finished: str = ""  # when the run ended (UTC), for the text
 
     @property
     def limit(self) -> float:
@@ -163,17 +164,26 @@ _TARGET = re.compile(r"^\[[\w.-]+(?:\] | (?=\S))")
 
 
 def unique_steps(steps: list[Timed]) -> list[Timed]:
-    """Each vertex once. In one bake the app's graph holds the models target's vertices too (`target:models`),
-    and BuildKit reports a shared vertex under both targets though it runs once: `[models fetch-x 1/1] RUN`
-    and `[app fetch-x 1/1] RUN`, same span. Counted once, under the first target that reports it."""
-    seen: set[tuple[str, str | None, object, object]] = set()
+    """Each vertex once, and each of its sub-steps once. In one bake the app's graph holds the models target's
+    vertices too (`target:models`), and BuildKit reports a shared vertex under both targets though it runs once:
+    `[models fetch-x 1/1] RUN` and `[app fetch-x 1/1] RUN`, same span, same sub-steps. Counted once, under the
+    first target that reports it."""
+    seen: set[tuple[object, ...]] = set()
     out = []
     for step in steps:
-        key = (_TARGET.sub("[", step.name, count=1), step.parent, step.started, step.completed)
-        if step.started is None or key not in seen:
+        parent = _TARGET.sub("[", step.parent, count=1) if step.parent else None
+        key = (_TARGET.sub("[", step.name, count=1), parent, step.started, step.completed)
+        if step.parent is not None:
+            key += (step.seconds, step.bytes)
+        if step.started is None and step.parent is None or key not in seen:
             seen.add(key)
             out.append(step)
     return out
+
+
+def _models_stage(stage: str | None) -> bool:
+    """A stage of Dockerfile.models (in the app's graph too, through `target:models`), or no stage at all."""
+    return stage is None or stage in ("fetch", "models") or stage.startswith(("fetch-", "file-"))
 
 
 def span(steps: list[Timed]) -> float:
@@ -203,10 +213,9 @@ def breakdown(steps: list[Timed]) -> dict[str, float]:
     own = [
         s
         for s in steps
-        if s.parent is None and s.target == "app" and not s.cached and "exporting" not in s.name and s.seconds > 0
+        if s.parent is None and s.target == "app" and not s.cached and s.seconds > 0 and not _models_stage(s.stage)
     ]
-    own = [s for s in own if not MODEL_STEP.search(s.name)]
-    out["app: its own steps (span)"] = span(own)
+    out["app: its own steps (span)"] = span([s for s in own if "exporting" not in s.name])
     return out
 
 

@@ -107,7 +107,8 @@ def render(o: Outcome) -> str:
         "# Real-size benchmark: the new layer order (models at the bottom) vs the old one",
         "",
         f"Command: `{o.command}`  ",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, total run time {o.elapsed / 60:.1f} min  ",
+        f"Date: {o.finished or time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, total run time "
+        f"{o.elapsed / 60:.1f} min  ",
         f"Machine: {o.machine}  ",
         f"Also on the engine meanwhile: {o.others or 'nothing seen'}  ",
         f"Models: {m.label}: {len(m.ids)} models, {_mb(m.total_bytes)} of files ({', '.join(m.ids)}); served by "
@@ -278,7 +279,7 @@ def readme_block(o: Outcome) -> str:
     return "\n".join(
         [
             README_START,
-            f"`{o.command}` ({time.strftime('%Y-%m-%d', time.gmtime())}; {o.machine.split(';')[0]}; "
+            f"`{o.command}` ({(o.finished or time.strftime('%Y-%m-%d', time.gmtime()))[:10]}; {o.machine.split(';')[0]}; "
             f"{_mb(o.models.total_bytes)} of models, mirror at {o.bandwidth / 1e6:.0f} MB/s):",
             "",
             *main_table(o),
