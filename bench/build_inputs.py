@@ -16,8 +16,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE_NONE = "bench-none"  # appended to the manifest copy: an empty profile, the app with no models at all
-PROFILE_TINY = "bench-tiny"  # fallback when build.py cannot build an empty profile: one small model
-TINY_MODEL = "spacy-en-core-web-sm"
 EDITED_FILE = Path("src/podcast_pipeline/settings.py")
 
 
@@ -31,14 +29,14 @@ def copy_repo(dest: Path) -> Path:
 
 
 def bench_manifest(tree_manifest: Path, dest: Path) -> Path:
-    """The real-size manifest plus two profiles of this benchmark (appended to its last table, [profiles])."""
+    """The real-size manifest plus the empty profile of this benchmark (appended to its last table, [profiles])."""
     text = tree_manifest.read_text()
     last_table = [line for line in text.splitlines() if line.startswith("[")][-1]
     if last_table != "[profiles]":
         raise RuntimeError(f"{tree_manifest}: expected [profiles] as the last table, found {last_table}")
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / "models.toml"
-    path.write_text(text.rstrip("\n") + f'\n{PROFILE_NONE} = []\n{PROFILE_TINY} = ["{TINY_MODEL}"]\n')
+    path.write_text(text.rstrip("\n") + f"\n{PROFILE_NONE} = []\n")
     return path
 
 

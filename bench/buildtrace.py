@@ -1,35 +1,27 @@
-"""Run build.py with BuildKit's own progress kept, and optionally extra attributes on its cache exports.
+"""build.py as a user runs it, in a process of its own, and BuildKit's step profile from its `--rawjson` trace.
 
-Why: build.py's `--json` has per-stage times and cache traffic, but not the export, unpack and load steps that
-decide a rebuild's time, and it has no cache compression option yet. This runs build.py's `main` in a process
-of its own (so the wall time is a whole build.py run) with two hooks:
-
-- every `docker buildx build` keeps its `--progress rawjson` stream in `TRACE_DIR/<label>.rawjson`
-  (`models`, `app`), which :func:`profile` turns into step and sub-step durations;
-- `--cache-to-attrs compression=zstd,force-compression=true` sets those attributes on every `--cache-to` spec
-  that build.py's `cachespec.specs_for` derives (replacing build.py's own values for the same keys).
-
-modelbake is imported from `--root`'s src/ (as build.py does), so a benchmark that runs from a snapshot copy of
-the repository measures one version of build.py even while src/ is being edited.
-
-    python -m bench.buildtrace --trace DIR [--cache-to-attrs ATTRS] -- BUILD.PY-ARGS...
+Why: the benchmarks measure the product as shipped. Everything comes through build.py's own options: `--json`
+(stages built or cached, each model's layers, images, per-target durations of this bake), `--rawjson FILE`
+(buildx's progress stream, one JSON document per line, which :func:`profile` turns into step and sub-step
+durations: the model steps, "exporting layers", "unpacking to ..."), `--cache-compression` for the cache
+rounds. Nothing of modelbake is patched; the stream is read with modelbake.image.rawjson's own parser.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
+import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
 class Timed:
-    """A vertex or a sub-step of one (e.g. "exporting layers" under "exporting to image")."""
+    """A vertex or a sub-step of one (e.g. "exporting layers" under "[models] exporting to image")."""
 
     name: str
     seconds: float
@@ -38,144 +30,137 @@ class Timed:
     bytes: int = 0
     started: datetime | None = None  # the vertex's own span (vertices only), for spans across parallel steps
     completed: datetime | None = None
+    target: str | None = None  # the bake target it belongs to (vertices only), None for shared internal steps
 
+    @property
+    def stage(self) -> str | None:
+        """The Dockerfile stage of a vertex (`[app deps 2/2] RUN ...` -> `deps`), None for other steps."""
+        from modelbake.image.rawjson import Step
 
-def _time(value: str | None) -> datetime | None:
-    from modelbake.buildx import _parse_time
-
-    return _parse_time(value)
+        return Step(digest="", name=self.name).stage if self.parent is None else None
 
 
 def profile(text: str, target: str | None = None) -> list[Timed]:
-    """Vertices (steps) and their statuses (sub-steps such as "exporting layers", "unpacking to ...") with
-    the durations BuildKit reports, in first-seen order; with `target`, a bake's steps of that target only
-    (and the steps that name none)."""
-    from modelbake.buildx import rawjson_documents
-    from modelbake.rawjson import Step
+    """Vertices (steps) and their statuses (sub-steps such as "exporting layers", "unpacking to ...") with the
+    durations BuildKit reports, in first-seen order; with `target`, a bake's steps of that target only (and the
+    steps that name none)."""
+    from modelbake.image.rawjson import Step, parse_time, rawjson_documents
 
-    vertices: dict[str, dict] = {}
+    vertices: dict[tuple[str, str], dict] = {}
+    by_digest: dict[str, list[dict]] = {}
     statuses: dict[tuple[str, str], dict] = {}
     for doc in rawjson_documents(text)[0]:
         for v in doc.get("vertexes") or []:
-            owner = Step(digest="", name=v.get("name", "")).target
-            if target is not None and owner is not None and owner != target:
-                continue
-            seen = vertices.setdefault(v["digest"], {"name": v.get("name", "")})
-            for key in ("started", "completed", "cached"):
-                if v.get(key):
-                    seen[key] = v[key]
+            digest, name = v["digest"], v.get("name", "")
+            if name or digest not in by_digest:
+                key = (digest, name)
+                if key not in vertices:
+                    vertices[key] = {"name": name, "target": Step(digest="", name=name).target}
+                    by_digest.setdefault(digest, []).append(vertices[key])
+                named = [vertices[key]]
+            else:  # an update without a name is about every target's copy of the vertex
+                named = by_digest[digest]
+            for seen in named:
+                for item in ("started", "completed", "cached"):
+                    if v.get(item):
+                        seen[item] = v[item]
         for s in doc.get("statuses") or []:
             seen = statuses.setdefault((s.get("vertex", ""), s.get("id", "")), {})
-            for key in ("started", "completed", "total", "current"):
-                if s.get(key):
-                    seen[key] = s[key]
+            for item in ("started", "completed", "total", "current"):
+                if s.get(item):
+                    seen[item] = s[item]
     out: list[Timed] = []
-    for digest, v in vertices.items():
-        start, end = _time(v.get("started")), _time(v.get("completed"))
+    for (digest, _), v in vertices.items():
+        if target is not None and v["target"] is not None and v["target"] != target:
+            continue
+        start, end = parse_time(v.get("started")), parse_time(v.get("completed"))
         seconds = (end - start).total_seconds() if start and end else 0.0
-        out.append(Timed(v["name"], round(max(seconds, 0.0), 2), bool(v.get("cached")), started=start, completed=end))
+        out.append(
+            Timed(
+                v["name"],
+                round(max(seconds, 0.0), 2),
+                bool(v.get("cached")),
+                started=start,
+                completed=end,
+                target=v["target"],
+            )
+        )
         for (vertex, sid), s in statuses.items():
             if vertex != digest:
                 continue
-            start, end = _time(s.get("started")), _time(s.get("completed"))
+            start, end = parse_time(s.get("started")), parse_time(s.get("completed"))
             seconds = (end - start).total_seconds() if start and end else 0.0
             size = int(s.get("total") or s.get("current") or 0)
             out.append(Timed(sid, round(max(seconds, 0.0), 2), parent=v["name"], bytes=size))
     return out
 
 
-def load_seconds(trace_dir: Path, label: str) -> float | None:
-    """The `docker buildx build` run time build.py measured, unrounded (None if that build did not finish)."""
-    path = trace_dir / f"{label}.seconds"
-    return float(path.read_text()) if path.is_file() else None
+@dataclass
+class BuildPyRun:
+    """One `python build.py ...` process: its wall time, its `--json` report and its rawjson steps."""
+
+    label: str
+    wall: float
+    ok: bool
+    report: dict = field(default_factory=dict)
+    steps: list[Timed] = field(default_factory=list)  # every target's
+    error: str = ""
+    trace: Path | None = None
+
+    def target_steps(self, target: str) -> list[Timed]:
+        """A target's steps with their sub-steps (a sub-step follows its vertex in `steps`)."""
+        out: list[Timed] = []
+        keep = False
+        for step in self.steps:
+            if step.parent is None:
+                keep = step.target in (None, target)
+            if keep:
+                out.append(step)
+        return out
+
+    def duration(self, key: str) -> float:
+        """build.py's per-target duration of this bake: "models build", "app build", "total"."""
+        return float(self.report.get("durations", {}).get(key, 0.0))
+
+    def stage_status(self, build: str = "models") -> dict[str, str]:
+        return {s["stage"]: s["status"] for s in self.report.get("stages", []) if s["build"] == build}
+
+    def layers(self) -> dict[str, str]:
+        """Model id -> its layer in the built image (the diff id)."""
+        return {m["id"]: m["layer"] for m in self.report.get("models", [])}
+
+    @property
+    def outside_bake(self) -> float:
+        """The process's time outside the bake: start-up, engine checks, cache probes and the report's image
+        inspection through the Docker SDK (what a too-short SDK timeout would cut)."""
+        return max(0.0, self.wall - self.duration("total"))
 
 
-def load_profile(trace_dir: Path, label: str) -> list[Timed]:
-    path = trace_dir / f"{label}.rawjson"
-    return profile(path.read_text(), target=label) if path.is_file() else []
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    split = argv.index("--") if "--" in argv else len(argv)
-    parser = argparse.ArgumentParser(prog="python -m bench.buildtrace", description=__doc__.splitlines()[0])
-    parser.add_argument("--trace", type=Path, required=True, help="directory for <label>.rawjson")
-    parser.add_argument("--cache-to-attrs", default="", help="appended to every --cache-to spec, e.g. compression=zstd")
-    parser.add_argument("--root", type=Path, default=REPO, help="where build.py lives (its default context)")
-    parser.add_argument(
-        "--allow-empty-profile",
-        action="store_true",
-        help="work around build.py's report crashing on a models image without layers (an empty profile)",
+def run_build_py(repo: Path, args: list[str], trace: Path, label: str, env: dict[str, str] | None = None) -> BuildPyRun:
+    """`python REPO/build.py ARGS --json F --rawjson R --quiet`, timed from the outside; never raises on a failed
+    build (`ok` False, `error` its last error line)."""
+    trace.mkdir(parents=True, exist_ok=True)
+    json_file, raw_file = trace / "report.json", trace / "build.rawjson"
+    cmd = [sys.executable, str(repo / "build.py"), *args, "--json", str(json_file), "--rawjson", str(raw_file)]
+    (trace / "argv.json").write_text(json.dumps(cmd))
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [*cmd, "--quiet"], capture_output=True, text=True, timeout=3600, cwd=repo, env={**os.environ, **(env or {})}
     )
-    parser.add_argument(
-        "--engine-timeout",
-        type=int,
-        default=None,
-        metavar="SECONDS",
-        help="Docker SDK read timeout (build.py's is 10 s, too short to `docker load` a GB-sized models image)",
-    )
-    args = parser.parse_args(argv[:split])
-    build_args = argv[split + 1 :]
-    args.trace.mkdir(parents=True, exist_ok=True)
-
-    # build.py's own rule: the modelbake of the repository it belongs to (here a snapshot copy), first on sys.path.
-    sys.path.insert(0, str(args.root.resolve() / "src"))
-    from modelbake import buildplan, imagebuild
-
-    original_run, original_specs = imagebuild.run_bake, buildplan.specs_for
-
-    def traced_run(specs, *, echo=None):
-        """One bake of every target; each target's trace gets the whole stream (load_profile picks its steps)."""
-        lines: list[str] = []
-        try:
-            results = original_run(specs, echo=lines.append)
-            for label, result in results.items():
-                # build.py's --json rounds to 0.1 s; a cached rebuild takes well under a second.
-                (args.trace / f"{label}.seconds").write_text(f"{result.seconds:.4f}\n")
-            return results
-        finally:
-            for label in specs:
-                (args.trace / f"{label}.rawjson").write_text("".join(lines))
-                (args.trace / f"{label}.argv.json").write_text(json.dumps(spec_argv(specs)))
-
-    def specs_with_attrs(*a, **kw):
-        specs = original_specs(*a, **kw)
-        if args.cache_to_attrs:
-            # Replace what build.py set for the same keys (it may pass compression attributes of its own).
-            keys = {item.partition("=")[0] for item in args.cache_to_attrs.split(",")}
-            specs.cache_to = [
-                ",".join([i for i in spec.split(",") if i.partition("=")[0] not in keys] + [args.cache_to_attrs])
-                for spec in specs.cache_to
-            ]
-        return specs
-
-    imagebuild.run_bake = traced_run
-    if args.allow_empty_profile:
-        from modelbake import report
-
-        original_history = report.layer_history
-
-        def tolerant_history(image):
-            # `image.history()` is None for an image without layers (FROM scratch, no COPY): no layer, no entry.
-            if not image.attrs.get("RootFS", {}).get("Layers"):
-                return []
-            return original_history(image)
-
-        report.layer_history = tolerant_history
-    if args.engine_timeout:
-        from modelbake import engine
-
-        original_client = engine.docker_client
-        engine.docker_client = lambda timeout=10: original_client(max(timeout, args.engine_timeout))
-    buildplan.specs_for = specs_with_attrs
-    return imagebuild.main(build_args, root=args.root)
+    wall = time.perf_counter() - started
+    (trace / "stderr.txt").write_text(proc.stderr)
+    ok = proc.returncode == 0 and json_file.is_file()
+    run = BuildPyRun(label, round(wall, 2), ok, error="" if ok else last_error(proc.stderr), trace=trace)
+    if ok:
+        run.report = json.loads(json_file.read_text())
+    if raw_file.is_file():
+        run.steps = profile(raw_file.read_text())
+    print(f"bench: {label}: {f'{wall:.1f} s' if ok else 'FAILED: ' + run.error}", file=sys.stderr, flush=True)
+    return run
 
 
-def spec_argv(specs) -> list[str]:
-    from modelbake.bake import bake_argv
-
-    return [str(a) for a in bake_argv(specs, Path("BAKE.json"), Path("METADATA.json"))]
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def last_error(stderr: str) -> str:
+    """The `error:` line build.py printed (its one line for a failure), else the last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors or lines or ["no output"])[-1][:300]

@@ -1,21 +1,19 @@
 """build.py runs against one remote cache, and what a cache-restore run records of them.
 
-Why apart: bench.cache_restore and bench.scenarios' cache scenarios time the same kind of build (build.py
-through bench/buildtrace.py, `attrs` appended to every --cache-to) and read the same things of it: the model
-stages' status, the layers' diff ids, the blobs BuildKit pulled.
+Why apart: bench.cache_restore times one kind of build (build.py through bench/buildtrace.py, with build.py's
+own `--cache-compression`) and reads the same things of each: the model stages' status, the layers' diff ids,
+the blobs BuildKit pulled.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.buildtrace import Timed, load_profile
+from bench.buildtrace import Timed
+from bench.buildtrace import run_build_py as run_traced
 from bench.enginecache import BASE_IMAGE, CA_BUNDLE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,27 +62,13 @@ class Round:
     restores: list[Restore] = field(default_factory=list)
 
 
-def run_build_py(repo: Path, args: list[str], trace: Path, label: str, env: dict[str, str], attrs: str = "") -> Build:
-    """One build.py process through bench.buildtrace (rawjson kept; `attrs` appended to every --cache-to)."""
-    trace.mkdir(parents=True, exist_ok=True)
-    json_file = trace / "report.json"
-    cmd = [sys.executable, "-m", "bench.buildtrace", "--engine-timeout", "900", "--trace", str(trace)]
-    cmd += ["--root", str(repo)] + (["--cache-to-attrs", attrs] if attrs else [])
-    cmd += ["--", *args, "--json", str(json_file), "--quiet"]
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=REPO, env={**os.environ, **env})
-    wall = time.perf_counter() - started
-    (trace / "stderr.txt").write_text(proc.stderr)
-    ok = proc.returncode == 0 and json_file.is_file()
-    build = Build(label, round(wall, 2), ok)
-    if ok:
-        build.report = json.loads(json_file.read_text())
-    else:
-        lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        build.error = (lines or ["no output"])[-1][:300]
-    build.steps = load_profile(trace, "models")
-    print(f"bench.cache_restore: {label}: {f'{wall:.1f} s' if ok else 'FAILED: ' + build.error}", file=sys.stderr)
-    return build
+def run_build_py(
+    repo: Path, args: list[str], trace: Path, label: str, env: dict[str, str], compression: str = ""
+) -> Build:
+    """One build.py process (rawjson kept), with `--cache-compression COMPRESSION` unless it is empty."""
+    extra = ["--cache-compression", compression] if compression else []
+    run = run_traced(repo, [*args, *extra], trace, label, env)
+    return Build(label, run.wall, run.ok, run.report, run.target_steps("models"), run.error)
 
 
 def pulled_bytes(steps: list[Timed]) -> int:
@@ -106,19 +90,19 @@ def warm_fetch_stage(dockerfile: Path, context: Path, base: str) -> float:
     return time.perf_counter() - started
 
 
-def warm_epoch_fetch_stage(context: Path, dockerfile: Path, tag: str, epoch: int) -> float:
+def warm_epoch_fetch_stage(context: Path, dockerfile: Path, tag: str, epoch: int, base: str = BASE_IMAGE) -> float:
     """The models image's `fetch` stage with a run's SOURCE_DATE_EPOCH, built before the clock: BuildKit hands
     that build argument to every RUN, so `warm_fetch_stage`'s record (without it) would not match."""
-    from modelbake.buildx import BuildSpec, run_build
+    from modelbake.image.bake import BuildSpec
+    from testkit.buildx import run_build
 
     spec = BuildSpec(
         context=context,
         dockerfile=dockerfile,
         target="fetch",
         tags=[tag],
-        build_args={"BASE_IMAGE": BASE_IMAGE, "SOURCE_DATE_EPOCH": str(epoch)},
+        build_args={"BASE_IMAGE": base, "SOURCE_DATE_EPOCH": str(epoch)},
         secrets={"ca": CA_BUNDLE} if CA_BUNDLE.is_file() else {},
         network="host",
-        label="fetch stage",
     )
     return run_build(spec).seconds

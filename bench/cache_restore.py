@@ -6,7 +6,7 @@ compress (bench/realsize.py's float32/fp16 weights: about 8% with gzip, like rea
 the cache blobs is mostly CPU spent for little. Per compression: a cold `build.py --models-only` exporting to the
 first cache, then one build per other cache that finds every step cached and only exports (one cache per build:
 BuildKit 0.13 runs several exporters concurrently, and a local cache written beside a registry one came out
-broken); `compression=X,force-compression=true` set on build.py's `--cache-to` specs by bench/buildtrace.py.
+broken); build.py's own `--cache-compression X` sets the compression of the exports.
 The caches: gha through the local v2 emulator (which takes no compression: its exporter uploads each layer's
 own blob), a local directory, Debian's docker-registry, fresh per round.
 Then, per cache: wipe (the image and every build record created since the round started, on a base image of its
@@ -50,10 +50,11 @@ from bench.enginecache import (
     Registry,
     code_stamp,
     exit_on_sigterm,
-    fresh_base_image,
+    imported_base_image,
+    prune_own_records,
+    record_names,
     remove_images,
     tree_bytes,
-    wipe_records_since,
 )
 from bench.tar_baseline import tar_baseline
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench.cache_restore" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv))
 
     from bench.realsize import DEFAULT_ROOT, build_realsize_tree
-    from modelbake.dockerfile import render_models_dockerfile
+    from modelbake.image.dockerfile import render_models_dockerfile
     from modelbake.lockfile import lock_hash, read_lock
     from modelbake.manifest import load_manifest
     from modelbake.mirror.server import MirrorServer
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = bench_manifest(tree.manifest, work / "manifest")
         repo = copy_repo(work / "repo")  # the context: edits to src/ by others cannot change a cache key mid-run
         stamp = code_stamp(repo)
-        base = fresh_base_image()
+        base = imported_base_image()
         tags.append(base)
         with ExitStack() as stack:
             mirror = stack.enter_context(MirrorServer(tree.root))
@@ -143,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 tag = f"modelbake-bench/models:{run_id}-{compression}"
                 tags.append(tag)
-                # "default": build.py exactly as shipped, no compression attributes on its --cache-to specs.
+                # "default": build.py exactly as shipped, without --cache-compression.
                 shipped = compression == DEFAULT_ROUND
-                attrs = "" if shipped else f"compression={compression},force-compression=true"
+                forced = "" if shipped else compression
                 scope_dir = local_dir / f"models-{args.profile}-{pin}"
                 # One cache per build: with several --cache-to at once BuildKit 0.13 runs the exporters
                 # concurrently, and a local cache exported beside a registry one came out with an index.json
@@ -163,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                         repo,
                         common + ["--models-tag", tag, "--cache", specs[backend]],
                         work / "trace" / f"{n:02d}-{'cold' if i == 0 else 'export'}-{compression}-{backend}",
-                        f"{kind} to {backend}, cache-to {attrs or 'as build.py sets it'}",
+                        f"{kind} to {backend}, --cache-compression {forced or 'as build.py sets it'}",
                         env,
-                        attrs,
+                        forced,
                     )
                     if not build.ok:
                         raise RuntimeError(f"{kind} to {backend} ({compression}) failed: {build.error}")
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 rounds.append(this)
                 for backend in [b for b in backends if not shipped or b in default_restores]:
                     remove_images([tag])
-                    wiped = wipe_records_since(round_started)
+                    wiped = prune_own_records(round_started, record_names([manifest]))
                     print(f"bench.cache_restore: wiped {wiped} records", file=sys.stderr)
                     gha.reset_counters()
                     n += 1
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
                 remove_images([tag])
-                wipe_records_since(round_started)
+                prune_own_records(round_started, record_names([manifest]))
                 shutil.rmtree(local_dir, ignore_errors=True)
                 round_stack.close()
         baseline = tar_baseline(tree, args.profile, work, args.tar_runs)
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
     finally:
         remove_images(tags)
-        removed = wipe_records_since(started)
+        removed = prune_own_records(started, record_names([manifest]))
         print(f"bench.cache_restore: removed {len(tags)} tags and {removed} build records", file=sys.stderr)
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -1,41 +1,43 @@
-"""bench/results.png: wall time and bytes fetched per scenario, naive vs modelbake (matplotlib, the `bench` extra).
+"""bench/results.png: wall time per scenario, old layout vs new (matplotlib, the `bench` extra).
 
-Why a chart: the app-change rebuild differs by two orders of magnitude, which a log-scale bar shows at a glance.
+Why a chart: the scenarios differ by two orders of magnitude (an app-code change against a cold build), which
+a log-scale bar shows at a glance.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench.results import Outcome, _median_result
+from bench.contexts import NEW, OLD
+from bench.layouts import UPDATES
+from bench.results import Outcome
 
 
-def rows(o: Outcome) -> list[tuple[str, float | None, float, float | None, float]]:
-    """(scenario, naive seconds, modelbake seconds, naive MB, modelbake MB); None where naive has no counterpart."""
-    naive_cold = next((r for r in o.naive if r.scenario == "cold build"), None)
-    rebuild = _median_result(o.rebuilds)
-    out: list[tuple[str, float | None, float, float | None, float]] = [
+def rows(o: Outcome) -> list[tuple[str, float, float]]:
+    """(scenario, old seconds, new seconds); 0.0 where a layout has no measurement."""
+    old, new = o.layouts.get(OLD), o.layouts.get(NEW)
+
+    def wall(r, pick) -> float:
+        m = pick(r) if r is not None else None
+        return m.wall if m is not None else 0.0
+
+    out = [
+        ("cold build", wall(old, lambda r: r.cold), wall(new, lambda r: r.cold)),
         (
-            "cold build",
-            naive_cold and naive_cold.wall,
-            o.cold.wall,
-            naive_cold and naive_cold.fetched / 1e6,
-            o.cold.fetched / 1e6,
+            "app-code change",
+            o.rebuild(OLD).wall if old and old.rebuilds else 0.0,
+            o.rebuild(NEW).wall if new and new.rebuilds else 0.0,
         ),
-        ("app-code change", o.naive_rebuild.wall, rebuild.wall, o.naive_rebuild.fetched / 1e6, rebuild.fetched / 1e6),
-        ("one pin change", None, o.pin.wall, None, o.pin.fetched / 1e6),
+        ("pin change", wall(old, lambda r: r.pin), wall(new, lambda r: r.pin)),
+        ("second app", wall(old, lambda r: r.second_app), wall(new, lambda r: r.second_app)),
+        ("dependency bump", wall(old, lambda r: r.dep_bump), wall(new, lambda r: r.dep_bump)),
+        ("base-image bump", wall(old, lambda r: r.base_bump), wall(new, lambda r: r.base_bump)),
+        ("restore from gha", wall(old, lambda r: r.restore), wall(new, lambda r: r.restore)),
     ]
-    for r in o.restores:
-        suffix = "" if r.compression == "default" else f", {r.compression}"
-        out.append(
-            (
-                f"restore: {r.backend}{suffix}\n(tar -x {o.tar_x:.1f} s)",
-                None,
-                r.restore.wall,
-                None,
-                r.restore.fetched / 1e6,
-            )
-        )
+    out += [
+        (f"client: {u} pull", wall(old, lambda r, u=u: r.pulls.get(u)), wall(new, lambda r, u=u: r.pulls.get(u)))
+        for u in UPDATES
+    ]
     return out
 
 
@@ -46,7 +48,7 @@ MISSING = (
 
 def chart_available() -> bool:
     """Whether matplotlib (the `bench` extra) imports. Asked before the run, so its absence is said at once
-    and costs only the chart, not twenty minutes of measurements."""
+    and costs only the chart, not the measurements."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -61,30 +63,25 @@ def write_chart(o: Outcome, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     data = rows(o)
-    labels = [d[0] for d in data]
     y = list(range(len(data)))
-    fig, (ax_t, ax_b) = plt.subplots(1, 2, figsize=(12, 0.8 * len(data) + 1.8), sharey=True)
-    for ax, i_naive, i_mb, unit in ((ax_t, 1, 2, "wall time (s, log)"), (ax_b, 3, 4, "MB fetched from the mirror")):
-        naive = [d[i_naive] or 0.0 for d in data]
-        mb = [d[i_mb] for d in data]
-        ax.barh([v + 0.2 for v in y], naive, height=0.4, color="#c0504d", label="naive Dockerfile")
-        ax.barh([v - 0.2 for v in y], mb, height=0.4, color="#4f81bd", label="modelbake")
-        for v, (a, b) in enumerate(zip(naive, mb, strict=True)):
-            fmt = "{:.1f}" if i_naive == 1 else "{:,.0f}"
-            if a:
-                ax.text(a, v + 0.2, " " + fmt.format(a), va="center", fontsize=8)
-            ax.text(b, v - 0.2, " " + fmt.format(b), va="center", fontsize=8)
-        ax.set_xlabel(unit)
-        if i_naive == 1:
-            ax.set_xscale("log")
-        ax.grid(axis="x", alpha=0.3)
-    ax_t.set_yticks(y, labels, fontsize=9)
-    ax_t.invert_yaxis()
-    ax_t.legend(loc="lower right", fontsize=8)
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(data) + 1.6))
+    old = [d[1] for d in data]
+    new = [d[2] for d in data]
+    ax.barh([v + 0.2 for v in y], old, height=0.4, color="#c0504d", label="old layout (models above deps)")
+    ax.barh([v - 0.2 for v in y], new, height=0.4, color="#4f81bd", label="new layout (models at the bottom)")
+    for v, (a, b) in enumerate(zip(old, new, strict=True)):
+        if a:
+            ax.text(a, v + 0.2, f" {a:.1f}", va="center", fontsize=8)
+        if b:
+            ax.text(b, v - 0.2, f" {b:.1f}", va="center", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("wall time (s, log)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_yticks(y, [d[0] for d in data], fontsize=9)
+    ax.invert_yaxis()
+    ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(
-        f"{o.models.total_bytes / 1e9:.2f} GB of real-size models, mirror at {o.bandwidth / 1e6:.0f} MB/s: "
-        f"app-change speedup {o.speedup:.0f}x",
-        fontsize=11,
+        f"{o.models.total_bytes / 1e9:.2f} GB of real-size models, mirror at {o.bandwidth / 1e6:.0f} MB/s", fontsize=11
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -1,16 +1,17 @@
 """What the Docker benchmarks need from the engine around a build: a fresh base, a registry, a wipe, cleanup.
 
 Why: a benchmark must measure cold and restored builds without `docker buildx prune -af` (the engine's build
-cache holds other people's work, e.g. the app's 2 GB deps layer). As tests/test_docker_cache.py does, builds run
-on a base image of their own (a new digest, so no older record can match) and a "wipe" removes only the
-records created since a given time, with tests/buildcache.py's functions, plus a guard that never removes
-the deps layer (`pip install` into /opt/venv) even when someone else's build created it meanwhile.
+cache holds other people's work, e.g. the app's 2 GB deps layer). Builds run on a base image of their own (a
+new digest, so no older record can match). `python -m bench` wipes only the records that descend from its own
+base images (`prune_own_records`), so another user's build, running beside it, keeps its cache. The older
+benchmarks (bench.layers, bench.cache_restore, bench.filelayers) do the same with their own models' names.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -21,22 +22,86 @@ if str(REPO / "tests") not in sys.path:
 from localregistry import Registry  # noqa: E402,F401  (tests/localregistry.py; bench.scenarios takes it from here)
 
 import buildcache  # noqa: E402  (tests/buildcache.py)
-from buildcache import prune_records_created_since  # noqa: E402
 
 BASE_IMAGE = "modelbake/python-base:3.11-bookworm"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 WHEELHOUSE = Path("/opt/wheels")
 CTR = ["ctr", "--address", "/var/run/docker/containerd/containerd.sock", "--namespace", "moby"]
-# Records never removed by a wipe: the app's deps layer (and its pip cache mount) is other people's cache, and
-# with it every record built on it (the naive build's code and download layers, the app's layers): pruning
-# one of those made the next build run the deps step again (40 s, in both naive and modelbake builds).
-KEEP_DESCRIPTIONS = ("/opt/venv/bin/pip install", "id=modelbake-pip")
 
 
-def wipe_records_since(since: datetime, keep: tuple[str, ...] = (), descendants: bool = True) -> int:
-    """Remove every build cache record created at or after `since`, except the deps layer and `keep` (and,
-    with `descendants`, what was built on them: else the deps step's next use runs it again)."""
-    return prune_records_created_since(since, keep=KEEP_DESCRIPTIONS + tuple(keep), descendants=descendants)
+def own_records(records: list[dict], since: datetime, names: tuple[str, ...] = ()) -> set[str]:
+    """IDs of the records created at or after `since` that this run made, and no other user's.
+
+    The roots: a base image of the run's own (`imported_base_image`: one layer, imported, so its record has no
+    parents and no description, unlike every image built FROM another), created since `since`; and any record
+    whose description holds one of `names` (what only this run's builds say: the sha256 of its own models' files,
+    their layers' digests, which a cache import's `imported sha256:...` names). Then every record with one of
+    them among its ancestors; and a record without parents made since `since` whose every child is the run's
+    (the `COPY --link` of the venv or of the base's files, which say nothing of whose they are, used by the run's
+    merges only). Other users' builds start from other images and build other models."""
+    parents = {r["ID"]: list(r.get("Parents") or []) for r in records}
+    children: dict[str, list[str]] = {}
+    for record_id, ups in parents.items():
+        for up in ups:
+            children.setdefault(up, []).append(record_id)
+    recent = {r["ID"] for r in records if (t := buildcache.created_at(r)) is not None and t >= since}
+    mine = {r["ID"] for r in records if r["ID"] in recent and not r.get("Parents") and not r.get("Description")}
+    mine |= {r["ID"] for r in records if any(n in r.get("Description", "") for n in names)}
+    changed = True
+    while changed:
+        changed = False
+        for record_id, ups in parents.items():
+            if record_id in mine:
+                continue
+            if any(p in mine for p in ups) or (
+                record_id in recent and not ups and children.get(record_id) and set(children[record_id]) <= mine
+            ):
+                mine.add(record_id)
+                changed = True
+    return mine & recent
+
+
+def record_names(manifests: list[Path], profile: str | None = None) -> tuple[str, ...]:
+    """What the build records of these models' steps and layers say and no other build's do, for benchmark
+    models no one else builds (bench/realsize.py's: random weights): the sha256 of each locked file (the fetch
+    steps' entries, the file layers' stages), each layer's root (`/out/<id>/`) and each model's path in an image."""
+    from modelbake.image.layers import DEFAULT_FILE_LAYERS_OVER, plan_layers
+    from modelbake.lockfile import read_lock
+    from modelbake.manifest import load_manifest
+    from modelbake.paths import image_paths
+
+    names: set[str] = set()
+    for path in manifests:
+        manifest = load_manifest(path)
+        lock = read_lock(manifest.lock_path)
+        specs = manifest.select(profile)
+        names.update(f"{layer.root}/" for layer in plan_layers(specs, lock, DEFAULT_FILE_LAYERS_OVER))
+        names.update(p.strip("/") for s in specs for p in image_paths(s))  # the old layout's excludes name them
+        if lock is not None:
+            names.update(f.sha256 for s in specs if s.id in lock.models for f in lock.models[s.id].files)
+    return tuple(sorted(names))
+
+
+def prune_own_records(since: datetime, names: tuple[str, ...] = ()) -> int:
+    """Remove this run's build records (`own_records`), leaves first: BuildKit keeps a record that another one
+    still has as a parent, so each pass removes those no remaining record builds on (a chain of cache imports is
+    as many passes as it is long). The set is taken once: a record freed by the passes stays the run's."""
+    records = buildcache.cache_records()
+    ids = own_records(records, since, names)
+    removed = 0
+    for _ in range(40):
+        left = {r["ID"]: list(r.get("Parents") or []) for r in buildcache.cache_records()}
+        mine = ids & left.keys()
+        if not mine:
+            break
+        used = {p for record_id, ups in left.items() for p in ups}
+        leaves = sorted(mine - used) or sorted(mine)
+        buildcache.prune_records(leaves)
+        gone = mine - {r["ID"] for r in buildcache.cache_records()}
+        removed += len(gone)
+        if not gone:
+            break
+    return removed
 
 
 def remove_images(tags: list[str]) -> None:
@@ -47,6 +112,49 @@ def remove_images(tags: list[str]) -> None:
 def fresh_base_image(tag_prefix: str = "modelbake-bench/base") -> str:
     """The local base image plus one tiny file (tests/buildcache.py): no step built on it is cached yet."""
     return buildcache.fresh_base_image(BASE_IMAGE, tag_prefix)
+
+
+def imported_base_image(tag_prefix: str = "modelbake-bench/base", base: str = BASE_IMAGE) -> str:
+    """`base`'s files plus one file naming the tag, imported as an image of ONE layer of its own: no step built on
+    it is cached yet, and its build record has no parents (see `own_records`), whoever prunes what meanwhile.
+    (`fresh_base_image`'s RUN record would mark the run's records, but other users' tests prune the records
+    created since they started, that one included, and BuildKit then makes a plain child of `base`'s record.)"""
+    tag = f"{tag_prefix}:{uuid.uuid4().hex[:12]}"
+    created = subprocess.run(["docker", "create", base, "true"], capture_output=True, text=True, timeout=120)
+    if created.returncode != 0:
+        raise RuntimeError(f"docker create {base}: {created.stderr.strip()[-300:]}")
+    container = created.stdout.strip()
+    try:
+        marker = subprocess.run(
+            ["docker", "cp", "-", f"{container}:/etc/"],
+            input=_one_file_tar("modelbake-bench-base", tag.encode() + b"\n"),
+            capture_output=True,
+            timeout=120,
+        )
+        if marker.returncode != 0:
+            raise RuntimeError(f"docker cp: {marker.stderr.decode(errors='replace')[-300:]}")
+        export = subprocess.Popen(["docker", "export", container], stdout=subprocess.PIPE)
+        imported = subprocess.run(
+            ["docker", "import", "-", tag], stdin=export.stdout, capture_output=True, text=True, timeout=600
+        )
+        export.wait(timeout=600)
+        if imported.returncode != 0 or export.returncode != 0:
+            raise RuntimeError(f"docker import {tag}: {imported.stderr.strip()[-300:]}")
+    finally:
+        subprocess.run(["docker", "rm", "--force", container], capture_output=True, timeout=120)
+    return tag
+
+
+def _one_file_tar(name: str, data: bytes) -> bytes:
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
 def exit_on_sigterm() -> None:
@@ -120,7 +228,6 @@ def code_stamp(repo: Path) -> str:
         "bake.py",
         "dockerfile.py",
         "layers.py",
-        "buildx.py",
         "rawjson.py",
         "cachespec.py",
         "report.py",
@@ -131,6 +238,20 @@ def code_stamp(repo: Path) -> str:
         if path.is_file():
             parts.append(f"{name} {hashlib.sha256(path.read_bytes()).hexdigest()[:10]}")
     return ", ".join(parts)
+
+
+def other_builds_since(since: datetime, names: tuple[str, ...] = ()) -> str:
+    """What else the engine built during a run: the build records created since `since` that are not the run's,
+    and the load average (other engineers' tests share the engine and add noise)."""
+    try:
+        records = buildcache.cache_records()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (`docker buildx du` failed)"
+    mine = own_records(records, since, names)
+    theirs = [r for r in records if r["ID"] not in mine and (t := buildcache.created_at(r)) and t >= since]
+    sample = sorted({r.get("Description", "")[:60] for r in theirs if r.get("Description", "").startswith("[")})[:3]
+    text = f"{len(theirs)} build records not descended from the run's base images were created during it (other builds, and the run's own context sources and code layers)"
+    return text + (f" (e.g. {'; '.join(sample)})" if sample else "")
 
 
 def load_average() -> str:

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import build_inputs, build_runs
-from bench.enginecache import BASE_IMAGE, CA_BUNDLE, CTR, WHEELHOUSE, Registry, remove_images, wipe_records_since
+from bench.enginecache import BASE_IMAGE, CA_BUNDLE, CTR, WHEELHOUSE, Registry, prune_own_records, remove_images
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "bart-large-24l"  # the ~3 GB model of the bump and the pull
@@ -112,6 +112,13 @@ class Run:
         build_inputs.lock(dest / "models.toml", self.mirror_args)
         return dest / "models.toml"
 
+    def names(self) -> tuple[str, ...]:
+        """What only this run's build records say (bench.enginecache.own_records): its big models' files."""
+        from bench.enginecache import record_names
+
+        bumped = self.work / "manifest-bumped" / "models.toml"
+        return record_names([self.manifest, *([bumped] if bumped.is_file() else [])])
+
     def tag(self, name: str) -> str:
         tag = f"modelbake-bench/filelayers-{name}:{self.run_id}"
         self.tags.append(tag)
@@ -125,11 +132,11 @@ class Run:
             return args + (["--wheelhouse", str(WHEELHOUSE)] if WHEELHOUSE.is_dir() else []) + ["--tag", tag]
         return args + ["--models-only", "--models-tag", tag]
 
-    def build(self, label: str, args: list[str], registry: Registry | None = None, tolerant: bool = False) -> Step:
+    def build(self, label: str, args: list[str], registry: Registry | None = None) -> Step:
         self.mirror.clear_requests()
         offset = registry.log_offset() if registry else 0
         run = build_runs.run_build_py(
-            self.repo, args, self.work / "trace" / label.replace(" ", "-"), "filelayers", label, tolerant
+            self.repo, args, self.work / "trace" / label.replace(" ", "-"), "filelayers", label
         )
         fetched = sum(r.bytes_sent for r in self.mirror.requests)
         pushed = registry.uploaded_blobs(offset) if registry else {}
@@ -142,7 +149,7 @@ class Run:
     def warm_fetch_stage(self) -> float:
         """The models image's fetch stage with this run's SOURCE_DATE_EPOCH, before the clock."""
         from bench.cache_builds import warm_epoch_fetch_stage
-        from modelbake.dockerfile import render_models_dockerfile
+        from modelbake.image.dockerfile import render_models_dockerfile
         from modelbake.lockfile import read_lock
         from modelbake.manifest import load_manifest
 
@@ -164,8 +171,8 @@ def link_repos(tree: Path, repos: list[str], dest: Path) -> Path:
 
 def real_size(run: Run) -> RealSize:
     """Profile `big` built, each big file checked to be a layer of its own, and verified offline from the image."""
-    from modelbake.engine import docker_client
-    from modelbake.report import layer_history
+    from modelbake.image.engine import docker_client
+    from modelbake.image.inspection import layer_history
 
     since = datetime.now(UTC)
     models_tag = run.tag("big")
@@ -178,7 +185,7 @@ def real_size(run: Run) -> RealSize:
         "--models-tag",
         run.tag("none"),
     ]
-    run.build("app image with no models (for verify)", app_args, tolerant=True)
+    run.build("app image with no models (for verify)", app_args)
     command = ["docker", "run", "--rm", "--network", "none"]
     command += ["--mount", f"type=image,source={models_tag},target=/mnt/image", app_tag]
     command += ["python", "-m", "modelbake.cli", "verify", "--manifest", "/app/models.toml", "--profile", "big"]
@@ -193,7 +200,7 @@ def real_size(run: Run) -> RealSize:
     verify.report = {"last_line": last, "stdout": proc.stdout[-3000:]}
     _say(f"verify: {wall:.1f} s: {last}")
     remove_images([models_tag])
-    wipe_records_since(since)
+    prune_own_records(since, run.names())
     files = {}
     for f in run.tree.files:  # ROOT/huggingface/models--org--name/snapshots/<commit>/<path in the repo>
         if "/snapshots/" in f.path:
@@ -231,7 +238,7 @@ def one_mode(run: Run, label: str, over: str, bumped: Path, repeat: int, registr
     mode = Mode(label, over, first, bump, layers=len(first.report["models_image"]["layers"]))
     digests = set(first.report["models_image"]["layers"])
     for i in range(repeat):
-        mode.content_gone &= forget([v1, v2], since, digests)
+        mode.content_gone &= forget([v1, v2], since, digests, run.names())
         started = time.perf_counter()
         proc = subprocess.run(["docker", "pull", v1], capture_output=True, text=True, timeout=1800)
         wall = round(time.perf_counter() - started, 2)
@@ -240,14 +247,15 @@ def one_mode(run: Run, label: str, over: str, bumped: Path, repeat: int, registr
         pull.report = {"already": proc.stdout.count("Already exists"), "complete": done}
         mode.pulls.append(pull)
         _say(f"{label}: pull {i + 1}: {wall:.1f} s ({pull.report})")
-    forget([v1, v2], since, digests)
+    forget([v1, v2], since, digests, run.names())
     return mode
 
 
-def forget(tags: list[str], since: datetime, digests: set[str], timeout: float = 120) -> bool:
-    """Images, their build records and (once containerd collects it) their content gone; False if content stays."""
+def forget(tags: list[str], since: datetime, digests: set[str], names: tuple[str, ...], timeout: float = 120) -> bool:
+    """Images, their build records (`names`: bench.enginecache.own_records) and (once containerd collects it)
+    their content gone; False if content stays."""
     remove_images(tags)
-    wipe_records_since(since)
+    prune_own_records(since, names)
     deadline = time.monotonic() + timeout
     while True:
         listed = subprocess.run([*CTR, "content", "ls", "-q"], capture_output=True, text=True, timeout=60).stdout
@@ -313,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         run.close()
-        wipe_records_since(_started(run))
+        prune_own_records(_started(run), run.names())
         shutil.rmtree(work, ignore_errors=True)
     text = render(command, run, big, modes, time.perf_counter() - began)
     args.out.write_text(text)

@@ -25,15 +25,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.build_inputs import (
-    PROFILE_NONE,
-    PROFILE_TINY,
-    TINY_MODEL,
-    bench_manifest,
-    copy_repo,
-    edit_app_code,
-    lock,
-)
+from bench.build_inputs import PROFILE_NONE, bench_manifest, copy_repo, edit_app_code, lock
 from bench.build_runs import BuildRun, Variant, run_build_py
 from bench.enginecache import (
     BASE_IMAGE,
@@ -42,8 +34,9 @@ from bench.enginecache import (
     code_stamp,
     exit_on_sigterm,
     image_layer_blobs,
+    prune_own_records,
+    record_names,
     remove_images,
-    wipe_records_since,
 )
 from bench.layers_report import render
 
@@ -115,33 +108,16 @@ def main(argv: list[str] | None = None) -> int:
                         tags.append(tag)
                 extra = ["--profile", v.profile, "--tag", app_tag]
                 trace = work / "trace" / f"{n:02d}-{v.slug}-{kind}"
-                return run_build_py(repo, common + extra, trace, v.name, kind, tolerant=v.tolerant)
+                return run_build_py(repo, common + extra, trace, v.name, kind)
 
             n = 0
             for v in variants:  # first builds: the app's layers created; not timed as rebuilds
                 n += 1
                 first = build(v, "first", n)
-                if not first.ok and v.profile == PROFILE_NONE and not v.tolerant:
-                    # build.py's report reads the models image's history, which is None for an image without
-                    # layers; the builds themselves succeed. Retry with that one call made tolerant.
-                    notes.append(
-                        f"build.py fails on an empty profile after both builds succeeded ({first.error}, in "
-                        "report.layer_history: `image.history()` is None for a models image without layers); "
-                        f"'{v.name}' runs with bench/buildtrace.py's --allow-empty-profile, which returns no layers "
-                        "for such an image"
-                    )
-                    v.tolerant, v.note = True, "with --allow-empty-profile"
-                    n += 1
-                    first = build(v, "first", n)
-                if not first.ok and v.profile == PROFILE_NONE:
-                    notes.append(f"the empty profile still failed ({first.error}): one model ({TINY_MODEL}) instead")
-                    v.profile, v.note, v.tolerant = PROFILE_TINY, f"one model: {TINY_MODEL}", False
-                    n += 1
-                    first = build(v, "first", n)
                 runs.append(first)
                 if not first.ok:
                     raise RuntimeError(f"{v.name}: first build failed: {first.error}")
-                deps = [s for s in first.app_steps if s.parent is None and s.name.startswith("[deps ")]
+                deps = [s for s in first.app_steps if s.stage == "deps"]
                 if any(not s.cached and s.seconds > 1 for s in deps):
                     notes.append(
                         f"the first '{v.name}' build rebuilt the deps layer ({max(s.seconds for s in deps):.0f} s): "
@@ -177,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep_cache:
             remove_images(tags)
-            removed = wipe_records_since(started)
+            removed = prune_own_records(started, record_names([manifest]))
             print(f"bench.layers: removed {len(tags)} tags and {removed} build records", file=sys.stderr)
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -86,9 +86,10 @@ def build_naive(
     repo: Path, dockerfile: Path, tag: str, mirror_url: str, base_image: str, trace: Path, target: str = "naive"
 ) -> NaiveBuild:
     """One `docker buildx build` of the naive image (or of its `deps` stage, to warm the engine up) through
-    modelbake's buildx wrapper, BuildKit's rawjson progress kept for the step profile."""
-    from modelbake.buildx import BuildSpec, run_build
+    testkit's single-build runner, BuildKit's rawjson progress kept for the step profile."""
     from modelbake.errors import ModelbakeError
+    from modelbake.image.bake import BuildSpec
+    from testkit.buildx import run_build
 
     spec = BuildSpec(
         context=repo,
@@ -99,7 +100,6 @@ def build_naive(
         build_contexts={"wheels": str(WHEELHOUSE)} if WHEELHOUSE.is_dir() else {},
         secrets={"ca": CA_BUNDLE} if CA_BUNDLE.is_file() else {},
         network="host",
-        label="naive",
     )
     trace.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []

@@ -1,25 +1,28 @@
-"""`python -m bench`'s outcome: the goals, bench/results.md (tables, where the time goes) and the last line.
+"""`python -m bench`'s outcome and its arithmetic: the ratios, the goals, where the cold build's time goes.
 
-Why separate from the runs: the numbers come from one run, the text is derived from them only (never edited by
-hand), and tests/test_bench.py checks the formatting without an engine.
+Why apart from the runs and the text: every number in bench/results.md is derived here from one run's
+measurements (never edited by hand), and tests/test_bench.py checks the arithmetic without an engine. The text
+itself: bench/results_render.py.
 """
 
 from __future__ import annotations
 
 import re
 import statistics
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bench.buildtrace import Timed
+from bench.contexts import NEW, OLD
+from bench.layouts import LayoutResult
 from bench.modelsets import ModelSet
-from bench.scenarios import Restore, Result
+from bench.scenarios import Measure
+from bench.tar_baseline import TarBaseline
 
-SPEEDUP_GOAL = 20.0
-ONE_MODEL_GOAL = 1.1
-RESTORE_GOAL = 1.5
-OVERHEAD_GOAL = 1.0  # percent
+COLD_GOAL = 1.6  # cold build / network limit, new layout
+RESTORE_GOAL = 2.5  # gha restore after a wipe / tar -x of the same bytes, new layout
+PIN_FETCH_GOAL = 1.01  # bytes fetched for one model's pin change / that model's bytes
+SPEEDUP_GOAL = 20.0  # naive app-code rebuild / modelbake's
+NO_WORSE = 1.25  # new layout's app-code rebuild / old layout's (both medians of one run)
 
 
 @dataclass
@@ -31,325 +34,189 @@ class Outcome:
     models: ModelSet
     bandwidth: float
     machine: str
-    warm_up: dict[str, float]
-    naive: list[Result]
-    cold: Result
-    rebuilds: list[Result]
-    pin: Result
-    restores: list[Restore]
-    tar_runs: list[float]
-    layers: list[dict] = field(default_factory=list)  # per model: id, files, layer, blob
-    verify: Result | None = None
+    layouts: dict[str, LayoutResult]
+    naive: Measure | None = None  # the naive Dockerfile's rebuild after an app-code change
+    tar: TarBaseline | None = None  # tar -x of the app image's files
     elapsed: float = 0.0
     notes: list[str] = field(default_factory=list)
-    floors: dict[str, float] = field(default_factory=dict)  # the tar baseline's other timings (bench.tar_baseline)
+    others: str = ""  # what else ran on the engine meanwhile
+    finished: str = ""  # when the run ended (UTC), for the text
 
     @property
-    def naive_rebuild(self) -> Result:
-        return next(r for r in self.naive if "app-code" in r.scenario)
+    def limit(self) -> float:
+        """The network limit: the model files at the mirror's bandwidth."""
+        return self.models.total_bytes / self.bandwidth
 
     @property
-    def rebuild_wall(self) -> float:
-        return statistics.median(r.wall for r in self.rebuilds)
-
-    @property
-    def speedup(self) -> float:
-        return self.naive_rebuild.wall / self.rebuild_wall if self.rebuild_wall else 0.0
-
-    @property
-    def rebuild_fetched(self) -> int:
-        return sum(r.fetched for r in self.rebuilds)
+    def tar_x(self) -> float:
+        return statistics.median(self.tar.extract) if self.tar and self.tar.extract else 0.0
 
     @property
     def changed_bytes(self) -> int:
         return self.models.model_bytes(self.models.changed)
 
-    @property
-    def tar_x(self) -> float:
-        return statistics.median(self.tar_runs)
+    def cold_ratio(self, layout: str) -> float:
+        cold = self.layouts[layout].cold
+        return cold.wall / self.limit if cold and self.limit else 0.0
 
-    def restore_ratio(self, r: Restore) -> float:
-        return r.restore.wall / self.tar_x if self.tar_x else 0.0
+    def restore_ratio(self, layout: str) -> float:
+        restore = self.layouts[layout].restore
+        return restore.wall / self.tar_x if restore and self.tar_x else 0.0
 
-    @property
-    def worst_restore(self) -> Restore:
-        shipped = [r for r in self.restores if r.compression == "default"] or self.restores
-        return max(shipped, key=self.restore_ratio)
+    def rebuild(self, layout: str) -> Measure:
+        """The median app-code rebuild."""
+        runs = sorted(self.layouts[layout].rebuilds, key=lambda m: m.wall)
+        return runs[len(runs) // 2]
 
-    @property
-    def overhead(self) -> float:
-        files = sum(m["files"] for m in self.layers)
-        return 100 * (sum(m["layer"] for m in self.layers) - files) / files if files else 0.0
+    def speedup(self, layout: str) -> float:
+        wall = self.rebuild(layout).wall
+        return self.naive.wall / wall if self.naive and wall else 0.0
+
+    def pin_ratio(self, layout: str) -> float:
+        pin = self.layouts[layout].pin
+        return pin.fetched / self.changed_bytes if pin and self.changed_bytes else 0.0
+
+    def max_outside_bake(self) -> tuple[float, str]:
+        """The longest time any build.py run spent outside its bake (SDK and engine calls), and which run."""
+        found = [(m.outside_bake, m.label) for r in self.layouts.values() for m in r.builds]
+        return max(found, default=(0.0, ""))
 
     def goals(self) -> list[tuple[str, str, bool]]:
-        """(goal, measured, met)."""
-        one = self.pin.fetched / self.changed_bytes if self.changed_bytes else 0.0
-        worst = self.worst_restore
-        return [
+        """(goal, measured, met), for the new layout, from this run's numbers."""
+        new, old = self.layouts.get(NEW), self.layouts.get(OLD)
+        out: list[tuple[str, str, bool]] = []
+        if new is None:
+            return out
+        cold = self.cold_ratio(NEW)
+        out.append((f"cold build <= {COLD_GOAL}x the network limit", f"{cold:.2f}x", 0 < cold <= COLD_GOAL))
+        if new.restore is not None and self.tar_x:
+            ratio = self.restore_ratio(NEW)
+            out.append((f"restore from gha <= {RESTORE_GOAL}x `tar -x`", f"{ratio:.2f}x", ratio <= RESTORE_GOAL))
+        if new.second_app is not None:
+            added = new.second_app.model_unpacked
+            out.append(("a second app adds 0 model bytes on disk", _mb(added), added == 0 and new.second_app.ok))
+        base = new.pulls.get("base")
+        if base is not None:
+            out.append(
+                (
+                    "a base-image bump unpacks 0 model bytes on a pulling client",
+                    _mb(base.added.model_bytes),
+                    base.ok and base.added.model_bytes == 0,
+                )
+            )
+        mine = self.rebuild(NEW)
+        fetched = sum(m.fetched for m in new.rebuilds)
+        ok = fetched == 0 and (self.naive is None or self.speedup(NEW) >= SPEEDUP_GOAL)
+        text = f"{mine.wall:.1f} s, {_mb(fetched)} fetched"
+        if self.naive is not None:
+            text += f", {self.speedup(NEW):.1f}x naive"
+        if old is not None and old.rebuilds:
+            theirs = self.rebuild(OLD).wall
+            ok = ok and mine.wall <= max(NO_WORSE * theirs, theirs + 0.5)
+            text += f", old layout {theirs:.1f} s"
+        out.append((f"app-code change: 0 bytes, >= {SPEEDUP_GOAL:.0f}x naive, no slower than the old layout", text, ok))
+        pin = self.pin_ratio(NEW)
+        out.append(
             (
-                f"app-change speedup >= {SPEEDUP_GOAL:.0f}x with 0 model bytes fetched",
-                f"{self.speedup:.1f}x, {_mb(self.rebuild_fetched)} fetched",
-                self.speedup >= SPEEDUP_GOAL and self.rebuild_fetched == 0,
-            ),
-            (
-                f"one-model change fetches <= {ONE_MODEL_GOAL}x that model's bytes",
-                f"{_mb(self.pin.fetched)} for {_mb(self.changed_bytes)} = {one:.3f}x",
-                0 < one <= ONE_MODEL_GOAL,
-            ),
-            (
-                f"restore/tar <= {RESTORE_GOAL}x (every cache, build.py as shipped)",
-                f"worst {worst.backend} {self.restore_ratio(worst):.1f}x",
-                self.restore_ratio(worst) <= RESTORE_GOAL,
-            ),
-            (f"layer overhead <= {OVERHEAD_GOAL:.0f}%", f"{self.overhead:.2f}%", self.overhead <= OVERHEAD_GOAL),
-        ]
+                "one pin change fetches 1.0x that model's bytes",
+                f"{_mb(new.pin.fetched if new.pin else 0)} for {_mb(self.changed_bytes)} = {pin:.3f}x",
+                0 < pin <= PIN_FETCH_GOAL,
+            )
+        )
+        return out
+
+    def old_wins(self, margin: float = 0.1) -> list[tuple[str, float, float]]:
+        """(scenario, old, new) where the old layout was faster by more than `margin` (seconds, pulls and builds)."""
+        new, old = self.layouts.get(NEW), self.layouts.get(OLD)
+        if new is None or old is None:
+            return []
+        pairs = [("cold build", old.cold, new.cold), ("app-code change (median)", self.rebuild(OLD), self.rebuild(NEW))]
+        pairs += [("pin change (builder)", old.pin, new.pin), ("second app (builder)", old.second_app, new.second_app)]
+        pairs += [("dependency bump (builder)", old.dep_bump, new.dep_bump)]
+        pairs += [("base-image bump (builder)", old.base_bump, new.base_bump)]
+        pairs += [("restore from gha", old.restore, new.restore)]
+        found = [(name, a.wall, b.wall) for name, a, b in pairs if a and b and a.wall * (1 + margin) < b.wall]
+        for update in ("base", "deps", "pin"):
+            a, b = old.pulls.get(update), new.pulls.get(update)
+            if a and b and a.wall * (1 + margin) < b.wall:
+                found.append((f"client pull: {update}", a.wall, b.wall))
+        return found
 
     def last_line(self) -> str:
-        return (
-            f"app-change speedup {self.speedup:.1f}x; one-model change fetched {self.pin.fetched / 1e6:.1f} MB for a "
-            f"{self.changed_bytes / 1e6:.1f} MB model of {self.models.total_bytes / 1e6:.1f} MB; "
-            f"restore/tar {self.restore_ratio(self.worst_restore):.1f}x; layer overhead {self.overhead:.1f}%"
-        )
-
-
-def _mb(n: float) -> str:
-    return f"{n / 1e6:,.1f} MB"
-
-
-def main_table(o: Outcome) -> list[str]:
-    """The scenario table the README quotes."""
-    lines = [
-        "| scenario | naive Dockerfile | modelbake | speedup |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    naive_cold = next((r for r in o.naive if r.scenario == "cold build"), None)
-    rows = [
-        ("cold build", naive_cold, o.cold),
-        ("rebuild after an app-code change", o.naive_rebuild, _median_result(o.rebuilds)),
-        ("rebuild after one model's pin changes (Whisper tiny.en)", None, o.pin),
-    ]
-    for name, naive, mb in rows:
-        ratio = f"{naive.wall / mb.wall:.1f}x" if naive and mb.wall else ""
-        lines.append(f"| {name} | {_cell(naive)} | {_cell(mb)} | {ratio} |")
-    for r in o.restores:
-        label = f"restore from {r.backend} after a wipe" + ("" if r.compression == "default" else f" ({r.compression})")
-        lines.append(f"| {label} | `tar -x` {o.tar_x:.1f} s | {_cell(r.restore)} | {o.restore_ratio(r):.1f}x tar |")
-    if o.verify is not None:
-        lines.append(
-            f"| offline verify (`--network none`) | | {o.verify.wall:.1f} s, {'ok' if o.verify.ok else 'FAILED'} | |"
-        )
-    return lines
-
-
-def _cell(r: Result | None) -> str:
-    if r is None:
-        return "-"
-    failed = "" if r.ok else " FAILED"
-    return f"{r.wall:.1f} s, {_mb(r.fetched)}{failed}"
-
-
-def _median_result(results: list[Result]) -> Result:
-    return sorted(results, key=lambda r: r.wall)[len(results) // 2]
-
-
-def render(o: Outcome) -> str:
-    m = o.models
-    lines = [
-        "# Real-size benchmark: naive Dockerfile vs modelbake",
-        "",
-        f"Command: `{o.command}`  ",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, total run time {o.elapsed / 60:.1f} min  ",
-        f"Machine: {o.machine}  ",
-        f"Models: {m.label}: {len(m.ids)} models, {_mb(m.total_bytes)} of files ({', '.join(m.ids)}); random weights "
-        "at the real shapes and sizes, loadable. Served by `modelbake mirror` limited to "
-        f"**{o.bandwidth / 1e6:.0f} MB/s** (shared by all connections); bytes fetched = the mirror's request log.",
-        "",
-        "Each cell: wall time of the whole build (build.py process, or `docker buildx build` for naive) and the bytes",
-        "fetched from the mirror during it.",
-        "",
-        *main_table(o),
-        "",
-        "## Goals",
-        "",
-        "| goal | measured | |",
-        "| --- | --- | --- |",
-        *[f"| {g} | {v} | {'met' if ok else '**MISSED**'} |" for g, v, ok in o.goals()],
-        "",
-        f"Last line: `{o.last_line()}`",
-        "",
-    ]
-    lines += _what_runs(o)
-    lines += _layer_section(o)
-    lines += _restore_section(o)
-    lines += _restore_floor_section(o)
-    lines += _cold_section(o)
-    lines += _profile_section(o)
-    lines += [f"- Note: {n}" for n in o.notes]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _what_runs(o: Outcome) -> list[str]:
-    pin = o.pin.detail
-    return [
-        "## What each scenario runs",
-        "",
-        "- **naive**: the project's `Dockerfile` up to its `deps` stage (the same base image and the same cached",
-        "  venv layer as modelbake), then one stage: `COPY . .` and one `RUN python src/download_models.py`",
-        "  (bench/naive_fetch.py: `urllib` for the Whisper checkpoints, `pip install --target` of the spaCy wheel URL,",
-        "  huggingface_hub's `snapshot_download` for each Hugging Face repo), every model in ONE layer after the code.",
-        "  Each naive image and its build records are removed after its build; a code edit reruns the download anyway.",
-        "- **modelbake cold**: `python build.py --manifest M --profile bench --wheelhouse /opt/wheels --network host`",
-        "  with a `--source-date-epoch` new to this run (an ARG of every model step: no older record can match).",
-        f"- **app-code change**: one line appended to `src/podcast_pipeline/settings.py`, then the same command; "
-        f"median of {len(o.rebuilds)} ({', '.join(f'{r.wall:.1f}' for r in o.rebuilds)} s).",
-        "- **one pin change**: the manifest's Whisper tiny.en sha256 replaced by a second checkpoint of the same",
-        f"  shape ({_mb(o.changed_bytes)}), `modelbake lock` (HEAD requests only), then build.py ({pin}).",
-        "- **restore**: per cache, a cold `build.py --models-only --cache X` (exports with build.py's own specs), then",
-        "  a wipe (the models image and every build record created since, never the deps layer) and",
-        "  `build.py --models-only --cache X --cache-read-only`, compared with `tar -xf` of an uncompressed tarball of",
-        "  the same model files into a fresh directory (page cache warm, no sync, the median of "
-        f"{len(o.tar_runs)}: {', '.join(f'{t:.1f}' for t in o.tar_runs)} s).",
-        "- Before the clock: the deps stage and the models image's fetch stage built once (untimed: "
-        + ", ".join(f"{k} {v:.1f} s" for k, v in o.warm_up.items())
-        + "); both approaches reuse them.",
-        "",
-    ]
-
-
-def _layer_section(o: Outcome) -> list[str]:
-    lines = [
-        "## Image and layer sizes vs. model file bytes",
-        "",
-        "| model | files | layer (app image) | overhead | blob (models image, as stored) |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for m in o.layers:
-        over = 100 * (m["layer"] - m["files"]) / m["files"] if m["files"] else 0.0
-        lines.append(f"| {m['id']} | {m['files']:,} | {m['layer']:,} | {over:.2f}% | {m['blob']:,} |")
-    files, layer = sum(m["files"] for m in o.layers), sum(m["layer"] for m in o.layers)
-    blob = sum(m["blob"] for m in o.layers)
-    lines.append(f"| **all** | {files:,} | {layer:,} | **{o.overhead:.2f}%** | {blob:,} |")
-    lines.append("")
-    sizes = [
-        ("modelbake app image", o.cold.report.get("image", {}).get("size", 0)),
-        ("modelbake models image", o.cold.report.get("models_image", {}).get("size", 0)),
-    ]
-    sizes += [(f"naive image ({r.scenario})", r.report.get("image", {}).get("size", 0)) for r in o.naive if r.report]
-    lines.append("Image sizes (engine): " + "; ".join(f"{n} {_mb(s)}" for n, s in sizes) + ". The spaCy files are")
-    lines.append("counted unpacked (what pip installs from the wheel); overhead is tar headers and 4 KiB rounding.")
-    naive_layers = [r.report["image"]["layers"] for r in o.naive if r.report]
-    if naive_layers:
-        biggest = max(naive_layers[0], key=lambda x: x[2])
-        lines.append(f"The naive image's largest layer: {_mb(biggest[2])} (`{_short(biggest[1], 60)}`): every model")
-        lines.append("in one layer, after the code.")
-    lines.append("")
-    return lines
-
-
-def _restore_section(o: Outcome) -> list[str]:
-    lines = [
-        "## Restore after a wipe, per cache",
-        "",
-        "| cache | compression | cold export build | restore | / tar -x | pulled | fetched from mirror | all cached, same layers |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
-    for r in o.restores:
-        ok = "yes" if r.all_cached and r.same_layers else f"NO (cached {r.all_cached}, same {r.same_layers})"
-        lines.append(
-            f"| {r.backend} | {r.compression} | {r.export.wall:.1f} s | **{r.restore.wall:.1f} s** | "
-            f"{o.restore_ratio(r):.1f}x | {_mb(r.pulled)} | {_mb(r.restore.fetched)} | {ok} |"
-        )
-    lines.append("")
-    return lines
-
-
-def _restore_floor_section(o: Outcome) -> list[str]:
-    """Why a restore cannot come near `tar -x` here: what any content-addressed restore must do at least."""
-    if not o.floors or not o.tar_x:
-        return []
-    sha = o.floors.get("sha256", 0.0)
-    best = min(o.restores, key=o.restore_ratio) if o.restores else None
-    lines = [
-        "## The restore's floor on this machine",
-        "",
-        f"- `tar -xf` of the same {_mb(o.models.total_bytes)}: {o.tar_x:.1f} s (page cache, no sync); "
-        f"with `sync`: {o.floors.get('extract_sync', 0.0):.1f} s.",
-        f"- One sha256 pass over the same bytes (`sha256sum`, one core): **{sha:.1f} s = {sha / o.tar_x:.1f}x "
-        "`tar -x`** on its own. BuildKit and containerd cannot skip it: every blob pulled from a cache is checked "
-        "against its digest, and unpacking checks each layer's diff id, a second pass (one pass when the blob is "
-        "uncompressed and its digest is the diff id, which is why the models image's layers are uncompressed). "
-        f"Even spread over both cores, one pass is {sha / 2 / o.tar_x:.1f}x `tar -x` before a byte is written.",
-        "- Writes: the pulled blob goes into the content store, then its files into a snapshot: the bytes are "
-        "written twice, `tar -x` once.",
-    ]
-    if best is not None:
-        lines.append(
-            f"- Best restore in this run: {best.backend} ({best.compression}) {best.restore.wall:.1f} s = "
-            f"{o.restore_ratio(best):.1f}x `tar -x`, {best.restore.wall / sha:.1f}x one sha256 pass; its steps "
-            "are in the next section (the pull of the blobs, then `unpacking to` the image store)."
-        )
-    lines += [
-        "- So the goal of <= 1.5x `tar -x` is below what a verified, content-addressed restore can reach on 2 cores",
-        "  with this engine; the levers taken: uncompressed model layers (no decompression, one hash pass),",
-        "  largest models at the bottom of the stack (a change re-unpacks only what sits above it).",
-        "",
-    ]
-    return lines
-
-
-def _cold_section(o: Outcome) -> list[str]:
-    """The cold build against the network limit: the model bytes at the mirror's bandwidth, and the rest."""
-    limit = o.models.total_bytes / o.bandwidth
-    cold = o.cold
-    if not cold.ok or limit <= 0:
-        return []
-    steps = unique_steps(cold.steps)
-    model_steps = [s for s in steps if s.parent is None and _MODEL_STEP.search(s.name)]
-    fetching = _span(model_steps)
-    rest = top_steps([s for s in steps if s not in model_steps], n=6, floor=0.5)
-    return [
-        "## The cold build against the network limit",
-        "",
-        f"- The network limit: {_mb(o.models.total_bytes)} of model files at {o.bandwidth / 1e6:.0f} MB/s = "
-        f"**{limit:.1f} s**. modelbake's cold build took {cold.wall:.1f} s = **{cold.wall / limit:.2f}x** the limit.",
-        f"- The model steps (one `RUN` per model, run in parallel, sharing the mirror's bandwidth) span "
-        f"{fetching:.1f} s from the first start to the last end: download, sha256 of every file against the lock, "
-        "the move into the layer root and the `SOURCE_DATE_EPOCH` stamp.",
-        "- The rest, longest first: "
-        + (
-            "; ".join(f"{'↳ ' if s.parent else ''}{_short(s.name, 60)} {s.seconds:.1f} s" for s in rest)
-            or "nothing over 0.5 s"
-        )
-        + ". Exporting writes every model layer into the content store and unpacks it into the image store (both"
-        " images: the models image and the app's copies), so a cold build writes the model bytes several times.",
-        "",
-    ]
+        parts = [f"cold/limit new {self.cold_ratio(NEW):.2f}x"]
+        if OLD in self.layouts:
+            parts[-1] += f" (old {self.cold_ratio(OLD):.2f}x)"
+        if self.tar_x and self.layouts[NEW].restore:
+            parts.append(f"restore/tar new {self.restore_ratio(NEW):.2f}x")
+        new = self.layouts[NEW]
+        if new.second_app:
+            parts.append(f"second app adds {_mb(new.second_app.model_unpacked)} of models")
+        if "base" in new.pulls:
+            parts.append(f"base bump unpacks {_mb(new.pulls['base'].added.model_bytes)} of models")
+        parts.append(f"app change {self.rebuild(NEW).wall:.1f} s")
+        return "; ".join(parts)
 
 
 # A model step's vertex as a bake names it: `[models fetch-<id> 1/1] RUN ...`, `[models file-<sha>-<repo> 1/1] RUN
 # ...` (a single-target build has no target in the brackets).
-_MODEL_STEP = re.compile(r"^\[(?:[\w.-]+ )?(?:fetch|file)-[^\] ]+ \d+/\d+\] RUN ")
+MODEL_STEP = re.compile(r"^\[(?:[\w.-]+ )?(?:fetch|file)-[^\] ]+ \d+/\d+\] RUN ")
 _TARGET = re.compile(r"^\[[\w.-]+(?:\] | (?=\S))")
 
 
 def unique_steps(steps: list[Timed]) -> list[Timed]:
-    """Each vertex once. In one bake the app's graph holds the models target's vertices too (`target:models`),
-    and BuildKit reports a shared vertex under both targets though it runs once: `[models fetch-x 1/1] RUN`
-    and `[app fetch-x 1/1] RUN`, same span. Counted once, under the first target that reports it."""
-    seen: set[tuple[str, str | None, object, object]] = set()
+    """Each vertex once, and each of its sub-steps once. In one bake the app's graph holds the models target's
+    vertices too (`target:models`), and BuildKit reports a shared vertex under both targets though it runs once:
+    `[models fetch-x 1/1] RUN` and `[app fetch-x 1/1] RUN`, same span, same sub-steps. Counted once, under the
+    first target that reports it."""
+    seen: set[tuple[object, ...]] = set()
     out = []
     for step in steps:
-        key = (_TARGET.sub("[", step.name, count=1), step.parent, step.started, step.completed)
-        if step.started is None or key not in seen:
+        parent = _TARGET.sub("[", step.parent, count=1) if step.parent else None
+        key = (_TARGET.sub("[", step.name, count=1), parent, step.started, step.completed)
+        if step.parent is not None:
+            key += (step.seconds, step.bytes)
+        if step.started is None and step.parent is None or key not in seen:
             seen.add(key)
             out.append(step)
     return out
 
 
-def _span(steps: list[Timed]) -> float:
+def _models_stage(stage: str | None) -> bool:
+    """A stage of Dockerfile.models (in the app's graph too, through `target:models`), or no stage at all."""
+    return stage is None or stage in ("fetch", "models") or stage.startswith(("fetch-", "file-"))
+
+
+def span(steps: list[Timed]) -> float:
+    """From the first start to the last end (steps that ran in parallel count once)."""
     starts = [s.started for s in steps if s.started is not None]
     ends = [s.completed for s in steps if s.completed is not None]
-    return (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
+    return max(0.0, (max(ends) - min(starts)).total_seconds()) if starts and ends else 0.0
+
+
+def breakdown(steps: list[Timed]) -> dict[str, float]:
+    """Where a build's time went, from its rawjson steps: the model steps' span, and each target's export split
+    into writing the layers (`exporting layers`), unpacking them into the image store (`unpacking to ...`), and
+    the rest of the export (manifests, naming); plus the app's own steps that ran."""
+    steps = unique_steps(steps)
+    model = [s for s in steps if s.parent is None and MODEL_STEP.search(s.name) and not s.cached]
+    out = {"model steps (span)": span(model)}
+    for target in ("models", "app"):
+        vertex = next((s for s in steps if s.parent is None and s.name == f"[{target}] exporting to image"), None)
+        if vertex is None:
+            continue
+        subs = [s for s in steps if s.parent == vertex.name]
+        layers = sum(s.seconds for s in subs if s.name.startswith("exporting layers"))
+        unpack = sum(s.seconds for s in subs if s.name.startswith("unpacking to"))
+        out[f"{target}: exporting layers"] = layers
+        out[f"{target}: unpacking"] = unpack
+        out[f"{target}: rest of the export"] = max(0.0, vertex.seconds - layers - unpack)
+    own = [
+        s
+        for s in steps
+        if s.parent is None and s.target == "app" and not s.cached and s.seconds > 0 and not _models_stage(s.stage)
+    ]
+    out["app: its own steps (span)"] = span([s for s in own if "exporting" not in s.name])
+    return out
 
 
 def top_steps(steps: list[Timed], n: int = 8, floor: float = 0.5) -> list[Timed]:
@@ -357,54 +224,5 @@ def top_steps(steps: list[Timed], n: int = 8, floor: float = 0.5) -> list[Timed]
     return sorted((s for s in steps if s.seconds >= floor and not s.cached), key=lambda s: -s.seconds)[:n]
 
 
-def _profile_section(o: Outcome) -> list[str]:
-    """BuildKit's rawjson durations of the builds the goals rest on: where the time goes."""
-    lines = ["## Where the time goes (BuildKit rawjson step durations, longest first)", ""]
-    picks: list[tuple[str, Result]] = [
-        ("naive rebuild after an app-code change", o.naive_rebuild),
-        ("modelbake rebuild after an app-code change", _median_result(o.rebuilds)),
-        ("modelbake one pin change", o.pin),
-    ]
-    picks += [(f"restore from {r.backend} ({r.compression})", r.restore) for r in o.restores]
-    for label, result in picks:
-        steps = top_steps(unique_steps(result.steps), floor=0.3 if result.wall > 10 else 0.05)
-        text = "; ".join(f"{'↳ ' if s.parent else ''}{_short(s.name, 60)} {s.seconds:.1f} s" for s in steps)
-        lines.append(f"- **{label}** ({result.wall:.1f} s): {text or 'no step over the floor'}")
-    lines.append("")
-    return lines
-
-
-def _short(name: str, n: int) -> str:
-    name = " ".join(name.split()).replace("|", "\\|").replace("`", "'")
-    return name if len(name) <= n else name[: n - 3] + "..."
-
-
-README_START = "<!-- bench:start (python -m bench rewrites this block) -->"
-README_END = "<!-- bench:end -->"
-
-
-def readme_block(o: Outcome) -> str:
-    """What the README quotes: the command, the machine, the scenario table and the last line."""
-    return "\n".join(
-        [
-            README_START,
-            f"`{o.command}` ({time.strftime('%Y-%m-%d', time.gmtime())}; {o.machine.split(';')[0]}; "
-            f"{_mb(o.models.total_bytes)} of models, mirror at {o.bandwidth / 1e6:.0f} MB/s):",
-            "",
-            *main_table(o),
-            "",
-            f"`{o.last_line()}`",
-            README_END,
-        ]
-    )
-
-
-def update_readme(readme: Path, o: Outcome) -> bool:
-    """Replace the README's bench block (between the markers) with this run's; False when it has no markers."""
-    text = readme.read_text()
-    head, start, rest = text.partition(README_START)
-    _, end, tail = rest.partition(README_END)
-    if not start or not end:
-        return False
-    readme.write_text(head + readme_block(o) + tail)
-    return True
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.1f} MB"

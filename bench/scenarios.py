@@ -1,16 +1,14 @@
-"""The scenarios of `python -m bench`: naive vs modelbake, cold, app-code change, one pin change, cache restore.
+"""The surroundings of `python -m bench`: the mirror, the manifests, base images and contexts, builds, wipes.
 
-Why one place: every scenario needs the same surroundings (the mirror at a stated bandwidth whose request log
-counts the bytes fetched, a repository copy to edit, tags and build records to remove afterwards), and the
-order matters for the engine's disk: the naive images go before modelbake's cold build, everything of the run
-goes before the cache rounds. Builds go through build.py exactly as a user runs it (bench/build_runs.py's and
-bench/cache_builds.py's `run_build_py`, which keep BuildKit's step durations via bench/buildtrace.py).
+Why one place: every scenario needs the same things (the mirror at a stated bandwidth whose request log counts
+the bytes fetched, a repository copy and the app contexts of both layouts, tags and build records to remove)
+and every build goes through build.py exactly as a user runs it (bench/buildtrace.py). The scenarios
+themselves, per layout: bench/layouts.py.
 
-Nothing older can be reused by accident: every build of a run passes a `--source-date-epoch` of its own, which
-is an ARG of every model step, so each model step's cache key is new while the deps and fetch stages (warmed up
-before the clock starts, and never wiped) stay cached for naive and modelbake alike.
-
-The models measured: bench/modelsets.py.
+Nothing older can be reused by accident, nor anyone else's work removed: the run builds on base images of its
+own (bench.enginecache.imported_base_image: a new digest, so no earlier record matches), its models are its own
+(random weights: no other build has their bytes), and a wipe removes only the run's tags and the build records
+that descend from its base images or name its models' files (bench.enginecache.prune_own_records).
 """
 
 from __future__ import annotations
@@ -25,63 +23,84 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import build_inputs, build_runs, cache_builds
-from bench.buildtrace import Timed
-from bench.enginecache import BASE_IMAGE, CA_BUNDLE, WHEELHOUSE, Registry, remove_images, wipe_records_since
+from bench import build_inputs
+from bench.buildtrace import BuildPyRun, Timed, run_build_py
+from bench.contexts import Context, make_context
+from bench.diskuse import Added, disk_state, wait_until
+from bench.enginecache import (
+    CA_BUNDLE,
+    WHEELHOUSE,
+    imported_base_image,
+    prune_own_records,
+    record_names,
+    remove_images,
+)
 from bench.modelsets import PROFILE, ModelSet
-from bench.naive import build_naive, naive_dockerfile, naive_plan, prepare_context
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
-class Result:
-    """One measured build (or run): wall time and the bytes the mirror sent during it."""
+class Measure:
+    """One measured action: its wall time and what it moved (bytes fetched from the mirror, downloaded from a
+    registry or cache, unpacked on disk), and for a build its report and BuildKit steps."""
 
-    scenario: str
-    approach: str  # naive / modelbake / tar
+    label: str
     wall: float
-    fetched: int
+    fetched: int = 0
+    downloaded: int = 0
+    unpacked: int = 0
+    model_unpacked: int = 0
     ok: bool = True
-    detail: str = ""
     error: str = ""
+    detail: str = ""
     steps: list[Timed] = field(default_factory=list)
     report: dict = field(default_factory=dict)
+    outside_bake: float = 0.0  # build.py's own time outside the bake (engine checks, SDK inspection)
+    ran_again: dict[str, float] = field(default_factory=dict)  # warmed stages that ran (someone pruned them)
 
-
-@dataclass
-class Restore:
-    backend: str
-    compression: str  # "default" (build.py as shipped) or the forced cache compression
-    export: Result
-    restore: Result
-    pulled: int
-    all_cached: bool
-    same_layers: bool
+    def with_added(self, added: Added) -> Measure:
+        self.unpacked, self.model_unpacked = added.bytes, added.model_bytes
+        return self
 
 
 class Bench:
-    """One run's surroundings: mirror, repository copy, manifests, tags, and the clock for the wipes."""
+    """One run's surroundings."""
 
-    def __init__(self, models: ModelSet, work: Path, bandwidth: float) -> None:
+    def __init__(
+        self, models: ModelSet, work: Path, bandwidth: float, *, wipe_timeout: float = 300, tiny: bool = False
+    ) -> None:
+        """`tiny`: the tiny test models, which other people's tests build too (so a build record naming one of
+        their files is not necessarily this run's: `record_names` stays empty), and lean venvs (contexts)."""
+        self.lean = tiny
+        from bench.naive import naive_dockerfile, naive_plan, prepare_context
         from modelbake.mirror.server import MirrorServer
 
-        self.models, self.work, self.bandwidth = models, work, bandwidth
+        self.models, self.work, self.bandwidth, self.wipe_timeout = models, work, bandwidth, wipe_timeout
         self.run_id = uuid.uuid4().hex[:8]
-        self.epoch = int(time.time())  # every model step of this run gets a new cache key
+        self.started = datetime.now(UTC)
+        self.epoch = int(time.time())  # layout i builds with epoch + i: new cache keys for every model step
         self.tags: list[str] = []
-        self.edits = 0
         self.notes: list[str] = []
         self.repo = build_inputs.copy_repo(work / "repo")
         self.mirror = MirrorServer(models.root).start()
         self.mirror_args = [a for f, u in sorted(self.mirror.mirrors.items()) for a in ("--mirror", f"{f}={u}")]
         self.manifest = self._manifest(work / "manifest", models.old_sha)
         self.pin_manifest = self._manifest(work / "manifest-pin", models.new_sha)
+        self.roots = model_roots(self.manifest, PROFILE)
         prepare_context(self.repo, naive_plan(self.manifest, PROFILE))
         self.naive_file = work / "naive.Dockerfile"
         self.naive_file.write_text(naive_dockerfile((self.repo / "Dockerfile").read_text()))
+        self.base = self._own(imported_base_image())
+        self.bumped_base = self._own(imported_base_image())
+        self.at_start = disk_state(self.roots)  # model files of these names that were there before the run
+        self.model_names = () if tiny else record_names([self.manifest, self.pin_manifest], PROFILE)
+        self.model_layers: set[str] = set()  # the models images' layers the run built (their digests)
         self.mirror.faults.bandwidth = bandwidth
-        self.started = datetime.now(UTC)
+
+    def _own(self, tag: str) -> str:
+        self.tags.append(tag)
+        return tag
 
     def _manifest(self, dest: Path, whisper_sha: str) -> Path:
         """The tree's manifest with this benchmark's profile (and the given tiny.en pin), locked."""
@@ -95,120 +114,139 @@ class Bench:
         build_inputs.lock(path, self.mirror_args)
         return path
 
+    def context(self, layout: str, lock: str) -> Context:
+        dest = self.work / "ctx" / f"{layout}-{lock}"
+        return make_context(self.repo, dest, layout, lock, self.manifest, PROFILE, lean=self.lean)
+
     def close(self) -> None:
         self.mirror.stop()
 
-    # -- surroundings ---------------------------------------------------------------------------------------
+    # -- builds --------------------------------------------------------------------------------------------
+    def build(
+        self,
+        label: str,
+        ctx: Context,
+        tags: tuple[str, str | None],
+        *,
+        epoch: int,
+        manifest: Path | None = None,
+        base: str | None = None,
+        profile: str = PROFILE,
+        extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Measure:
+        """`python build.py` (models image, then the app FROM it or, in the old layout, with copies of its
+        layers), as a user runs it; the mirror's bytes during it."""
+        app, models = tags
+        for tag in tags:
+            if tag is not None and tag not in self.tags:
+                self.tags.append(tag)
+        args = ["--manifest", str(manifest or self.manifest), "--profile", profile, "--network", "host"]
+        args += ["--base-image", base or self.base, "--source-date-epoch", str(epoch), *self.mirror_args]
+        args += ["--context", str(ctx.path), "--tag", app] + (["--models-tag", models] if models else [])
+        args += ["--ca-bundle", str(CA_BUNDLE)] if CA_BUNDLE.is_file() else []
+        args += ["--wheelhouse", str(WHEELHOUSE)] if WHEELHOUSE.is_dir() else []
+        self.mirror.clear_requests()
+        slug = label.replace(" ", "-").replace("/", "-")
+        run = run_build_py(self.repo, [*args, *(extra or [])], self.work / "trace" / slug, label, env)
+        if not self.lean:  # the tiny models' layers are other people's too
+            self.model_layers.update(run.report.get("models_image", {}).get("layers") or [])
+        return measure_of(run, self.fetched())
+
+    @property
+    def record_names(self) -> tuple[str, ...]:
+        """What only this run's build records say (bench.enginecache.own_records): its models' files and layers."""
+        return (*self.model_names, *sorted(self.model_layers))
+
+    def fetched(self) -> int:
+        return sum(r.bytes_sent for r in self.mirror.requests)
+
+    def warm_deps(self, layout: str, ctx: Context, base: str) -> dict[str, float]:
+        """Before a measured build (untimed): the app's `deps` stage for this context and base image, built alone
+        with the same build arguments, contexts and secret as build.py's app target. Alone, so the warm-up makes
+        no `COPY --link` record of the venv or the base without a model layer merged on it, which would say
+        nothing of whose it is (bench.enginecache.own_records) and outlive the run's wipes."""
+        from modelbake.image.bake import BuildSpec
+        from testkit.buildx import run_build
+
+        spec = BuildSpec(
+            context=ctx.path,
+            dockerfile=ctx.path / "Dockerfile",
+            target="deps",
+            build_args={"BASE_IMAGE": base},
+            build_contexts={"wheels": str(WHEELHOUSE)} if WHEELHOUSE.is_dir() else {},
+            secrets={"ca": CA_BUNDLE} if CA_BUNDLE.is_file() else {},
+            network="host",
+            load=False,
+        )
+        bumped = ", bumped base" if base != self.base else ""
+        say(f"{layout}: warming the deps stage (lock {ctx.lock}{bumped})")
+        return {f"deps: lock {ctx.lock}{bumped}": round(run_build(spec).seconds, 1)}
+
+    def warm_fetch(self, epoch: int) -> dict[str, float]:
+        """The models image's fetch stage on both base images with `epoch` (BuildKit hands SOURCE_DATE_EPOCH to
+        every RUN, so each epoch has a fetch stage of its own)."""
+        from bench.cache_builds import warm_epoch_fetch_stage
+        from modelbake.image.dockerfile import render_models_dockerfile
+        from modelbake.lockfile import read_lock
+        from modelbake.manifest import load_manifest
+
+        loaded = load_manifest(self.manifest)
+        models_df = self.work / "Dockerfile.models"
+        models_df.write_text(render_models_dockerfile(loaded, read_lock(loaded.lock_path), PROFILE))
+        took: dict[str, float] = {}
+        for name, base in (("base", self.base), ("bumped base", self.bumped_base)):
+            tag = self.tag(f"fetch-{epoch}-{len(took)}")
+            took[f"fetch stage ({name})"] = warm_epoch_fetch_stage(self.repo, models_df, tag, epoch, base)
+        return took
+
+    def wait_for_disk(self, need: int, what: str, timeout: float = 1800) -> None:
+        """Wait (up to `timeout`) until the engine's disk has `need` bytes free: it is shared, and a phase that
+        starts short of room dies with ENOSPC mid-build (seen). Says so, and notes it if the room never comes."""
+        root = Path("/var/lib/docker") if Path("/var/lib/docker").is_dir() else Path("/")
+        free = shutil.disk_usage(root).free
+        if free >= need:
+            return
+        say(f"{what}: {free / 1e9:.0f} GB free, waiting for {need / 1e9:.0f} GB (the engine's disk is shared)")
+        if not wait_until(lambda: shutil.disk_usage(root).free >= need, timeout, interval=30):
+            self.notes.append(f"{what} started with {shutil.disk_usage(root).free / 1e9:.0f} GB free "
+                              f"(wanted {need / 1e9:.0f} GB)")  # fmt: skip
+
+    def remove(self, *tags: str) -> None:
+        remove_images(list(tags))
+
     def tag(self, name: str) -> str:
         tag = f"modelbake-bench/{name}:{self.run_id}"
         self.tags.append(tag)
         return tag
 
-    def fetched(self) -> int:
-        return sum(r.bytes_sent for r in self.mirror.requests)
+    # -- the engine forgets --------------------------------------------------------------------------------
+    def wipe(self) -> bool:
+        """The run's images (but its base images) and build records gone, and containerd's collector done with
+        their model files: what a fresh runner or client has of this run. Waits until no model file is on disk
+        that was not there before the run (with the tiny models, other people's tests make such files too: the
+        wait then ends at `wipe_timeout`, which only --tiny meets)."""
+        remove_images([t for t in self.tags if t not in (self.base, self.bumped_base)])
+        prune_own_records(self.started, self.record_names)
+        gone = wait_until(lambda: self.model_bytes_of_run() == 0, self.wipe_timeout)
+        if not gone:
+            left = self.model_bytes_of_run()
+            self.notes.append(
+                f"a wipe left {left / 1e6:,.1f} MB of model files on disk after {self.wipe_timeout:.0f} s"
+            )
+        return gone
 
-    def edit_app(self) -> None:
-        self.edits += 1
-        build_inputs.edit_app_code(self.repo, self.edits)
+    def model_bytes_of_run(self) -> int:
+        """Bytes of the model files on disk whose inodes were not there when the run started."""
+        return disk_state(self.roots).model_bytes_not_in(self.at_start)
 
-    def wipe(self, since: datetime, tags: list[str], *, free_disk: bool = False) -> int:
-        """Images and every build record created since `since` (never the deps layer): the engine forgets.
+    def cleanup(self) -> None:
+        """Everything of the run: images (base images too), build records, the mirror."""
+        remove_images(self.tags)
+        prune_own_records(self.started, self.record_names)
+        self.close()
 
-        Records built on the deps layer (the naive code and download layers, the app's layers) stay until
-        `free_disk`: pruning them makes the next app or naive build run the deps step again (40 s). The last
-        builds that need deps are the pin change's; the cache rounds after it build the models image only.
-        """
-        remove_images(tags)
-        return wipe_records_since(since, descendants=not free_disk)
-
-    def warm_up(self) -> dict[str, float]:
-        """The deps stage (naive and app image) and the fetch stage (models image), before the clock starts:
-        both approaches reuse them, and a change of the lock would otherwise rebuild them inside a timing."""
-        from modelbake.dockerfile import render_models_dockerfile
-        from modelbake.lockfile import read_lock
-        from modelbake.manifest import load_manifest
-
-        # Kept tagged until the cache rounds: an image holding the deps chain keeps its 2 GB unpacked, as the
-        # previous image of the app does on a developer's or runner's engine (else each build unpacks it, ~30 s).
-        deps = build_naive(
-            self.repo,
-            self.naive_file,
-            self.tag("deps"),
-            self.mirror.url,
-            BASE_IMAGE,
-            self.work / "trace" / "deps",
-            target="deps",
-        )
-        if not deps.ok:
-            raise RuntimeError(f"deps stage: {deps.error}")
-        loaded = load_manifest(self.manifest)
-        models_df = self.work / "Dockerfile.models"
-        models_df.write_text(render_models_dockerfile(loaded, read_lock(loaded.lock_path), PROFILE))
-        fetch = cache_builds.warm_epoch_fetch_stage(self.repo, models_df, self.tag("fetch"), self.epoch)
-        # The app's deps stage as build.py builds it (its Dockerfile, named contexts and target): the naive
-        # build's deps record above is not always the one build.py's app build finds (measured: 42 s rerun).
-        app_deps = build_runs.run_build_py(
-            self.repo,
-            self.build_py_args(self.manifest, app=True, profile=build_inputs.PROFILE_NONE)
-            + ["--tag", self.tag("none"), "--models-tag", self.tag("none-models")],
-            self.work / "trace" / "warm-app-deps",
-            "warm-up",
-            "app with no models",
-            tolerant=True,
-        )
-        if not app_deps.ok:
-            raise RuntimeError(f"warm-up of the app's deps stage: {app_deps.error}")
-        self.started = datetime.now(UTC)
-        return {"deps stage": deps.wall, "fetch stage": fetch, "app deps stage (build.py)": app_deps.wall}
-
-    def build_py_args(self, manifest: Path, *, app: bool, profile: str = PROFILE) -> list[str]:
-        args = ["--manifest", str(manifest), "--profile", profile, "--base-image", BASE_IMAGE, "--network", "host"]
-        args += [*self.mirror_args, "--source-date-epoch", str(self.epoch)]
-        args += ["--ca-bundle", str(CA_BUNDLE)] if CA_BUNDLE.is_file() else []
-        if app:
-            args += ["--wheelhouse", str(WHEELHOUSE)] if WHEELHOUSE.is_dir() else []
-        else:
-            args += ["--models-only"]
-        return args
-
-    # -- scenarios ------------------------------------------------------------------------------------------
-    def naive(self, scenario: str, name: str) -> Result:
-        """A naive build, then its image and records removed (its download step is redone by any code edit)."""
-        since = datetime.now(UTC)
-        tag = self.tag(f"naive-{name}")
-        self.mirror.clear_requests()
-        built = build_naive(
-            self.repo, self.naive_file, tag, self.mirror.url, BASE_IMAGE, self.work / "trace" / f"naive-{name}"
-        )
-        result = Result(scenario, "naive", built.wall, self.fetched(), built.ok, error=built.error, steps=built.steps)
-        if built.ok:
-            result.report = {"image": _image_info(tag)}
-        self.wipe(since, [tag])
-        _say(f"naive {name}: {built.wall:.1f} s, {result.fetched / 1e6:,.1f} MB fetched" + _failed(built.error))
-        return result
-
-    def modelbake(self, scenario: str, name: str, manifest: Path | None = None) -> Result:
-        """`python build.py` (models image, then the app on it), as a user runs it."""
-        extra = ["--tag", self.tag(f"app-{name}"), "--models-tag", self.tag(f"models-{name}")]
-        self.mirror.clear_requests()
-        run = build_runs.run_build_py(
-            self.repo,
-            self.build_py_args(manifest or self.manifest, app=True) + extra,
-            self.work / "trace" / f"modelbake-{name}",
-            "modelbake",
-            name,
-        )
-        steps = run.models_steps + run.app_steps
-        result = Result(
-            scenario, "modelbake", run.wall, self.fetched(), run.ok, error=run.error, steps=steps, report=run.report
-        )
-        built = [s["stage"] for s in run.report.get("stages", []) if s["build"] == "models" and s["status"] == "built"]
-        result.detail = "model steps run: " + (
-            ", ".join(s.removeprefix("fetch-") for s in built if s != "fetch") or "none"
-        )
-        return result
-
-    def verify(self, tag: str) -> Result:
+    def verify(self, tag: str) -> Measure:
         """`docker run --rm --network none IMAGE verify`: every model loaded and run with no network at all."""
         started = time.perf_counter()
         proc = subprocess.run(
@@ -216,105 +254,53 @@ class Bench:
         )
         wall = round(time.perf_counter() - started, 2)
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or [""]
-        return Result(
-            "offline verify (`docker run --network none IMAGE verify`)",
-            "modelbake",
-            wall,
-            0,
-            proc.returncode == 0,
-            detail=tail[0][:200],
-            error="" if proc.returncode == 0 else tail[0][:300],
-        )
-
-    def restore(self, backend: str, compression: str = "default") -> Restore:
-        """Cold models-only build exporting to one cache, wipe, then a timed restore from that cache alone."""
-        from testkit.ghacache import GhaCacheServer
-
-        since = datetime.now(UTC)
-        store = self.work / f"cache-{backend}-{compression}"
-        with Registry(store) if backend == "registry" else _Null() as registry:
-            gha = GhaCacheServer(store).start() if backend == "gha" else None
-            try:
-                spec = {
-                    "gha": f"gha,scope=bench{self.run_id}",
-                    "local": f"local:{store}",
-                    "registry": f"registry:{getattr(registry, 'host', '')}/bench/cache",
-                }[backend]
-                env = gha.runner_env() if gha else {}  # a hosted runner's variables, pointed at the v2 emulator
-                attrs = "" if compression == "default" else f"compression={compression},force-compression=true"
-                tag = self.tag(f"models-{backend}-{compression}")
-                args = self.build_py_args(self.manifest, app=False) + ["--models-tag", tag]
-                trace = self.work / "trace" / f"cache-{backend}-{compression}"
-                self.mirror.clear_requests()
-                cold = cache_builds.run_build_py(
-                    self.repo,
-                    args + ["--cache", spec],
-                    trace / "export",
-                    f"export to {backend} ({compression})",
-                    env,
-                    attrs,
-                )
-                export = self._result(f"cold models-only build exporting to {backend}", cold)
-                if not cold.ok:
-                    raise RuntimeError(f"export to {backend}: {cold.error}")
-                self.wipe(since, [tag])
-                self.mirror.clear_requests()
-                warm = cache_builds.run_build_py(
-                    self.repo,
-                    args + ["--cache", spec, "--cache-read-only"],
-                    trace / "restore",
-                    f"restore from {backend} ({compression})",
-                    env,
-                )
-                restored = self._result(f"restore from {backend} after a wipe", warm)
-                status = warm.stage_status()
-                model_stages = [s for s in status if s.startswith("fetch-")]
-                pulled = gha.bytes_downloaded if gha else cache_builds.pulled_bytes(warm.steps)
-                all_cached = bool(model_stages) and all(status[s] == "cached" for s in model_stages)
-                self.wipe(since, [tag])
-                return Restore(
-                    backend, compression, export, restored, pulled, all_cached, warm.layers() == cold.layers()
-                )
-            finally:
-                if gha is not None:
-                    gha.stop()
-                shutil.rmtree(store, ignore_errors=True)
-
-    def _result(self, scenario: str, build: cache_builds.Build) -> Result:
-        """A models-only build.py run and the bytes the mirror sent during it."""
-        return Result(
-            scenario,
-            "modelbake",
-            build.wall,
-            self.fetched(),
-            build.ok,
-            error=build.error,
-            steps=build.steps,
-            report=build.report,
-        )
+        ok = proc.returncode == 0
+        return Measure("offline verify", wall, ok=ok, detail=tail[0][:200], error="" if ok else tail[0][:300])
 
 
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+WARM_STAGES = ("fetch", "base", "deps")  # built before each layout's clock (Bench.warm_up)
 
 
-def _image_info(tag: str) -> dict:
-    """Size and layers (with their history sizes) of an image, from the engine."""
-    from modelbake.engine import docker_client
-    from modelbake.report import image_info, layer_history
-
-    image = docker_client(timeout=300).images.get(tag)
-    info = image_info(image)
-    return {"tag": tag, "id": info.id, "size": info.size, "layers": [list(h) for h in layer_history(image)]}
-
-
-def _failed(error: str) -> str:
-    return f" FAILED: {error}" if error else ""
+def stages_run(m: Measure, *, models_too: bool) -> dict[str, float]:
+    """`build/stage` -> seconds of the warmed stages (and with `models_too` every models stage) that ran in a
+    measured build: their records were gone. Other users' Docker tests on this engine remove the build records
+    created since their own start (tests/buildcache.py), ours among them."""
+    out = {}
+    for s in m.report.get("stages", []):
+        warm = s["stage"] in WARM_STAGES or (models_too and s["build"] == "models")
+        if s["status"] == "built" and warm:
+            out[f"{s['build']}/{s['stage']}"] = float(s["seconds"])
+    return out
 
 
-def _say(text: str) -> None:
+def measure_of(run: BuildPyRun, fetched: int) -> Measure:
+    built = [s for s, status in run.stage_status("models").items() if status == "built"]
+    detail = "model steps run: " + (", ".join(s for s in built if s not in ("fetch", "models")) or "none")
+    return Measure(
+        run.label,
+        run.wall,
+        fetched,
+        ok=run.ok,
+        error=run.error,
+        detail=detail,
+        steps=run.steps,
+        report=run.report,
+        outside_bake=run.outside_bake,
+    )
+
+
+def model_roots(manifest: Path, profile: str) -> tuple[str, ...]:
+    """Where the profile's models sit in an image, relative to `/` (what bench.diskuse counts as model bytes)."""
+    from modelbake.manifest import load_manifest
+    from modelbake.paths import image_paths
+
+    specs = load_manifest(manifest).select(profile)
+    return tuple(sorted({p.lstrip("/") for s in specs for p in image_paths(s)}))
+
+
+def remove_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def say(text: str) -> None:
     print(f"bench: {text}", file=sys.stderr, flush=True)

@@ -1,4 +1,5 @@
-"""`tar -x` of the same model files into a fresh directory: the disk limit a cache restore is measured against.
+"""`tar -x` of the same bytes into a fresh directory (model files, or an image's files): the disk limit a cache restore
+is measured against.
 
 Why apart: bench.cache_restore and `python -m bench` both compare their restores to it, and it needs no engine.
 """
@@ -69,3 +70,44 @@ def tar_baseline(tree, profile: str, work: Path, runs: int, compressed: bool = T
     for path in (ball, gz, zst):
         path.unlink()
     return baseline
+
+
+def export_image_files(tag: str, ball: Path) -> Path:
+    """An image's files as one uncompressed tarball (`docker export` of a container created from it, never
+    started): the same bytes a restore of that image writes."""
+    cid = subprocess.run(["docker", "create", tag], capture_output=True, text=True, check=True, timeout=300)
+    container = cid.stdout.strip()
+    try:
+        subprocess.run(["docker", "export", "--output", str(ball), container], check=True, timeout=1800)
+    finally:
+        subprocess.run(["docker", "rm", "--force", container], capture_output=True, timeout=300)
+    return ball
+
+
+def tarball_baseline(ball: Path, work: Path, runs: int) -> TarBaseline:
+    """`tar -x` of a tarball into a fresh directory, `runs` times (page cache warm), once more with sync, and one
+    sha256 pass over it; the tarball is removed after."""
+    with tarfile.open(ball) as tar:
+        members = [m for m in tar if m.isfile()]
+    total = sum(m.size for m in members)
+
+    def timed(sync: bool = False) -> float:
+        dest = work / f"x-{uuid.uuid4().hex[:6]}"
+        dest.mkdir()
+        started = time.perf_counter()
+        subprocess.run(["tar", "-xf", str(ball), "-C", str(dest)], check=True)
+        if sync:
+            subprocess.run(["sync"], check=True)
+        took = time.perf_counter() - started
+        shutil.rmtree(dest)
+        return took
+
+    try:
+        extract = [timed() for _ in range(runs)]
+        started = time.perf_counter()
+        subprocess.run(["sha256sum", str(ball)], check=True, capture_output=True)
+        sha256 = time.perf_counter() - started
+        extract_sync = timed(sync=True)
+    finally:
+        ball.unlink(missing_ok=True)
+    return TarBaseline(total, len(members), extract, extract_sync, 0.0, 0.0, 0, 0, sha256)

@@ -45,6 +45,8 @@ def build_argv(spec: BuildSpec, metadata_file: Path | None = None, progress: str
     output = output_spec(spec)
     if output is not None:
         cmd.add("--output", output)  # says push/load itself: buildx refuses --push or --load beside --output
+    elif not spec.tags and not spec.push:
+        cmd.add("--output", "type=cacheonly")  # no name, no image: the build only fills the build cache
     else:
         cmd.flag("--push", spec.push)
         cmd.flag("--load", spec.load and not spec.push and spec.builder is not None)

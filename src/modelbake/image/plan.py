@@ -77,11 +77,17 @@ def make_plan(inputs: BuildInputs, options: BuildOptions) -> BuildPlan:
     if models_from == MODELS_BUILT:
         targets["models"] = _models_target(inputs, options, layers, mirrors, network.models, files)
     if not options.models_only:
-        source = (
+        source: str | None = (
             "target:models"
             if models_from == MODELS_BUILT
             else f"docker-image://{models_tag(options, inputs.lock_hash)}"
         )
+        if models_from == MODELS_BUILT and not specs:
+            # A models image without layers has no filesystem, and bake hands a target on to another target only
+            # as a filesystem: buildx leaves `target:models` as it is and the app fails to solve ("unsupported
+            # context source target for models"). The app starts FROM scratch instead, which is the same image.
+            source = None
+            notes.append("the app image starts FROM scratch (the models image it would start from is empty)")
         targets["app"] = _app_target(inputs, options, source, network.app, files)
     return BuildPlan(
         targets=targets,
@@ -194,11 +200,16 @@ def _models_target(
 
 
 def _app_target(
-    inputs: BuildInputs, options: BuildOptions, models_source: str, network: str | None, files: dict[Path, bytes]
+    inputs: BuildInputs,
+    options: BuildOptions,
+    models_source: str | None,
+    network: str | None,
+    files: dict[Path, bytes],
 ) -> BuildSpec:
     """The app's Dockerfile in its context, FROM the models image (`models_source`: the models target, or an
-    image); a manifest other than the context's own goes in as the `manifest` context."""
-    contexts = {"models": models_source}
+    image; None: an empty models image, so FROM scratch); a manifest other than the context's own goes in as the
+    `manifest` context."""
+    contexts = {"models": models_source} if models_source is not None else {}
     if inputs.files.wheelhouse:
         contexts["wheels"] = str(inputs.files.wheelhouse)
     if inputs.manifest.path != inputs.context / "models.toml":
@@ -215,7 +226,7 @@ def _app_target(
         tags=[app_tag(options)],
         build_args={
             "BASE_IMAGE": options.base_image,
-            "MODELS_IMAGE": models_tag(options, inputs.lock_hash),
+            "MODELS_IMAGE": models_tag(options, inputs.lock_hash) if models_source is not None else "scratch",
             "MODELBAKE_PROFILE": options.profile or "",
         },
         build_contexts=contexts,
