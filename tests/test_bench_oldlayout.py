@@ -5,14 +5,15 @@ generated copy leaves exactly one layer of the models image (the patterns evalua
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import sys
 from pathlib import Path
 
+import layerlocks
 import pytest
+from layerlocks import SPLIT, MiB, layer_tree, sha
 
-from modelbake.image.layers import Layer, plan_layers
-from modelbake.lockfile import Lock, LockedFile, LockedModel, spec_fields
+from modelbake.image.layers import plan_layers
+from modelbake.lockfile import Lock
 from modelbake.manifest import load_manifest
 from modelbake.paths import hub_repo_folder
 
@@ -24,15 +25,6 @@ from bench.contexts import LOCK_DROPS, without_packages  # noqa: E402
 from bench.oldlayout import NEW_APP_START, app_copy_line, excludes, model_block, old_layout_dockerfile  # noqa: E402
 
 pytestmark = pytest.mark.unit
-
-MiB = 1024 * 1024
-SPLIT = 64 * MiB
-COMMIT = "c" * 40
-
-
-def sha(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()
-
 
 MANIFEST = """
 [models.whisper]
@@ -81,12 +73,7 @@ def manifest(tmp_path):
 
 
 def lock_of(manifest) -> Lock:
-    models = {}
-    for spec in manifest.models.values():
-        revision = {"whisper": "a" * 64, "spacy": "0.1.0", "huggingface": COMMIT}[spec.family]
-        locked = tuple(LockedFile(path=p, size=n, sha256=h) for p, n, h in FILES[spec.id])
-        models[spec.id] = LockedModel(spec.id, spec.family, spec_fields(spec), revision, locked)
-    return Lock(models=models)
+    return layerlocks.lock_of(manifest, FILES)
 
 
 def excluded(path: str, patterns: list[str]) -> bool:
@@ -105,23 +92,6 @@ def excluded(path: str, patterns: list[str]) -> bool:
 def _match(pattern: str, path: str) -> bool:
     p, s = pattern.split("/"), path.split("/")
     return len(p) == len(s) and all(fnmatch.fnmatchcase(b, a) for a, b in zip(p, s, strict=True))
-
-
-def layer_tree(layer: Layer, lock: Lock) -> set[str]:
-    """The files a layer of the models image holds, from the lock as the fetch steps lay them out."""
-    if layer.file is not None:
-        return set(layer.owns)
-    entry = lock.models[layer.model_id]
-    (own,) = layer.owns
-    if entry.family != "huggingface":
-        return {own if own.endswith(".pt") else f"{own}/{layer.model_id}/__init__.py"}
-    out = {f"{own}/refs/main"}
-    for f in entry.files:
-        out.add(f"{own}/snapshots/{entry.revision}/{f.path}")
-        blob = f"{own}/blobs/{f.sha256}"
-        if blob not in layer.holes:
-            out.add(blob)
-    return out
 
 
 def test_each_copy_leaves_exactly_its_layer_of_the_merged_models_image(manifest):

@@ -3,34 +3,26 @@ BuildKit evaluates `COPY --exclude`), the fetch side's links and errors, and the
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import layerlocks
 import pytest
+from layerlocks import COMMIT, SPLIT, Files, MiB, layer_tree, sha
 
 from modelbake.errors import LockError
 from modelbake.filelayers import link_big_files, one_file, place_blob, without_big_files
 from modelbake.image.dockerfile import LOCK_MOUNT, layer_copy_line, render_models_dockerfile
-from modelbake.image.layers import DEFAULT_FILE_LAYERS_OVER, Layer, plan_layers
-from modelbake.lockfile import FileRef, Lock, LockedFile, LockedModel, entry_json, spec_fields, write_lock
+from modelbake.image.layers import DEFAULT_FILE_LAYERS_OVER, plan_layers
+from modelbake.lockfile import FileRef, Lock, LockedModel, entry_json, write_lock
 from modelbake.manifest import HuggingFaceSpec, load_manifest
 from modelbake.paths import Layout, hub_repo_folder
 
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
-MiB = 1024 * 1024
-SPLIT = 64 * MiB
-COMMIT = "c" * 40
-
-
-def sha(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()
-
-
 # Two sharded repos share nothing; `bart-fork` holds bart's first shard too (a fork: same blob, other repo);
 # `bart-again` is a second entry of bart's repo (same blobs: one layer); `huge` is big files only.
 MANIFEST = """
@@ -101,16 +93,8 @@ def manifest(tmp_path):
     return load_manifest(path)
 
 
-def lock_of(
-    manifest, files: dict[str, list[tuple[str, int, str]]] = FILES, commits: dict[str, str] | None = None
-) -> Lock:
-    models = {}
-    for spec in manifest.models.values():
-        commit = (commits or {}).get(spec.id, COMMIT)
-        revision = {"whisper": "a" * 64, "spacy": "0.1.0", "huggingface": commit}[spec.family]
-        locked = tuple(LockedFile(path=p, size=n, sha256=h) for p, n, h in files[spec.id])
-        models[spec.id] = LockedModel(spec.id, spec.family, spec_fields(spec), revision, locked)
-    return Lock(models=models)
+def lock_of(manifest, files: Files = FILES, commits: dict[str, str] | None = None) -> Lock:
+    return layerlocks.lock_of(manifest, files, commits)
 
 
 def hub(repo: str) -> str:
@@ -176,23 +160,6 @@ def test_a_blob_two_entries_of_one_repo_share_is_one_layer(manifest):
 
 
 # --- the merged tree ---------------------------------------------------------------------------------------
-
-
-def layer_tree(layer: Layer, lock: Lock) -> set[str]:
-    """The files (and links) a layer of the models image holds, from the lock as the fetch steps lay them out."""
-    if layer.file is not None:
-        return set(layer.owns)
-    entry = lock.models[layer.model_id]
-    (own,) = layer.owns
-    if entry.family != "huggingface":
-        return {own if own.endswith(".pt") else f"{own}/{layer.model_id}/__init__.py"}
-    out = {f"{own}/refs/main"}
-    for f in entry.files:
-        out.add(f"{own}/snapshots/{entry.revision}/{f.path}")
-        blob = f"{own}/blobs/{f.sha256}"
-        if blob not in layer.holes:
-            out.add(blob)
-    return out
 
 
 def test_the_layers_together_are_the_models_tree_each_file_once(manifest):
