@@ -91,8 +91,10 @@ def run_layout(
         models = {v: f"{registry.host}/bench/models-{layout}:{v}" for v in ("v1", "pin")}
         try:
             _core(bench, r, ctx[LOCK_A], refs, models, repeat, verify)
-            _restore(bench, r, ctx[LOCK_A], (refs["v1"], models["v1"]))
-            _publish(bench, r, ctx[LOCK_A], refs, models, registry)
+            _restore(
+                bench, r, ctx[LOCK_A], (refs["v1"], models["v1"]),
+                then=lambda cache, env: _publish(bench, r, ctx[LOCK_A], refs, models, registry, cache, env),
+            )  # fmt: skip
             _second_app(bench, r, ctx[LOCK_SMALL], (refs["small"], models["v1"]))
             digest, _ = registry.manifest(f"bench/models-{layout}", "v1")
             on_models = models["v1"].rsplit(":", 1)[0] + "@" + digest
@@ -144,10 +146,15 @@ def _core(bench: Bench, r: LayoutResult, ctx: Context, refs, models, repeat: int
     bench.remove(refs["pin"], models["pin"])
 
 
-def _publish(bench: Bench, r: LayoutResult, ctx: Context, refs, models, registry: Registry) -> None:
+def _publish(
+    bench: Bench, r: LayoutResult, ctx: Context, refs, models, registry: Registry, cache: list[str], env: dict[str, str]
+) -> None:
     """After the restore (the engine holds the first version again): it and its models image pushed, and the pin
-    change built again (untimed: its own record went with the wipe) and pushed, for the client. In the first
-    block, the SDK's `images.load()` probed on the models image first (the disk has room for its tarball now)."""
+    change built again (untimed: its own record went with the wipe) and pushed, for the client. The pin change
+    reads the gha cache the first version was restored from (`cache`, `env`), as a CI job would: without it the
+    deps stage runs again, and a venv installed again is a new layer (new file times) that the client would
+    download and unpack on top of the pin change itself. In the first block, the SDK's `images.load()` probed on
+    the models image first (the disk has room for its tarball now)."""
     if r.layout == NEW:
         bench.wait_for_disk(int(1.2 * bench.models.total_bytes), "the SDK load probe")
         r.sdk_load = sdkprobe.load_probe(models["v1"], bench.work)
@@ -155,17 +162,24 @@ def _publish(bench: Bench, r: LayoutResult, ctx: Context, refs, models, registry
     r.warm_up |= {f"{k}, for the registry's pin change": v for k, v in bench.warm_fetch(r.epoch).items()}
     pin = bench.build(
         f"{r.layout} pin change for the registry", ctx, (refs["pin"], models["pin"]), epoch=r.epoch,
-        manifest=bench.pin_manifest,
+        manifest=bench.pin_manifest, extra=cache, env=env,
     )  # fmt: skip
     _check(pin)
     r.pushes.append(client.push(registry, refs["pin"]))
     bench.remove(refs["pin"], models["pin"])
 
 
-def _restore(bench: Bench, r: LayoutResult, ctx: Context, tags: tuple[str, str]) -> None:
+def _restore(
+    bench: Bench,
+    r: LayoutResult,
+    ctx: Context,
+    tags: tuple[str, str],
+    then: Callable[[list[str], dict[str, str]], None],
+) -> None:
     """Export the first version's build to the gha emulator (everything cached here: the export alone), wipe,
-    then the same build reading that cache only, timed. `--models-cache-mode min`: the cache keeps the model
-    layers (all a restore reads), not the fetch steps' own layers too, which halves the bytes on this disk."""
+    then the same build reading that cache only, timed; then `then(cache_args, env)` with the cache still up
+    (read-only). `--models-cache-mode min`: the cache keeps the model layers (all a restore reads), not the fetch
+    steps' own layers too, which halves the bytes on this disk."""
     from testkit.ghacache import GhaCacheServer
 
     store = ram_or(bench.work, 2 * bench.models.total_bytes) / f"modelbake-bench-gha-{bench.run_id}-{r.layout}"
@@ -186,6 +200,7 @@ def _restore(bench: Bench, r: LayoutResult, ctx: Context, tags: tuple[str, str])
         _check(r.restore)
         ran = [f"{s['build']}/{s['stage']}" for s in restore.report.get("stages", []) if s["status"] == "built"]
         r.restore.detail = "stages run: " + (", ".join(ran) or "none (every stage from the cache)")
+        then([*spec, "--cache-read-only"], env)
     finally:
         gha.stop()
         shutil.rmtree(store, ignore_errors=True)
