@@ -89,6 +89,7 @@ def run_layout(
     with Registry(bench.work / f"registry-{layout}", address=loopback_address()) as registry:
         refs = {v: f"{registry.host}/bench/app-{layout}:{v}" for v in ("v1", "small", *UPDATES)}
         models = {v: f"{registry.host}/bench/models-{layout}:{v}" for v in ("v1", "pin")}
+        bench.pulled_from.append(f"{registry.host}/bench/models-{layout}")  # its wipes prune the pulls' records
         try:
             _core(bench, r, ctx[LOCK_A], refs, models, repeat, verify)
             _restore(

@@ -82,6 +82,7 @@ class Bench:
         self.epoch = int(time.time())  # layout i builds with epoch + i: new cache keys for every model step
         self.tags: list[str] = []
         self.notes: list[str] = []
+        self.pulled_from: list[str] = []  # registry repositories of the run's own: their pulls are its records
         self.repo = build_inputs.copy_repo(work / "repo")
         self.mirror = MirrorServer(models.root).start()
         self.mirror_args = [a for f, u in sorted(self.mirror.mirrors.items()) for a in ("--mirror", f"{f}={u}")]
@@ -155,8 +156,9 @@ class Bench:
 
     @property
     def record_names(self) -> tuple[str, ...]:
-        """What only this run's build records say (bench.enginecache.own_records): its models' files and layers."""
-        return (*self.model_names, *sorted(self.model_layers))
+        """What only this run's build records say (bench.enginecache.own_records): its models' files and layers,
+        and `pulled from <its registry>/...@` (the models image an app with `--models-image` pulls)."""
+        return (*self.model_names, *sorted(self.model_layers), *(f"pulled from {r}@" for r in self.pulled_from))
 
     def fetched(self) -> int:
         return sum(r.bytes_sent for r in self.mirror.requests)
