@@ -16,9 +16,15 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 ARG MODELS_IMAGE=modelbake/models:latest
 
-# The runtime root filesystem: the base image and the app's user. It becomes ONE layer of the app.
+# The runtime root filesystem: the base image and the app's user. It becomes ONE layer of the app, the same blob
+# whenever this stage runs again on the same base (a lost cache, another app's CI): every file and directory the
+# step writes gets time 0, and useradd takes /etc/shadow's last-change day from SOURCE_DATE_EPOCH. So apps on one
+# base and one models image share this layer by digest, in a registry and on a node (tests/test_docker_layout.py).
 FROM ${BASE_IMAGE} AS base
-RUN groupadd --gid 10001 app && useradd --uid 10001 --gid 10001 --home-dir /home/app --create-home app
+RUN start="$(date +%s.%N)" \
+ && export SOURCE_DATE_EPOCH=0 \
+ && groupadd --gid 10001 app && useradd --uid 10001 --gid 10001 --home-dir /home/app --create-home app \
+ && find / -xdev -newermt "@${start}" -exec touch -h -d @0 {} +
 
 # Replaced by `--build-context wheels=DIR` (a wheelhouse holding the torch CPU wheel); empty otherwise.
 FROM scratch AS wheels

@@ -175,3 +175,28 @@ def test_a_base_bump_keeps_every_model_layers_chain_id(stack):
     n = len(stack["models"]["image"]["layers"])
     assert chain_ids(bumped)[:n] == chain_ids(other)[:n]
     assert bumped[n] != other[n]  # the base's layer changed, and everything above it
+
+
+def test_the_base_stage_run_again_gives_the_same_layer(docker_client, tmp_path):
+    """The base's root filesystem is one layer of every app: it must come out the same blob when its stage runs
+    again (a lost cache, another app's CI), or apps on one base and one models image share no base layer. Two
+    builds of the stage from nothing (`--no-cache`), seconds apart: the same diff id, and useradd took its
+    last-change day from SOURCE_DATE_EPOCH, not from the clock."""
+    run = uuid.uuid4().hex[:8]
+    tags = [f"modelbake-test/base-again:{run}-{n}" for n in (1, 2)]
+    try:
+        for tag in tags:
+            argv = ["docker", "buildx", "build", "--no-cache", "--target", "base", "--build-arg"]
+            argv += [f"BASE_IMAGE={BASE_IMAGE}", "--tag", tag, "--quiet", str(REPO)]
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+        layers = [docker_client.images.get(tag).attrs["RootFS"]["Layers"] for tag in tags]
+        base = docker_client.images.get(BASE_IMAGE).attrs["RootFS"]["Layers"]
+        assert len(layers[0]) == len(base) + 1 and layers[0][: len(base)] == base  # the user's step: one layer
+        assert layers[0] == layers[1]
+        shadow = docker_client.containers.run(tags[0], ["grep", "^app:", "/etc/shadow"], remove=True).decode()
+        # useradd took SOURCE_DATE_EPOCH=0 (it leaves the last-change day out), not the clock's day
+        assert shadow.split(":")[2] == "", shadow
+    finally:
+        for tag in tags:
+            _remove(docker_client, tag)
