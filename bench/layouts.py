@@ -35,8 +35,8 @@ from bench.scenarios import Bench, Measure, say, stages_run
 
 UPDATES = ("base", "deps", "pin")  # the new versions a client pulls, in this order
 UPDATE_LABELS = {
-    "base": "base-image bump",
-    "deps": "dependency bump",
+    "base": "a base-image bump",
+    "deps": "a dependency bump",
     "pin": "one model's pin change",
 }
 

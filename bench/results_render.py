@@ -84,7 +84,7 @@ def main_table(o: Outcome) -> list[str]:
     )
     for update in UPDATES:
         row(
-            f"client: pull after a {UPDATE_LABELS[update]}",
+            f"client: pull after {UPDATE_LABELS[update]}",
             lambda r, u=update: _pull(r.pulls.get(u)),
             lambda r, u=update: r.pulls[u].wall if r and u in r.pulls else 0,
         )
