@@ -133,9 +133,10 @@ demo-local: setup
 	command -v espeak-ng >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng)
 	$(BIN)/python -m testkit.demo --no-docker
 
-# Naive Dockerfile vs modelbake at real model sizes, through the local mirror at 100 MB/s: writes
-# bench/results.md and bench/results.png (about 25 min on 2 cores); bench-quick: the key scenarios at full
-# size in minutes (bench/results-quick.md). Both need the engine and the base image; the chart needs matplotlib.
+# The old layer order against the new (and a naive Dockerfile) at real model sizes, through the local mirror at
+# 100 MB/s: writes bench/results.md, bench/results.png and the README's block (82 min on 2 cores, 50 of them
+# waits for the engine's garbage collection); bench-quick: the same scenarios with fewer repetitions
+# (bench/results-quick.md). Both need the engine and the base image; the chart needs matplotlib.
 bench: setup engine base-image
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python -m bench
