@@ -114,6 +114,28 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+class SignerClock:
+    """The gha emulator's URL signer's clock, moved by the test (`now += seconds`) instead of waited on."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def signer_clock(monkeypatch) -> SignerClock:
+    """A clock the test moves, standing in for `time` in testkit.ghacache.blobs (which signs and checks URLs)."""
+    from testkit.ghacache import blobs
+
+    clock = SignerClock()
+    monkeypatch.setattr(blobs, "time", clock)
+    return clock
+
+
 @pytest.fixture(scope="session")
 def tiny_tree(tmp_path_factory):
     """Tiny real models (random weights, real layouts) laid out as a mirror tree, generated once a session."""

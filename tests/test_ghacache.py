@@ -184,24 +184,14 @@ def test_expired_urls_answer_403_and_a_fresh_lookup_works(gha):
     assert download(fresh).content == b"payload"
 
 
-def test_short_lived_urls_expire_by_themselves(tmp_path, monkeypatch):
+def test_short_lived_urls_expire_by_themselves(tmp_path, signer_clock):
     """A URL signed for 0.5 s answers 403 one second later: on a clock the test moves (the signer's `time`)."""
-    from testkit.ghacache import blobs
-
-    class Clock:
-        now = time.time()
-
-        def time(self) -> float:
-            return self.now
-
-    clock = Clock()
-    monkeypatch.setattr(blobs, "time", clock)
     with GhaCacheServer(tmp_path / "gha", url_ttl=0.5) as gha:
         save(gha, "k", b"x")
         url = lookup(gha, "k").json()["signed_download_url"]
-        clock.now += 0.4
+        signer_clock.now += 0.4
         assert download(url).status_code == 200
-        clock.now += 0.6
+        signer_clock.now += 0.6
         r = download(url)
         assert r.status_code == 403 and r.headers["x-ms-error-code"] == "AuthenticationFailed"
 

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from xml.etree import ElementTree
 
 import httpx
@@ -112,24 +111,14 @@ def test_throttled_twirp_calls_are_429_resource_exhausted_with_retry_after(gha):
     ]
 
 
-def test_url_ttl_expires_urls_issued_while_it_is_set(gha, monkeypatch):
+def test_url_ttl_expires_urls_issued_while_it_is_set(gha, signer_clock):
     """URLs live `url_ttl` seconds from their issue, on a clock the test moves (the signer's `time`)."""
-    from testkit.ghacache import blobs
-
-    class Clock:
-        now = time.time()
-
-        def time(self) -> float:
-            return self.now
-
-    clock = Clock()
-    monkeypatch.setattr(blobs, "time", clock)
     long_lived = url_of(gha, "k1")  # issued before the fault: the server's own hour
     gha.faults.url_ttl = 5
     short = url_of(gha, "k1")
-    clock.now += 4
+    signer_clock.now += 4
     assert download(short).status_code == 200
-    clock.now += 2
+    signer_clock.now += 2
     expired = download(short)
     assert expired.status_code == 403
     error = azure_error(expired)
