@@ -18,11 +18,14 @@ import json
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from conftest import BASE_IMAGE, CA_BUNDLE, REPO, mirror_args, unavailable, wheelhouse_args
+from modelbake.image.bake import BuildSpec
+from testkit.buildx import run_build
 from testkit.checkout import copy_checkout
 
 pytestmark = pytest.mark.docker
@@ -186,10 +189,8 @@ def test_the_base_stage_run_again_gives_the_same_layer(docker_client, tmp_path):
     tags = [f"modelbake-test/base-again:{run}-{n}" for n in (1, 2)]
     try:
         for tag in tags:
-            argv = ["docker", "buildx", "build", "--no-cache", "--target", "base", "--build-arg"]
-            argv += [f"BASE_IMAGE={BASE_IMAGE}", "--tag", tag, "--quiet", str(REPO)]
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-            assert proc.returncode == 0, proc.stderr[-2000:]
+            spec = BuildSpec(context=REPO, dockerfile=REPO / "Dockerfile", target="base", tags=[tag], no_cache=True)
+            run_build(replace(spec, build_args={"BASE_IMAGE": BASE_IMAGE}), name="base")
         layers = [docker_client.images.get(tag).attrs["RootFS"]["Layers"] for tag in tags]
         base = docker_client.images.get(BASE_IMAGE).attrs["RootFS"]["Layers"]
         assert len(layers[0]) == len(base) + 1 and layers[0][: len(base)] == base  # the user's step: one layer
